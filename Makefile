@@ -1,0 +1,38 @@
+# labkit build, test and benchmark entry points. `make` builds the static labinit.
+SHELL := /bin/bash
+MUSL_TARGET := x86_64-unknown-linux-musl
+DIST := dist
+
+.PHONY: all labinit labkit test bench clean
+
+all: labinit labkit
+
+# Static, stripped labinit: musl through rustup, else glibc with +crt-static.
+labinit:
+	@mkdir -p $(DIST)
+	@if rustup target list --installed 2>/dev/null | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET) >/dev/null 2>&1; then \
+	  cargo build --release --locked --no-default-features --bin labinit --target $(MUSL_TARGET) && \
+	  cp target/$(MUSL_TARGET)/release/labinit $(DIST)/labinit; \
+	else \
+	  echo "make: musl target unavailable; building a glibc static labinit instead" >&2; \
+	  RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --no-default-features --bin labinit --target x86_64-unknown-linux-gnu && \
+	  cp target/x86_64-unknown-linux-gnu/release/labinit $(DIST)/labinit; \
+	fi
+	@file $(DIST)/labinit
+	@ls -l $(DIST)/labinit
+
+labkit:
+	@mkdir -p $(DIST)
+	cargo build --release --locked --bin labkit
+	cp target/release/labkit $(DIST)/labkit
+
+# The one test command (README, .ci/run): static build first, the tests use it.
+test: labinit
+	LABKIT_TEST_LABINIT=$(CURDIR)/$(DIST)/labinit cargo test --locked -- --test-threads=2
+
+bench: labinit
+	cargo run --release --locked --bin labinit-bench 2>/dev/null || bash tests/bench/run.sh
+
+clean:
+	cargo clean
+	rm -rf $(DIST)

@@ -1,0 +1,3 @@
+fn main() {
+    println!("labinit {}", env!("CARGO_PKG_VERSION"));
+}
