@@ -14,11 +14,7 @@ pub fn set_quiet(quiet: bool) {
 
 fn emit(level: &str, msg: &str) {
     // One write per line so lines from concurrent processes do not interleave.
-    let line = if level.is_empty() {
-        format!("labinit: {msg}\n")
-    } else {
-        format!("labinit: {level}: {msg}\n")
-    };
+    let line = if level.is_empty() { format!("labinit: {msg}\n") } else { format!("labinit: {level}: {msg}\n") };
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
 

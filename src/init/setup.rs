@@ -6,7 +6,18 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use crate::init::exit::Fatal;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+
+use nix::libc;
+
+use crate::init::accounts::Table;
+use crate::init::config::{AccountRequest, SetupConfig, Who};
+use crate::init::exit::{self, Fatal};
+use crate::init::files::{self, Root, Written};
+use crate::init::provision::{self, Note, Request};
+use crate::init::steps::{self, StepOptions};
+use crate::init::{home, log, sudo};
 
 /// Who the job runs as, fully resolved from the account files (never NSS).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +61,276 @@ pub fn pending_signal() -> Option<i32> {
 /// `root` prefixes every file path (`/` in production, a temp dir in tests);
 /// `env` is the container's environment.
 pub fn setup(root: &Path, env: &[(String, String)]) -> Result<SetupOutcome, Fatal> {
-    let _ = (root, env);
-    Ok(SetupOutcome::default())
+    let cfg = SetupConfig::from_env(env)?;
+    log::set_quiet(cfg.quiet);
+    let root = Root::new(root);
+    let guard = SignalGuard::install();
+    let identity = account(&root, &cfg)?;
+    if let Some(sig) = pending_signal() {
+        return Err(Fatal::with_code(exit::SIGNAL_BASE + sig, format!("setup stopped by signal {sig}")));
+    }
+    let exports = run_steps(&root, &cfg, env, identity.as_ref())?;
+    drop(guard);
+    Ok(SetupOutcome { identity, exports })
+}
+
+/// Days since the epoch (shadow's `lastchg` unit).
+fn today() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86400).unwrap_or(0)
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `LABKIT_SHELL` if executable, else bash if present, else sh.
+pub fn choose_shell(root: &Root, wanted: Option<&str>) -> String {
+    if let Some(s) = wanted {
+        if is_executable(&root.path(s)) {
+            return s.to_owned();
+        }
+        log::warn(format!("LABKIT_SHELL={s} is not an executable file in this image; using the default shell"));
+    }
+    for s in ["/bin/bash", "/usr/bin/bash"] {
+        if is_executable(&root.path(s)) {
+            return s.to_owned();
+        }
+    }
+    "/bin/sh".to_owned()
+}
+
+fn log_notes(notes: &[Note]) {
+    for n in notes {
+        match n {
+            Note::Info(m) => log::info(m),
+            Note::Warn(m) => log::warn(m),
+        }
+    }
+}
+
+/// Whether a write error means "this /etc cannot be changed here" (read-only
+/// root, missing capabilities) rather than a real failure.
+fn is_unwritable(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM))
+}
+
+/// Create or converge the account; returns the identity the job runs as.
+fn account(root: &Root, cfg: &SetupConfig) -> Result<Option<Identity>, Fatal> {
+    let req = match &cfg.who {
+        Who::Current => {
+            log::info(format!(
+                "no CLUSTER_* variables set: the job runs as the image's user (uid {}); set CLUSTER_USER, CLUSTER_USER_ID, CLUSTER_GROUP_NAME and CLUSTER_GROUP_ID to run as your cluster account",
+                nix::unistd::geteuid()
+            ));
+            return Ok(None);
+        }
+        Who::Root => {
+            log::info("CLUSTER_USER=root: the job runs as root; no account is created");
+            return Ok(None);
+        }
+        Who::User(req) => req,
+    };
+    let euid = nix::unistd::geteuid().as_raw();
+    if euid != 0 {
+        restricted_start(euid, req);
+        return Ok(None);
+    }
+    let home = format!("/home/{}", req.user);
+    let shell = choose_shell(root, cfg.shell.as_deref());
+    let db =
+        files::load(root).map_err(|e| Fatal::config(format!("{e}; the account for {} cannot be set up", req.user)))?;
+    let request = Request {
+        user: req.user.clone(),
+        uid: req.uid,
+        group: req.group.clone(),
+        gid: req.gid,
+        home: home.clone(),
+        shell: shell.clone(),
+        extra_groups: cfg.extra_groups.clone(),
+        today: today(),
+    };
+    let plan = provision::plan(&db, &request);
+    let changed = files::changed(&db, &plan.db);
+    let mut writable = true;
+    if !changed.is_empty() {
+        match write_tables(root, &changed) {
+            Ok(()) => log_notes(&plan.notes),
+            Err(e) if is_unwritable(&e) => {
+                writable = false;
+                log::warn(format!(
+                    "{e}: user {} (uid {}) is not in the account files, so whoami, ssh, su and sudo will not know it; the job still runs as uid {} gid {} with HOME={home}",
+                    req.user, req.uid, req.uid, req.gid
+                ));
+            }
+            Err(e) => return Err(Fatal::config(format!("{e}; the account for {} was not set up", req.user))),
+        }
+    } else {
+        log::info(format!(
+            "user {} (uid {}, gid {}) already set up; account files unchanged",
+            req.user, req.uid, req.gid
+        ));
+    }
+    match home::ensure(root, &home, req.uid, req.gid) {
+        Ok((_, notes)) => log_notes(&notes),
+        Err(e) => log::warn(format!("{e}; the job starts without a usable home")),
+    }
+    if writable {
+        let path = std::env::var("PATH").ok();
+        match sudo::apply(root, req.uid, cfg.sudo, path.as_deref()) {
+            Ok(notes) => log_notes(&notes),
+            Err(e) => log::warn(format!("sudo was not granted: {e}")),
+        }
+    } else {
+        log::warn("sudo was not granted: the account files could not be written");
+    }
+    let final_db = if writable { &plan.db } else { &db };
+    let inherited: Vec<u32> =
+        nix::unistd::getgroups().map(|g| g.iter().map(|g| g.as_raw()).collect()).unwrap_or_default();
+    let groups = provision::supplementary_groups(final_db, &req.user, req.gid, &inherited);
+    Ok(Some(Identity {
+        name: req.user.clone(),
+        uid: req.uid,
+        gid: req.gid,
+        groups,
+        home: home.into(),
+        shell: shell.into(),
+    }))
+}
+
+/// Write the changed tables under the account lock, in write order.
+fn write_tables(root: &Root, tables: &[&Table]) -> io::Result<()> {
+    let _lock = files::lock(root, std::time::Duration::from_secs(15))?;
+    for t in tables {
+        let kind = t.kind();
+        match files::replace(root, kind.path(), &t.render(), files::default_mode(kind))? {
+            Written::Atomic => {}
+            Written::InPlace => {
+                log::warn(format!("{} is a mount point; rewrote it in place (not atomic)", kind.path()))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Started as non-root (`--user`, `runAsUser`): nothing that needs root can
+/// happen; say so once per thing.
+fn restricted_start(euid: u32, req: &AccountRequest) {
+    log::warn(format!(
+        "started as uid {euid}, not root: user {} (uid {}) and group {} (gid {}) cannot be created, and no sudo is granted",
+        req.user, req.uid, req.group, req.gid
+    ));
+    if euid != req.uid {
+        log::warn(format!(
+            "the job runs as uid {euid}, not CLUSTER_USER_ID={}: files it writes on shared volumes will be owned by uid {euid}",
+            req.uid
+        ));
+    }
+    log::warn(format!("setup steps run as uid {euid}, not root"));
+}
+
+fn run_steps(
+    root: &Root,
+    cfg: &SetupConfig,
+    env: &[(String, String)],
+    identity: Option<&Identity>,
+) -> Result<Vec<(String, String)>, Fatal> {
+    let dir = root.path(&cfg.steps_dir);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let env_file = env_file_path(root);
+    if let Some(parent) = env_file.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let _ = std::fs::remove_file(&env_file);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&env_file)
+        .map_err(|e| Fatal::config(format!("cannot create the LABKIT_ENV file {}: {e}", env_file.display())))?;
+    let (user, uid, gid, home) = match identity {
+        Some(i) => (i.name.clone(), i.uid, i.gid, i.home.display().to_string()),
+        None => (
+            env.iter().find(|(k, _)| k == "USER").map(|(_, v)| v.clone()).unwrap_or_default(),
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+            env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| v.clone()).unwrap_or_else(|| "/".into()),
+        ),
+    };
+    let mut step_env: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(k.as_str(), "LABKIT_USER" | "LABKIT_UID" | "LABKIT_GID" | "LABKIT_HOME" | "LABKIT_ENV")
+        })
+        .cloned()
+        .collect();
+    step_env.push(("LABKIT_USER".into(), user));
+    step_env.push(("LABKIT_UID".into(), uid.to_string()));
+    step_env.push(("LABKIT_GID".into(), gid.to_string()));
+    step_env.push(("LABKIT_HOME".into(), home));
+    step_env.push(("LABKIT_ENV".into(), env_file.display().to_string()));
+    let shell = root.path(choose_shell(root, None));
+    let opts = StepOptions {
+        dir,
+        abort_on_failure: cfg.step_abort,
+        warn_after: cfg.step_warn,
+        env_file: env_file.clone(),
+        env: step_env,
+        shell,
+    };
+    let result = steps::run_all(&opts, &pending_signal);
+    let _ = std::fs::remove_file(&env_file);
+    result
+}
+
+/// Where steps append their exports: under `/run/labkit` when writable, else
+/// the temp directory (non-root starts).
+fn env_file_path(root: &Root) -> PathBuf {
+    let run = root.path("/run/labkit");
+    if std::fs::create_dir_all(&run).is_ok() && nix::unistd::access(&run, nix::unistd::AccessFlags::W_OK).is_ok() {
+        return run.join("step-env");
+    }
+    std::env::temp_dir().join(format!("labkit-step-env.{}", std::process::id()))
+}
+
+/// Handlers for TERM/INT/HUP/QUIT while setup runs: as PID 1 a signal without
+/// a handler is silently dropped by the kernel, and the legacy ignored them.
+/// The handler records the signal and passes it to the running step's group.
+struct SignalGuard {
+    ids: Vec<signal_hook::SigId>,
+}
+
+const SETUP_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+
+impl SignalGuard {
+    fn install() -> SignalGuard {
+        let mut ids = Vec::new();
+        for sig in SETUP_SIGNALS {
+            // SAFETY: the action only stores to atomics and calls kill(2),
+            // both async-signal-safe.
+            let id = unsafe {
+                signal_hook::low_level::register(sig, move || {
+                    PENDING_SIGNAL.store(sig, Ordering::SeqCst);
+                    let pg = steps::CURRENT_STEP_PGID.load(Ordering::SeqCst);
+                    if pg > 0 {
+                        libc::kill(-pg, sig);
+                    }
+                })
+            };
+            if let Ok(id) = id {
+                ids.push(id);
+            }
+        }
+        SignalGuard { ids }
+    }
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
 }
