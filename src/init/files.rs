@@ -51,7 +51,17 @@ impl Root {
 
 /// Read one account file; `Ok(None)` when it does not exist.
 fn read_optional(root: &Root, kind: Kind) -> io::Result<Option<Table>> {
-    match fs::read(root.path(kind.path())) {
+    let path = root.path(kind.path());
+    if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is a symbolic link; refusing to write through it (replace it with a regular file)",
+                kind.path()
+            ),
+        ));
+    }
+    match fs::read(&path) {
         Ok(data) => Ok(Some(Table::parse(kind, &data))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io::Error::new(e.kind(), format!("cannot read {}: {e}", kind.path()))),
