@@ -2,8 +2,11 @@
 SHELL := /bin/bash
 MUSL_TARGET := x86_64-unknown-linux-musl
 DIST := dist
+# Throwaway roots for tests and benchmarks live outside the clone and are reused.
+CACHE ?= /var/cache/labkit
+DEBIAN_ROOT := $(CACHE)/debian-12-root
 
-.PHONY: all labinit labkit test bench clean
+.PHONY: all labinit labkit test bench clean debian-root
 
 all: labinit labkit
 
@@ -26,9 +29,13 @@ labkit:
 	cargo build --release --locked --bin labkit
 	cp target/release/labkit $(DIST)/labkit
 
+debian-root:
+	tests/tools/debian-root.sh $(DEBIAN_ROOT)
+
 # The one test command (README, .ci/run): static build first, the tests use it.
-test: labinit
-	LABKIT_TEST_LABINIT=$(CURDIR)/$(DIST)/labinit cargo test --locked -- --test-threads=2
+test: labinit debian-root
+	LABKIT_TEST_LABINIT=$(CURDIR)/$(DIST)/labinit LABKIT_TEST_DEBIAN_ROOT=$(DEBIAN_ROOT) \
+	  cargo test --locked -- --test-threads=2
 
 bench: labinit
 	cargo run --release --locked --bin labinit-bench 2>/dev/null || bash tests/bench/run.sh

@@ -1,0 +1,99 @@
+//! The account labinit writes, judged by the distribution's own tools: after
+//! setup in a copy of a debootstrapped Debian 12 root, `id`, `su`, `sudo` and
+//! `visudo -c` inside a chroot (in a private mount namespace) all behave.
+//! The root comes from `make debian-root` (LABKIT_TEST_DEBIAN_ROOT).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use labkit::init::setup::setup;
+
+fn debian_root() -> PathBuf {
+    let p = std::env::var_os("LABKIT_TEST_DEBIAN_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/labkit/debian-12-root"));
+    assert!(p.join(".complete").exists(), "no Debian root at {}; run `make debian-root`", p.display());
+    p
+}
+
+/// A private copy of the Debian root.
+fn copy_root() -> common::TempDir {
+    let t = common::TempDir::new("debian-root");
+    let st = Command::new("cp").arg("-a").arg(format!("{}/.", debian_root().display())).arg(t.path()).status().unwrap();
+    assert!(st.success());
+    t
+}
+
+/// Run `script` in a private mount namespace with /dev and /proc mounted in
+/// the root (so PAM and sudo work); the mounts vanish with the namespace.
+fn in_chroot(root: &common::TempDir, script: &str) -> (i32, String) {
+    let r = root.path().display();
+    let full = format!("mount --rbind /dev {r}/dev && mount -t proc proc {r}/proc && {script}");
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &full])
+        .env("ROOT", root.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn debian_tools_accept_the_account() {
+    let root = copy_root();
+    // Negative control: before setup the tools do not know alice.
+    let (code, _) = in_chroot(&root, "chroot \"$ROOT\" id alice");
+    assert_ne!(code, 0);
+
+    let out = setup(root.path(), &common::alice_env()).unwrap();
+    assert_eq!(out.identity.unwrap().uid, 123456);
+
+    let (code, text) = in_chroot(&root, "chroot \"$ROOT\" id alice");
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(text.trim(), "uid=123456(alice) gid=11166(CVLAB-unit) groups=11166(CVLAB-unit)");
+
+    let (code, text) = in_chroot(&root, "chroot \"$ROOT\" su alice -c 'id -u; echo $HOME'");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("123456\n/home/alice\n"), "{text}");
+
+    let (code, text) = in_chroot(&root, "chroot \"$ROOT\" sudo -u alice sudo -n id -u 2>/dev/null");
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(text.trim(), "0");
+
+    let (code, text) = in_chroot(&root, "chroot \"$ROOT\" visudo -c");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("/etc/sudoers.d/labkit: parsed OK"), "{text}");
+
+    // Root keeps its own sudo (the legacy replaced /etc/sudoers and lost it).
+    let (code, text) = in_chroot(&root, "chroot \"$ROOT\" sudo -n true 2>&1");
+    assert_eq!(code, 0, "{text}");
+}
+
+#[test]
+fn without_sudo_grant_the_user_cannot_become_root() {
+    let root = copy_root();
+    let mut env = common::alice_env();
+    env.push(("LABKIT_SUDO".into(), "0".into()));
+    setup(root.path(), &env).unwrap();
+    let (code, _) = in_chroot(&root, "chroot \"$ROOT\" sudo -u alice sudo -n id -u 2>/dev/null");
+    assert_ne!(code, 0);
+    let (code, _) = in_chroot(&root, "chroot \"$ROOT\" id alice");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn shadow_tools_see_consistent_files() {
+    let root = copy_root();
+    setup(root.path(), &common::cluster_env("alice", "1000", "users", "100")).unwrap();
+    // pwck/grpck in read-only mode. The stock image already draws complaints
+    // about missing system homes (/var/www…); nothing may concern our entries.
+    let (_, text) = in_chroot(&root, "chroot \"$ROOT\" pwck -r; chroot \"$ROOT\" grpck -r");
+    assert!(text.contains("/var/www"), "pwck ran: {text}");
+    for bad in ["alice", "users", "no matching", "duplicate", "invalid"] {
+        assert!(!text.contains(bad), "{bad}: {text}");
+    }
+    let (code, text) = in_chroot(&root, "chroot \"$ROOT\" id alice");
+    assert_eq!((code, text.trim()), (0, "uid=1000(alice) gid=100(users) groups=100(users)"));
+}
