@@ -37,8 +37,9 @@ test: labinit debian-root
 	LABKIT_TEST_LABINIT=$(CURDIR)/$(DIST)/labinit LABKIT_TEST_DEBIAN_ROOT=$(DEBIAN_ROOT) \
 	  cargo test --locked -- --test-threads=2
 
-bench: labinit
-	cargo run --release --locked --bin labinit-bench 2>/dev/null || bash tests/bench/run.sh
+# Benchmarks against the legacy scripts and other inits (needs hyperfine).
+bench: labinit debian-root
+	tests/bench/run.sh $(DIST)/labinit $(DEBIAN_ROOT)
 
 clean:
 	cargo clean

@@ -13,3 +13,4 @@ pub mod setup;
 pub mod steps;
 pub mod sudo;
 pub mod validate;
+pub mod idle;

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Provisioning cost (user + group + home + sudo): `labinit setup` against the
+# legacy user step (groupadd, useradd, chpasswd, usermod, sudoers), both in the
+# same throwaway copy of a Debian 12 root, restored before every run. Reports
+# medians over many runs, each minus a bare `chroot ROOT /bin/true`, and the
+# ratio. Usage: provision.sh LABINIT DEBIAN_ROOT [RUNS]
+set -euo pipefail
+labinit=${1:?labinit binary}; debroot=${2:?debian root}; runs=${3:-60}
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d /tmp/labkit-bench-provision.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+R=$work/root
+cp -a "$debroot/." "$R"
+install -D -m 0755 "$labinit" "$R/opt/lab/labinit"
+install -D -m 0755 "$here/../legacy/setup_steps/10_cluster_user.sh" "$R/opt/legacy/10_cluster_user.sh"
+cp -a "$R/etc" "$work/etc.pristine"
+cat > "$work/restore" <<RESTORE
+#!/bin/sh
+rm -rf "$R/etc" "$R/home/alice" && cp -a "$work/etc.pristine" "$R/etc"
+RESTORE
+chmod +x "$work/restore"
+export CLUSTER_USER=alice CLUSTER_USER_ID=123456 CLUSTER_GROUP_NAME=CVLAB-unit CLUSTER_GROUP_ID=11166
+export LABKIT_QUIET=1 LABKIT_STEPS_DIR=/nonexistent
+hyperfine -N --style none --runs "$runs" --warmup 3 --prepare "$work/restore" \
+    --export-json "$work/provision.json" \
+    -n bare "chroot $R /bin/true" \
+    -n labinit "chroot $R /opt/lab/labinit setup" \
+    -n legacy "chroot $R /bin/bash /opt/legacy/10_cluster_user.sh" >/dev/null 2>&1
+# Sanity: the last labinit/legacy runs really created the user.
+"$work/restore"; chroot "$R" /opt/lab/labinit setup
+chroot "$R" id alice | grep -q 'uid=123456(alice) gid=11166(CVLAB-unit)' || { echo "bench: labinit did not create alice" >&2; exit 1; }
+python3 "$here/summarize.py" "$work/provision.json" "Provisioning (user + group + home + sudo), $runs runs" bare labinit legacy
