@@ -153,80 +153,158 @@ pub fn temp_path(path: &Path) -> PathBuf {
     sibling(path, ".labkit-tmp", true)
 }
 
-/// Create a file with exactly `mode`, `uid`, `gid` and `data`, fsynced.
-/// Refuses to follow a symlink and refuses an existing file (O_EXCL).
-fn create_exact(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> io::Result<()> {
+/// Create a file with exactly `mode`, `uid`, `gid` and `data` (not yet
+/// synced: the caller flushes every temp file at once). Refuses to follow a
+/// symlink and refuses an existing file (O_EXCL).
+fn create_exact(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> io::Result<File> {
     let mut f =
         OpenOptions::new().write(true).create_new(true).mode(0o000).custom_flags(libc_o_nofollow()).open(path)?;
     std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
     f.set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
     f.write_all(data)?;
-    f.sync_all()
+    Ok(f)
 }
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Replace the file at container path `container_path` with `data`, keeping its
-/// owner and mode (or `default_mode`, root-owned, if it does not exist yet).
-pub fn replace(root: &Root, container_path: &str, data: &[u8], default_mode: u32) -> io::Result<Written> {
+/// Make every temp file durable before any rename. `syncfs` would be one
+/// call, but it also flushes whatever else is dirty on the file system
+/// (measured: 55-120 ms right after a root was unpacked).
+fn flush_fs(files: &[File]) -> io::Result<()> {
+    files.iter().try_for_each(File::sync_all)
+}
+
+/// One file to replace: its container path, new content, and the mode to use
+/// if it does not exist yet (root-owned).
+pub struct Update<'a> {
+    pub path: &'a str,
+    pub data: &'a [u8],
+    pub default_mode: u32,
+}
+
+struct Staged {
+    path: PathBuf,
+    tmp: PathBuf,
+}
+
+/// Replace several files as one batch, in the given order: each gets a
+/// `<file>-` backup and a temp file beside it with the original's owner and
+/// mode; all temps are flushed together, then renamed in order, then each
+/// directory is synced once. No temp file survives an error.
+pub fn replace_all(root: &Root, updates: &[Update]) -> io::Result<Vec<Written>> {
+    let mut staged: Vec<Staged> = Vec::new();
+    let mut handles = Vec::new();
+    let cleanup = |staged: &[Staged]| {
+        for s in staged {
+            let _ = fs::remove_file(&s.tmp);
+        }
+    };
+    for u in updates {
+        match stage(root, u) {
+            Ok((st, f)) => {
+                staged.push(st);
+                handles.push(f);
+            }
+            Err(e) => {
+                cleanup(&staged);
+                return Err(e);
+            }
+        }
+    }
+    if let Err(e) = flush_fs(&handles) {
+        cleanup(&staged);
+        return Err(io::Error::new(e.kind(), format!("cannot flush the new account files: {e}")));
+    }
+    drop(handles);
+    let mut written = Vec::new();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for (i, (s, u)) in staged.iter().zip(updates).enumerate() {
+        let ctx = |e: io::Error, what: &str| io::Error::new(e.kind(), format!("{what} {}: {e}", u.path));
+        match fs::rename(&s.tmp, &s.path) {
+            Ok(()) => written.push(Written::Atomic),
+            Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EBUSY) | Some(nix::libc::EXDEV)) => {
+                let _ = fs::remove_file(&s.tmp);
+                if let Err(e) = rewrite_in_place(&s.path, u.data) {
+                    cleanup(&staged[i + 1..]);
+                    return Err(ctx(e, "cannot rewrite in place"));
+                }
+                written.push(Written::InPlace);
+            }
+            Err(e) => {
+                cleanup(&staged[i..]);
+                return Err(ctx(e, "cannot replace"));
+            }
+        }
+        if let Some(d) = s.path.parent() {
+            if !dirs.iter().any(|x| x == d) {
+                dirs.push(d.to_path_buf());
+            }
+        }
+    }
+    for d in dirs {
+        fsync_dir(&d).map_err(|e| io::Error::new(e.kind(), format!("cannot sync {}: {e}", d.display())))?;
+    }
+    Ok(written)
+}
+
+/// Back up the current file and write the temp file for one update.
+fn stage(root: &Root, u: &Update) -> io::Result<(Staged, File)> {
+    let container_path = u.path;
     let path = root.path(container_path);
     let ctx = |e: io::Error, what: &str| io::Error::new(e.kind(), format!("{what} {container_path}: {e}"));
     let (mode, uid, gid, exists) = match fs::symlink_metadata(&path) {
-        Ok(m) if m.file_type().is_symlink() => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
+        Ok(m) if m.file_type().is_symlink() => return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
                 "{container_path} is a symbolic link; refusing to write through it (replace it with a regular file)"
             ),
-            ))
-        }
+        )),
         Ok(m) if !m.file_type().is_file() => {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{container_path} is not a regular file")))
         }
         Ok(m) => (m.mode() & 0o7777, m.uid(), m.gid(), true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => (default_mode, 0, 0, false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => (u.default_mode, 0, 0, false),
         Err(e) => return Err(ctx(e, "cannot inspect")),
     };
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
-
     if exists {
-        // Backup `<file>-` like shadow-utils, with the same owner and mode. A
-        // failed backup is not fatal for the update itself.
-        let backup = sibling(&path, "-", false);
+        // Backup `<file>-` like shadow-utils, same owner and mode. It is never
+        // read back, so it is written directly and not synced; a failed backup
+        // does not stop the update.
         if let Ok(old) = fs::read(&path) {
-            let tmp = temp_path(&backup);
-            let _ = fs::remove_file(&tmp);
-            let ok = create_exact(&tmp, &old, mode, uid, gid).and_then(|_| fs::rename(&tmp, &backup));
-            if ok.is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
+            let _ = write_backup(&sibling(&path, "-", false), &old, mode, uid, gid);
         }
     }
-
     let tmp = temp_path(&path);
     // A leftover from a run that was killed mid-write: ours, safe to remove.
     let _ = fs::remove_file(&tmp);
-    if let Err(e) = create_exact(&tmp, data, mode, uid, gid) {
-        let _ = fs::remove_file(&tmp);
-        return Err(ctx(e, "cannot write a temporary file beside"));
-    }
-    match fs::rename(&tmp, &path) {
-        Ok(()) => {
-            fsync_dir(&dir).map_err(|e| ctx(e, "cannot sync the directory of"))?;
-            Ok(Written::Atomic)
-        }
-        Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EBUSY) | Some(nix::libc::EXDEV)) => {
-            let _ = fs::remove_file(&tmp);
-            rewrite_in_place(&path, data).map_err(|e| ctx(e, "cannot rewrite in place"))?;
-            Ok(Written::InPlace)
-        }
+    match create_exact(&tmp, u.data, mode, uid, gid) {
+        Ok(f) => Ok((Staged { path, tmp }, f)),
         Err(e) => {
             let _ = fs::remove_file(&tmp);
-            Err(ctx(e, "cannot replace"))
+            Err(ctx(e, "cannot write a temporary file beside"))
         }
     }
+}
+
+fn write_backup(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o000)
+        .custom_flags(libc_o_nofollow())
+        .open(path)?;
+    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    f.write_all(data)
+}
+
+/// Replace one file (see [`replace_all`]).
+pub fn replace(root: &Root, container_path: &str, data: &[u8], default_mode: u32) -> io::Result<Written> {
+    let mut w = replace_all(root, &[Update { path: container_path, data, default_mode }])?;
+    Ok(w.pop().unwrap_or(Written::Atomic))
 }
 
 /// Same inode, new content: write, truncate to length, fsync.

@@ -11,10 +11,10 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use nix::libc;
 
-use crate::init::accounts::Table;
+use crate::init::accounts::{Kind, Table};
 use crate::init::config::{AccountRequest, SetupConfig, Who};
 use crate::init::exit::{self, Fatal};
-use crate::init::files::{self, Root, Written};
+use crate::init::files::{self, Root, Update, Written};
 use crate::init::provision::{self, Note, Request};
 use crate::init::steps::{self, StepOptions};
 use crate::init::{home, log, sudo};
@@ -112,7 +112,8 @@ fn log_notes(notes: &[Note]) {
 /// Whether a write error means "this /etc cannot be changed here" (read-only
 /// root, missing capabilities) rather than a real failure.
 fn is_unwritable(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM))
+    // Our errors carry context, so match on the kind (errno is not kept).
+    matches!(e.kind(), io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied)
 }
 
 /// Create or converge the account; returns the identity the job runs as.
@@ -201,13 +202,14 @@ fn account(root: &Root, cfg: &SetupConfig) -> Result<Option<Identity>, Fatal> {
 /// Write the changed tables under the account lock, in write order.
 fn write_tables(root: &Root, tables: &[&Table]) -> io::Result<()> {
     let _lock = files::lock(root, std::time::Duration::from_secs(15))?;
-    for t in tables {
-        let kind = t.kind();
-        match files::replace(root, kind.path(), &t.render(), files::default_mode(kind))? {
-            Written::Atomic => {}
-            Written::InPlace => {
-                log::warn(format!("{} is a mount point; rewrote it in place (not atomic)", kind.path()))
-            }
+    let rendered: Vec<(Kind, Vec<u8>)> = tables.iter().map(|t| (t.kind(), t.render())).collect();
+    let updates: Vec<Update> = rendered
+        .iter()
+        .map(|(kind, data)| Update { path: kind.path(), data, default_mode: files::default_mode(*kind) })
+        .collect();
+    for (written, (kind, _)) in files::replace_all(root, &updates)?.iter().zip(&rendered) {
+        if *written == Written::InPlace {
+            log::warn(format!("{} is a mount point; rewrote it in place (not atomic)", kind.path()));
         }
     }
     Ok(())
