@@ -241,3 +241,16 @@ fn account_lock_makes_setup_wait_for_a_concurrent_account_tool() {
     assert!(released.exists(), "setup finished only after the holder released the lock");
     assert!(mtime_ns(&root.join("etc/passwd")) >= mtime_ns(&released));
 }
+
+#[test]
+fn shell_sees_the_same_identity_and_exports_as_the_job() {
+    let root = common::fixture_root("debian-12");
+    write_step(&root, "10_export", "#!/bin/sh\necho CONDA=/opt/conda >> \"$LABKIT_ENV\"\n", 0o755);
+    let out = setup(root.path(), &common::alice_env()).unwrap();
+    let resolved = labkit::init::setup::resolve_identity(root.path(), &common::alice_env()).unwrap();
+    assert_eq!(resolved, out.identity);
+    assert_eq!(labkit::init::setup::load_exports(root.path()), out.exports);
+    assert_eq!(out.exports, vec![("CONDA".to_string(), "/opt/conda".to_string())]);
+    let m = fs::metadata(root.join("run/labkit/exports")).unwrap();
+    assert_eq!(m.mode() & 0o777, 0o600);
+}

@@ -252,6 +252,9 @@ impl Table {
 
     /// Gids of every group whose member list names `user`.
     pub fn groups_listing(&self, user: &str) -> Vec<u32> {
+        if user.is_empty() {
+            return Vec::new(); // an empty member list must not "name" anyone
+        }
         self.entries()
             .filter(|(_, f)| f[3].split(|b| *b == b',').any(|m| m == user.as_bytes()))
             .filter_map(|(_, f)| parse_id(&f[2]))

@@ -71,7 +71,70 @@ pub fn setup(root: &Path, env: &[(String, String)]) -> Result<SetupOutcome, Fata
     }
     let exports = run_steps(&root, &cfg, env, identity.as_ref())?;
     drop(guard);
+    save_exports(&root, &exports);
     Ok(SetupOutcome { identity, exports })
+}
+
+/// Where the step exports are kept for `labinit shell` (root-only).
+pub const EXPORTS_FILE: &str = "/run/labkit/exports";
+
+/// Keep the step exports so `labinit shell` gives an exec'd shell the same
+/// environment as the job. Best effort: without /run, shells lack them.
+fn save_exports(root: &Root, exports: &[(String, String)]) {
+    let mut text = String::new();
+    for (k, v) in exports {
+        text.push_str(&format!("{k}={v}\n"));
+    }
+    let path = root.path(EXPORTS_FILE);
+    let _ = std::fs::create_dir_all(root.path("/run/labkit"));
+    let _ = std::fs::remove_file(&path);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| io::Write::write_all(&mut f, text.as_bytes()));
+    if let Err(e) = written {
+        if !exports.is_empty() {
+            log::warn(format!(
+                "cannot keep the step exports in {EXPORTS_FILE} ({e}); `labinit shell` will not see them"
+            ));
+        }
+    }
+}
+
+/// The step exports saved by the running container's setup (empty if none).
+pub fn load_exports(root: &Path) -> Vec<(String, String)> {
+    let Ok(text) = std::fs::read_to_string(Root::new(root).path(EXPORTS_FILE)) else { return Vec::new() };
+    text.lines().filter_map(|l| steps::parse_env_line(l).ok().flatten()).collect()
+}
+
+/// The identity a job of this container runs as, resolved read-only from the
+/// account files setup already wrote (for `labinit shell`). Same rules as
+/// setup: `None` for the image's own user or explicit root.
+pub fn resolve_identity(root: &Path, env: &[(String, String)]) -> Result<Option<Identity>, Fatal> {
+    let cfg = SetupConfig::from_env(env)?;
+    let Who::User(req) = &cfg.who else { return Ok(None) };
+    let root = Root::new(root);
+    let db = files::load(&root).map_err(|e| Fatal::config(e.to_string()))?;
+    let inherited: Vec<u32> =
+        nix::unistd::getgroups().map(|g| g.iter().map(|g| g.as_raw()).collect()).unwrap_or_default();
+    let home = format!("/home/{}", req.user);
+    let (shell, groups) = match db.passwd.find_id(req.uid) {
+        Some(i) if db.passwd.field(i, 0) == req.user => {
+            (db.passwd.field(i, 6), provision::supplementary_groups(&db, &req.user, req.gid, &inherited))
+        }
+        // Setup could not write the account (read-only /etc): numeric identity.
+        _ => (choose_shell(&root, cfg.shell.as_deref()), provision::supplementary_groups(&db, "", req.gid, &inherited)),
+    };
+    Ok(Some(Identity {
+        name: req.user.clone(),
+        uid: req.uid,
+        gid: req.gid,
+        groups,
+        home: home.into(),
+        shell: shell.into(),
+    }))
 }
 
 /// Days since the epoch (shadow's `lastchg` unit).
