@@ -6,7 +6,7 @@ DIST := dist
 CACHE ?= /var/cache/labkit
 DEBIAN_ROOT := $(CACHE)/debian-12-root
 
-.PHONY: all labinit labkit test bench clean debian-root
+.PHONY: all labinit labkit test bench bench-images clean debian-root
 
 all: labinit labkit
 
@@ -34,12 +34,18 @@ debian-root:
 
 # The one test command (README, .ci/run): static build first, the tests use it.
 test: labinit debian-root
+	cargo run --locked --quiet --bin labkit -- check
 	LABKIT_TEST_LABINIT=$(CURDIR)/$(DIST)/labinit LABKIT_TEST_DEBIAN_ROOT=$(DEBIAN_ROOT) \
 	  cargo test --locked -- --test-threads=2
 
 # Benchmarks against the legacy scripts and other inits (needs hyperfine).
 bench: labinit debian-root
 	tests/bench/run.sh $(DIST)/labinit $(DEBIAN_ROOT)
+	$(MAKE) bench-images
+
+# Render time of the whole family and build --jobs against the fake engine.
+bench-images:
+	cargo test --release --locked --test images_bench -- --ignored --nocapture --test-threads=1
 
 clean:
 	cargo clean

@@ -1,12 +1,273 @@
-//! `labkit`: the maintainers' CLI for the lab image family.
-use clap::Parser;
+//! `labkit`: the maintainers' CLI for the lab image family. Thin: it parses
+//! arguments, calls `labkit::images`, prints, and maps outcomes to exit codes
+//! (0 success, 1 drift or a failed build, 2 invalid input or usage).
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use labkit::images::{self, bake, build, lock, manifest, plan, Layout};
 
 #[derive(Parser)]
-#[command(name = "labkit", version, about = "Render, check, plan, bake and build the lab image family")]
-struct Cli {}
+#[command(
+    name = "labkit",
+    version,
+    about = "Render, check, plan, bake and build the lab image family (guide: docs/images.md)"
+)]
+struct Cli {
+    /// Repository root (default: the nearest directory above the current one
+    /// that holds images/manifest.toml).
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
-    eprintln!("labkit: no command yet; see --help");
-    std::process::exit(2);
+#[derive(Args, Clone, Default)]
+struct Selection {
+    /// Replace a variant's base image for this run: VARIANT=REFERENCE
+    /// (e.g. cpu=localhost/debootstrap-noble:latest). Repeatable.
+    #[arg(long = "base-override", value_name = "VARIANT=REF", value_parser = manifest::parse_override)]
+    base_override: Vec<(String, String)>,
+    /// Only these images (repeatable). Parents outside the selection are
+    /// consumed from the registry by their primary tag.
+    #[arg(long = "image")]
+    images: Vec<String>,
+    /// Only these variants (repeatable).
+    #[arg(long = "variant")]
+    variants: Vec<String>,
+}
+
+#[derive(Args, Clone, Default)]
+struct BuildValues {
+    /// Extra build argument KEY=VALUE (repeatable).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = plan::parse_build_arg)]
+    build_args: Vec<(String, String)>,
+    /// Apt mirror for this build (sets the APT_MIRROR build argument).
+    #[arg(long)]
+    apt_mirror: Option<String>,
+    /// org.opencontainers.image.revision (default: `git rev-parse HEAD`).
+    #[arg(long)]
+    revision: Option<String>,
+    /// org.opencontainers.image.created (default: SOURCE_DATE_EPOCH, else the
+    /// commit time of HEAD).
+    #[arg(long)]
+    created: Option<String>,
+    /// Build context directory (default: build/images/context, staged by build/bake).
+    #[arg(long)]
+    context: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write every (image, variant) Dockerfile into images/generated/.
+    Render {
+        /// Write into this directory instead (required with --base-override).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace a variant's base image: VARIANT=REFERENCE (repeatable).
+        #[arg(long = "base-override", value_name = "VARIANT=REF", value_parser = manifest::parse_override)]
+        base_override: Vec<(String, String)>,
+    },
+    /// Fail on drift between the committed Dockerfiles and a fresh render.
+    Check,
+    /// Show the build plan: targets in levels that can build in parallel.
+    Plan {
+        #[command(flatten)]
+        sel: Selection,
+        #[command(flatten)]
+        values: BuildValues,
+        /// Output format.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
+    /// Write a fully expanded docker-bake.json for `docker buildx bake`.
+    Bake {
+        #[command(flatten)]
+        sel: Selection,
+        #[command(flatten)]
+        values: BuildValues,
+        /// Output file, or `-` for stdout (default: build/images/docker-bake.json).
+        #[arg(long, short)]
+        output: Option<String>,
+        /// Do not stage the build context (labinit, setup_steps, services).
+        #[arg(long)]
+        no_stage: bool,
+        /// labinit binary to stage (default: dist/labinit).
+        #[arg(long)]
+        labinit: Option<PathBuf>,
+    },
+    /// Build the family with docker or podman, siblings in parallel.
+    Build {
+        #[command(flatten)]
+        sel: Selection,
+        #[command(flatten)]
+        values: BuildValues,
+        /// docker, podman, or a path to either (default: LABKIT_ENGINE, else
+        /// the first of docker, podman on PATH).
+        #[arg(long)]
+        engine: Option<String>,
+        /// Targets built at the same time.
+        #[arg(long, short, default_value_t = 2)]
+        jobs: usize,
+        /// Push every tag, only after every target built.
+        #[arg(long)]
+        push: bool,
+        /// Network mode for RUN instructions (engine's --network).
+        #[arg(long)]
+        network: Option<String>,
+        /// Build volume SRC:DST[:OPTIONS] (podman only; repeatable).
+        #[arg(long = "volume", short = 'v')]
+        volumes: Vec<String>,
+        /// labinit binary to stage (default: dist/labinit).
+        #[arg(long)]
+        labinit: Option<PathBuf>,
+        /// Directory for per-target logs (default: build/images/logs).
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
+    },
+    /// Record each base image's digest in images/lock.toml.
+    Lock {
+        /// skopeo or docker (default: whichever is installed).
+        #[arg(long)]
+        resolver: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let layout = match &cli.root {
+        Some(r) => Layout::new(r),
+        None => {
+            let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+            match Layout::discover(&cwd) {
+                Some(l) => l,
+                None => {
+                    eprintln!(
+                        "labkit: no images/manifest.toml here or above; run inside the repository or pass --root"
+                    );
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    match run(&layout, cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("labkit: {e:#}");
+            ExitCode::from(images::exit_code(&e))
+        }
+    }
+}
+
+fn run(layout: &Layout, command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Render { out, base_override } => {
+            let overrides = base_override.into_iter().collect();
+            let r = images::render_to(layout, out.as_deref(), &overrides)?;
+            for p in &r.written {
+                println!("wrote {p}");
+            }
+            for p in &r.deleted {
+                println!("deleted stale {p}");
+            }
+            for p in &r.foreign {
+                eprintln!("labkit: left alone {p}: not written by labkit");
+            }
+            println!(
+                "render: {} written, {} unchanged, {} deleted",
+                r.written.len(),
+                r.unchanged.len(),
+                r.deleted.len()
+            );
+            Ok(0)
+        }
+        Command::Check => {
+            let report = images::check(layout)?;
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
+            for d in &report.drift {
+                println!("{d}");
+            }
+            if report.is_clean() {
+                println!("check: images/generated is up to date");
+                Ok(0)
+            } else {
+                println!("check: {} problem(s)", report.drift.len());
+                Ok(1)
+            }
+        }
+        Command::Plan { sel, values, format } => {
+            let p = plan_for(layout, &sel, &values)?;
+            if format == "json" {
+                println!("{}", p.to_json());
+            } else {
+                print!("{}", p.to_text());
+            }
+            Ok(0)
+        }
+        Command::Bake { sel, values, output, no_stage, labinit } => {
+            let p = plan_for(layout, &sel, &values)?;
+            if !no_stage {
+                let ctx = values.context.clone().unwrap_or_else(|| layout.work().join("context"));
+                build::stage_context(layout, &ctx, labinit.as_deref())?;
+            }
+            let json = bake::to_json(&bake::bake(&p, &layout.root));
+            match output.as_deref() {
+                Some("-") => println!("{json}"),
+                other => {
+                    let path = other.map(PathBuf::from).unwrap_or_else(|| layout.work().join("docker-bake.json"));
+                    if let Some(d) = path.parent() {
+                        std::fs::create_dir_all(d)?;
+                    }
+                    std::fs::write(&path, json + "\n")?;
+                    println!(
+                        "bake: wrote {} ({} targets); run from {}: docker buildx bake -f {}",
+                        path.display(),
+                        p.targets.len(),
+                        layout.root.display(),
+                        path.display()
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Command::Build { sel, values, engine, jobs, push, network, volumes, labinit, log_dir } => {
+            let p = plan_for(layout, &sel, &values)?;
+            let engine = build::Engine::detect(engine.as_deref())?;
+            let opts = build::BuildOptions {
+                jobs,
+                push,
+                network,
+                volumes,
+                labinit,
+                log_dir: log_dir.unwrap_or_else(|| layout.work().join("logs")),
+                context: values.context.unwrap_or_else(|| layout.work().join("context")),
+            };
+            let summary = build::build(layout, &p, &engine, &opts)?;
+            Ok(if summary.success() { 0 } else { 1 })
+        }
+        Command::Lock { resolver } => {
+            let requested = resolver.as_deref().map(lock::Resolver::parse).transpose()?;
+            images::lock(layout, requested)?;
+            Ok(0)
+        }
+    }
+}
+
+fn plan_for(layout: &Layout, sel: &Selection, v: &BuildValues) -> anyhow::Result<plan::Plan> {
+    let overrides = sel.base_override.iter().cloned().collect();
+    let opts = plan::PlanOptions {
+        images: sel.images.clone(),
+        variants: sel.variants.clone(),
+        context: v.context.clone().unwrap_or_else(|| PathBuf::from("build/images/context")),
+        build_args: plan::per_build_args(
+            &layout.root,
+            v.revision.clone(),
+            v.created.clone(),
+            v.apt_mirror.clone(),
+            &v.build_args,
+        ),
+    };
+    images::plan(layout, &overrides, &opts)
 }
