@@ -1,3 +1,6 @@
+//! labinit: the lab's container entrypoint. Everything lives in
+//! `labkit::init`; `cli` parses the command line and runs the phases.
+
 fn main() {
-    println!("labinit {}", env!("CARGO_PKG_VERSION"));
+    std::process::exit(labkit::init::cli::main());
 }

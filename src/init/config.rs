@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::init::exit::Fatal;
-use crate::init::validate;
+use crate::init::{duration, validate};
 
 /// The account the job should run as, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,35 +61,14 @@ pub fn parse_bool(var: &str, value: &str) -> Result<bool, Fatal> {
     }
 }
 
-/// Parse a duration such as `90s`, `30m`, `4h`, `2d`, `1.5s` or plain seconds.
-/// At most 100 days: longer values are almost certainly typos.
+/// Parse a duration (see [`duration::parse`]), refusing more than 100 days:
+/// a longer value is almost certainly a typo.
 pub fn parse_duration(var: &str, value: &str) -> Result<Duration, Fatal> {
-    let bad = |why: &str| {
-        Fatal::config(format!(
-            "{var}={value:?} is not a duration: {why}; write a number with an optional unit s, m, h or d (e.g. 90s, 30m, 4h)"
-        ))
-    };
-    let (num, mult) = match value.as_bytes().last() {
-        Some(b's') => (&value[..value.len() - 1], 1.0),
-        Some(b'm') => (&value[..value.len() - 1], 60.0),
-        Some(b'h') => (&value[..value.len() - 1], 3600.0),
-        Some(b'd') => (&value[..value.len() - 1], 86400.0),
-        Some(_) => (value, 1.0),
-        None => return Err(bad("it is empty")),
-    };
-    if num.is_empty()
-        || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        || num.matches('.').count() > 1
-        || num.starts_with('.')
-    {
-        return Err(bad("it is not a plain non-negative number"));
+    let d = duration::parse_named(var, value)?;
+    if d > Duration::from_secs(100 * 86400) {
+        return Err(Fatal::config(format!("{var}={value:?} is longer than 100 days; write a shorter duration")));
     }
-    let n: f64 = num.parse().map_err(|_| bad("it is not a number"))?;
-    let secs = n * mult;
-    if !secs.is_finite() || secs > 100.0 * 86400.0 {
-        return Err(bad("it is longer than 100 days"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 impl SetupConfig {

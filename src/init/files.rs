@@ -255,12 +255,14 @@ fn stage(root: &Root, u: &Update) -> io::Result<(Staged, File)> {
     let path = root.path(container_path);
     let ctx = |e: io::Error, what: &str| io::Error::new(e.kind(), format!("{what} {container_path}: {e}"));
     let (mode, uid, gid, exists) = match fs::symlink_metadata(&path) {
-        Ok(m) if m.file_type().is_symlink() => return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
                 "{container_path} is a symbolic link; refusing to write through it (replace it with a regular file)"
             ),
-        )),
+            ))
+        }
         Ok(m) if !m.file_type().is_file() => {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{container_path} is not a regular file")))
         }

@@ -3,14 +3,20 @@
 //! (NSS) so that the static binary behaves the same in every image.
 
 pub mod accounts;
+pub mod cli;
 pub mod config;
+pub mod duration;
 pub mod exit;
 pub mod files;
 pub mod home;
+pub mod idle;
 pub mod log;
+pub mod privileges;
 pub mod provision;
+pub mod run;
 pub mod setup;
+pub mod signals;
 pub mod steps;
 pub mod sudo;
+pub mod supervisor;
 pub mod validate;
-pub mod idle;

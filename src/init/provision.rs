@@ -158,14 +158,11 @@ fn plan_user(db: &mut Database, req: &Request, group_name: &str, notes: &mut Vec
             let i = db.passwd.find_id(req.uid).unwrap_or(i);
             db.passwd.set_field(i, NAME, &req.user);
             if let Some(sh) = db.shadow.as_mut() {
-                match sh.find_name(&old) {
-                    Some(k) => {
-                        sh.set_field(k, NAME, &req.user);
-                        // The old password was someone else's.
-                        sh.set_field(k, PASSWD, "*");
-                        sh.set_field(k, SH_LASTCHG, &req.today.to_string());
-                    }
-                    None => {}
+                if let Some(k) = sh.find_name(&old) {
+                    sh.set_field(k, NAME, &req.user);
+                    // The old password was someone else's.
+                    sh.set_field(k, PASSWD, "*");
+                    sh.set_field(k, SH_LASTCHG, &req.today.to_string());
                 }
             }
             db.group.rename_member(GR_MEMBERS, &old, &req.user);

@@ -64,13 +64,12 @@ pub fn setup(root: &Path, env: &[(String, String)]) -> Result<SetupOutcome, Fata
     let cfg = SetupConfig::from_env(env)?;
     log::set_quiet(cfg.quiet);
     let root = Root::new(root);
-    let guard = SignalGuard::install();
+    install_signal_guard();
     let identity = account(&root, &cfg)?;
     if let Some(sig) = pending_signal() {
         return Err(Fatal::with_code(exit::SIGNAL_BASE + sig, format!("setup stopped by signal {sig}")));
     }
     let exports = run_steps(&root, &cfg, env, identity.as_ref())?;
-    drop(guard);
     save_exports(&root, &exports);
     Ok(SetupOutcome { identity, exports })
 }
@@ -389,6 +388,25 @@ impl SignalGuard {
             }
         }
         SignalGuard { ids }
+    }
+}
+
+/// The handlers stay installed after `setup` returns, so a signal arriving
+/// before the supervisor blocks signals is not lost; it calls
+/// [`release_signals`] once it has taken over.
+static GUARD: std::sync::Mutex<Option<SignalGuard>> = std::sync::Mutex::new(None);
+
+fn install_signal_guard() {
+    let guard = SignalGuard::install();
+    if let Ok(mut g) = GUARD.lock() {
+        *g = Some(guard); // replaces (and unregisters) an earlier one
+    }
+}
+
+/// Remove setup's signal handlers (after the supervisor blocked the signals).
+pub fn release_signals() {
+    if let Ok(mut g) = GUARD.lock() {
+        g.take();
     }
 }
 

@@ -135,3 +135,5 @@ pub fn labinit() -> PathBuf {
 pub fn today() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86400
 }
+
+pub mod pidns;

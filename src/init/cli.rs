@@ -1,0 +1,315 @@
+//! labinit's command line: the subcommands, the legacy names it answers to
+//! through `argv[0]` (`/opt/lab/setup_and_run_command.sh`, `/opt/lab/setup.sh`,
+//! symlinks to the one binary), and the ENTRYPOINT form `labinit CMD…`.
+//! Owns parsing and dispatch only; each command lives in its own module.
+//!
+//! Exit codes: clap's usage errors are labinit's own errors (125), so that
+//! they never look like the job's.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::init::exit::{self, Fatal};
+use crate::init::log;
+use crate::init::privileges;
+use crate::init::run::{self, Command, Options, Request};
+use crate::init::setup;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "labinit",
+    version,
+    about = "The lab's container entrypoint: set up the cluster user, run the job as that user, supervise it as PID 1",
+    after_help = "labinit CMD [ARGS…] is labinit run -- CMD [ARGS…]. Legacy names (symlinks): setup_and_run_command.sh 'STRING', setup.sh."
+)]
+struct Cli {
+    /// Prefix every file setup touches with DIR (tests); also LABKIT_ROOT. Default /.
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Create the cluster user and run the setup steps, then exit.
+    Setup,
+    /// Set up, drop privileges, run CMD (or -c STRING with the user's shell), supervise it and exit with its code.
+    Run(RunArgs),
+    // Issue 4 (services and idle): `wait` (the default without arguments,
+    // legacy setup_and_wait.sh) and `shell`.
+    #[command(hide = true)]
+    Wait,
+    #[command(hide = true)]
+    Shell,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Run STRING with the user's shell instead of CMD.
+    #[arg(short = 'c', value_name = "STRING", conflicts_with = "cmd")]
+    string: Option<String>,
+    /// Stop the job after DURATION (90s, 30m, 4h, 2d; 0 = never); exit 124. Also LABKIT_TIMEOUT.
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+    /// After a timeout, SIGKILL what is left after DURATION (default: the grace). Also LABKIT_KILL_AFTER.
+    #[arg(long, value_name = "DURATION")]
+    kill_after: Option<String>,
+    /// After a timeout, exit with the job's status instead of 124. Also LABKIT_PRESERVE_STATUS=1.
+    #[arg(long)]
+    preserve_status: bool,
+    /// Time between the stop signal and SIGKILL at shutdown (default 20s). Also LABKIT_GRACE.
+    #[arg(long, value_name = "DURATION")]
+    grace: Option<String>,
+    /// The program and its arguments.
+    #[arg(value_name = "CMD", trailing_var_arg = true)]
+    cmd: Vec<OsString>,
+}
+
+const SUBCOMMANDS: [&str; 5] = ["setup", "run", "wait", "shell", "help"];
+
+/// Turn `labinit [--root DIR] CMD…` (the ENTRYPOINT form) into
+/// `labinit [--root DIR] run -- CMD…`, and `labinit --timeout 4h CMD` into
+/// `labinit run --timeout 4h CMD`. Subcommands, help and version stay. Pure.
+pub fn normalize(args: Vec<OsString>) -> Vec<OsString> {
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].as_bytes();
+        if a == b"--root" {
+            i += 2;
+        } else if a.starts_with(b"--root=") {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    if i >= args.len() {
+        return args;
+    }
+    let word = args[i].as_bytes();
+    let keep =
+        SUBCOMMANDS.iter().any(|s| s.as_bytes() == word) || matches!(word, b"-h" | b"--help" | b"-V" | b"--version");
+    if keep {
+        return args;
+    }
+    let mut out: Vec<OsString> = args[..i].to_vec();
+    out.push("run".into());
+    // `--` and run's own options pass as they are; a program name gets `--`.
+    if !word.starts_with(b"-") {
+        out.push("--".into());
+    }
+    out.extend(args[i..].iter().cloned());
+    out
+}
+
+/// The legacy scripts labinit stands in for, by `argv[0]`'s file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Legacy {
+    SetupAndRun,
+    Setup,
+    SetupAndWait,
+}
+
+pub fn legacy_name(argv0: &OsStr) -> Option<Legacy> {
+    match Path::new(argv0).file_name()?.as_bytes() {
+        b"setup_and_run_command.sh" => Some(Legacy::SetupAndRun),
+        b"setup.sh" => Some(Legacy::Setup),
+        b"setup_and_wait.sh" => Some(Legacy::SetupAndWait),
+        _ => None,
+    }
+}
+
+fn root_dir(flag: Option<PathBuf>) -> PathBuf {
+    let root = flag
+        .or_else(|| std::env::var_os("LABKIT_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/"));
+    // Absolute, because labinit leaves its working directory for `/`.
+    if root.is_absolute() {
+        root
+    } else {
+        std::env::current_dir().map(|d| d.join(&root)).unwrap_or(root)
+    }
+}
+
+fn not_yet(what: &str) -> i32 {
+    log::error(format!("{what} is not implemented yet in this labinit; use labinit run -- CMD or labinit setup"));
+    exit::CONFIG
+}
+
+fn fatal(f: Fatal) -> i32 {
+    log::error(&f.message);
+    f.code
+}
+
+/// Whether `program` (looked up in PATH) is this very binary: then
+/// `labinit /opt/lab/setup_and_run_command.sh …` (ENTRYPOINT plus a legacy
+/// `command:`) is handled here instead of starting a second labinit.
+fn is_self(program: &OsStr) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(me) = std::fs::metadata("/proc/self/exe") else { return false };
+    let path = std::env::var_os("PATH");
+    run::program_candidates(program, path.as_deref())
+        .iter()
+        .find_map(|p| std::fs::metadata(p).ok().filter(|m| m.is_file()))
+        .is_some_and(|m| m.dev() == me.dev() && m.ino() == me.ino())
+}
+
+/// labinit's `main`: returns the exit code.
+pub fn main() -> i32 {
+    if let Err(f) = privileges::refuse_setuid_binary() {
+        return fatal(f);
+    }
+    dispatch(std::env::args_os().collect(), 0)
+}
+
+fn dispatch(args: Vec<OsString>, depth: u8) -> i32 {
+    let argv0 = args.first().cloned().unwrap_or_default();
+    match legacy_name(&argv0) {
+        Some(Legacy::SetupAndRun) => {
+            let words: Vec<String> = args[1..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
+            if words.is_empty() {
+                log::error("setup_and_run_command.sh needs the command as one string, e.g. setup_and_run_command.sh 'cd /data && python train.py'");
+                return exit::CONFIG;
+            }
+            // Several words are joined as the legacy "$*" would be.
+            let req = Request {
+                root: root_dir(None),
+                command: Command::Shell(words.join(" ")),
+                legacy: true,
+                options: Options::default(),
+            };
+            return run::run(req);
+        }
+        Some(Legacy::Setup) => return setup_only(root_dir(None)),
+        Some(Legacy::SetupAndWait) => return not_yet("setup_and_wait.sh (labinit wait)"),
+        None => {}
+    }
+    let cli = match Cli::try_parse_from(normalize(args)) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::CONFIG } else { 0 };
+        }
+    };
+    let root = root_dir(cli.root);
+    match cli.command {
+        None | Some(Sub::Wait) => not_yet("labinit wait (the default without arguments)"),
+        Some(Sub::Shell) => not_yet("labinit shell"),
+        Some(Sub::Setup) => setup_only(root),
+        Some(Sub::Run(a)) => {
+            let options = Options {
+                timeout: a.timeout,
+                kill_after: a.kill_after,
+                grace: a.grace,
+                preserve_status: a.preserve_status,
+            };
+            let command = match a.string {
+                Some(s) => Command::Shell(s),
+                None => {
+                    // ENTRYPOINT labinit + CMD /opt/lab/<legacy name>: one labinit.
+                    if depth == 0 && options_empty(&options) && a.cmd.first().is_some_and(|p| is_self(p)) {
+                        return dispatch(a.cmd, depth + 1);
+                    }
+                    run::as_command(a.cmd, std::env::var_os("PATH").as_deref())
+                }
+            };
+            run::run(Request { root, command, legacy: false, options })
+        }
+    }
+}
+
+fn options_empty(o: &Options) -> bool {
+    o.timeout.is_none() && o.kill_after.is_none() && o.grace.is_none() && !o.preserve_status
+}
+
+/// `labinit setup` / `setup.sh`: set up and exit (0, or setup's code).
+fn setup_only(root: PathBuf) -> i32 {
+    let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    if let Some(outer) = run::outer_supervisor(&env) {
+        log::info(format!("already set up by labinit (pid {outer}); nothing to do"));
+        return 0;
+    }
+    let env: Vec<(String, String)> =
+        env.iter().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
+    match setup::setup(&root, &env) {
+        Ok(_) => 0,
+        Err(f) => fatal(f),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn entrypoint_form_becomes_run() {
+        assert_eq!(
+            normalize(v(&["labinit", "python3", "-u", "x.py"])),
+            v(&["labinit", "run", "--", "python3", "-u", "x.py"])
+        );
+        assert_eq!(
+            normalize(v(&["labinit", "--root", "/t", "sleep", "1"])),
+            v(&["labinit", "--root", "/t", "run", "--", "sleep", "1"])
+        );
+        assert_eq!(normalize(v(&["labinit", "--timeout", "4h", "x"])), v(&["labinit", "run", "--timeout", "4h", "x"]));
+        assert_eq!(normalize(v(&["labinit", "--", "x"])), v(&["labinit", "run", "--", "x"]));
+        assert_eq!(normalize(v(&["labinit", "-c", "true"])), v(&["labinit", "run", "-c", "true"]));
+    }
+
+    #[test]
+    fn subcommands_stay() {
+        for args in [
+            &["labinit"][..],
+            &["labinit", "run", "x"],
+            &["labinit", "setup"],
+            &["labinit", "--root=/t", "run", "--", "x"],
+            &["labinit", "--help"],
+            &["labinit", "-V"],
+            &["labinit", "wait"],
+        ] {
+            assert_eq!(normalize(v(args)), v(args));
+        }
+    }
+
+    #[test]
+    fn parses_run_options_and_command() {
+        let c = Cli::try_parse_from(normalize(v(&[
+            "labinit",
+            "run",
+            "--timeout",
+            "4h",
+            "--grace=5s",
+            "python3",
+            "--lr",
+            "0.1",
+        ])))
+        .unwrap();
+        let Some(Sub::Run(a)) = c.command else { panic!("not run") };
+        assert_eq!(a.timeout.as_deref(), Some("4h"));
+        assert_eq!(a.grace.as_deref(), Some("5s"));
+        assert_eq!(a.cmd, v(&["python3", "--lr", "0.1"]));
+        let c = Cli::try_parse_from(v(&["labinit", "run", "-c", "cd /x && make"])).unwrap();
+        let Some(Sub::Run(a)) = c.command else { panic!("not run") };
+        assert_eq!(a.string.as_deref(), Some("cd /x && make"));
+        assert!(Cli::try_parse_from(v(&["labinit", "run", "-c", "x", "y"])).is_err());
+        let c = Cli::try_parse_from(normalize(v(&["labinit", "sleep", "--timeout", "1"]))).unwrap();
+        let Some(Sub::Run(a)) = c.command else { panic!("not run") };
+        assert_eq!(a.timeout, None, "options after CMD belong to CMD");
+        assert_eq!(a.cmd, v(&["sleep", "--timeout", "1"]));
+    }
+
+    #[test]
+    fn legacy_names() {
+        assert_eq!(legacy_name(OsStr::new("/opt/lab/setup_and_run_command.sh")), Some(Legacy::SetupAndRun));
+        assert_eq!(legacy_name(OsStr::new("setup.sh")), Some(Legacy::Setup));
+        assert_eq!(legacy_name(OsStr::new("/opt/lab/setup_and_wait.sh")), Some(Legacy::SetupAndWait));
+        assert_eq!(legacy_name(OsStr::new("/opt/lab/labinit")), None);
+    }
+}

@@ -1,0 +1,710 @@
+//! `labinit run`: the story of one container start — configure, set up
+//! (accounts and steps, [`crate::init::setup`]), take the signals over, start
+//! the job as the user, supervise it, exit with its code. Owns how the job is
+//! started: argv, environment, working directory, process group and terminal,
+//! and the fork/exec with the privilege drop in between. Decisions are pure
+//! functions (`job_env`, `working_dirs`, `program_candidates`); the child side
+//! is async-signal-safe and allocates nothing.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::libc;
+
+use crate::init::duration;
+use crate::init::exit::{self, Fatal};
+use crate::init::log;
+use crate::init::privileges::{Credentials, DropError, Stage};
+use crate::init::setup::{self, Identity};
+use crate::init::signals;
+use crate::init::supervisor::{Policy, Supervisor};
+
+/// The environment variable an outer labinit leaves in the job's
+/// environment (its pid), so that a labinit started from inside the job does
+/// not set up again or stack a second supervisor.
+pub const SUPERVISOR_VAR: &str = "LABKIT_SUPERVISOR";
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// A program and its arguments, executed directly (no shell).
+    Argv(Vec<OsString>),
+    /// A command string for the user's shell (`-c`).
+    Shell(String),
+}
+
+/// One `labinit run` (or legacy `setup_and_run_command.sh`) invocation.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Prefix for setup's file operations (`/` in production).
+    pub root: PathBuf,
+    pub command: Command,
+    /// Legacy name: start in the home, source `~/.bashrc` first with bash.
+    pub legacy: bool,
+    pub options: Options,
+}
+
+/// `run`'s options as given on the command line (strings: they are
+/// validated together with their `LABKIT_*` fallbacks).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub timeout: Option<String>,
+    pub kill_after: Option<String>,
+    pub grace: Option<String>,
+    pub preserve_status: bool,
+}
+
+fn env_get<'a>(env: &'a [(OsString, OsString)], name: &str) -> Option<&'a OsStr> {
+    env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_os_str())
+}
+
+fn env_str<'a>(env: &'a [(OsString, OsString)], name: &str) -> Option<&'a str> {
+    env_get(env, name).and_then(OsStr::to_str).filter(|s| !s.is_empty())
+}
+
+/// The supervision policy from the options, falling back to `LABKIT_TIMEOUT`,
+/// `LABKIT_KILL_AFTER`, `LABKIT_GRACE` and `LABKIT_PRESERVE_STATUS`.
+pub fn policy(opts: &Options, env: &[(OsString, OsString)]) -> Result<Policy, Fatal> {
+    let pick = |flag: &Option<String>, flag_name: &str, var: &str| -> Result<Option<std::time::Duration>, Fatal> {
+        match (flag, env_str(env, var)) {
+            (Some(v), _) => duration::parse_named(flag_name, v).map(Some),
+            (None, Some(v)) => duration::parse_named(var, v).map(Some),
+            (None, None) => Ok(None),
+        }
+    };
+    let timeout = pick(&opts.timeout, "--timeout", "LABKIT_TIMEOUT")?.filter(|d| !d.is_zero());
+    let kill_after = pick(&opts.kill_after, "--kill-after", "LABKIT_KILL_AFTER")?;
+    let grace = pick(&opts.grace, "--grace", "LABKIT_GRACE")?.unwrap_or(crate::init::supervisor::DEFAULT_GRACE);
+    let preserve_status = opts.preserve_status
+        || match env_str(env, "LABKIT_PRESERVE_STATUS") {
+            Some(v) => crate::init::config::parse_bool("LABKIT_PRESERVE_STATUS", v)?,
+            None => false,
+        };
+    Ok(Policy { grace, timeout, kill_after, preserve_status })
+}
+
+/// The job's environment: the container's, without labinit's own `LABKIT_*`
+/// variables (except the nesting marker), with HOME, USER, LOGNAME and SHELL
+/// from the account, then what setup steps exported. Order is kept;
+/// replaced variables stay in place. Pure.
+pub fn job_env(
+    container: &[(OsString, OsString)],
+    identity: Option<&Identity>,
+    exports: &[(String, String)],
+    supervisor_pid: Option<u32>,
+) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = Vec::with_capacity(container.len() + 8);
+    for (k, v) in container {
+        if k.as_bytes().starts_with(b"LABKIT_") && k != SUPERVISOR_VAR {
+            continue;
+        }
+        env.retain(|(n, _)| n != k);
+        env.push((k.clone(), v.clone()));
+    }
+    let mut set = |k: &str, v: OsString| {
+        if let Some(slot) = env.iter_mut().find(|(n, _)| n == k) {
+            slot.1 = v;
+        } else {
+            env.push((k.into(), v));
+        }
+    };
+    if let Some(id) = identity {
+        set("HOME", id.home.clone().into_os_string());
+        set("USER", id.name.clone().into());
+        set("LOGNAME", id.name.clone().into());
+        set("SHELL", id.shell.clone().into_os_string());
+    }
+    for (k, v) in exports {
+        if !k.starts_with("LABKIT_") {
+            set(k, v.into());
+        }
+    }
+    if let Some(pid) = supervisor_pid {
+        set(SUPERVISOR_VAR, pid.to_string().into());
+    }
+    env
+}
+
+/// Where the job starts, in order of preference (the child takes the first
+/// it may enter, after the drop): the runtime's working directory unless it
+/// is `/` (Kubernetes `workingDir`), else the home; always the home for the
+/// legacy names. Without a user, the working directory is left alone. Pure.
+pub fn working_dirs(start: Option<&Path>, home: Option<&Path>, legacy: bool, user: bool) -> Vec<PathBuf> {
+    let start = start.filter(|p| *p != Path::new("/"));
+    let mut out: Vec<PathBuf> = Vec::new();
+    let order: [Option<&Path>; 2] = if legacy || (user && start.is_none()) {
+        [home, start]
+    } else if user {
+        [start, home]
+    } else {
+        [start, None]
+    };
+    for p in order.into_iter().flatten().chain([Path::new("/")]) {
+        if !out.iter().any(|q| q == p) {
+            out.push(p.to_path_buf());
+        }
+    }
+    out
+}
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The files `execve` should try for `program`, `execvp`'s way: as given
+/// when it contains a slash, else each `PATH` entry in turn (empty = `.`).
+/// Pure.
+pub fn program_candidates(program: &OsStr, path: Option<&OsStr>) -> Vec<PathBuf> {
+    if program.as_bytes().contains(&b'/') {
+        return vec![PathBuf::from(program)];
+    }
+    if program.is_empty() {
+        return Vec::new();
+    }
+    let path = path.unwrap_or(OsStr::new(DEFAULT_PATH));
+    path.as_bytes()
+        .split(|b| *b == b':')
+        .map(|dir| {
+            let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
+            dir.join(program)
+        })
+        .collect()
+}
+
+fn is_executable_file(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The shell for `-c`: the account's, else `$SHELL` when usable, else bash,
+/// else sh.
+fn shell_for(identity: Option<&Identity>, env: &[(OsString, OsString)]) -> PathBuf {
+    if let Some(id) = identity {
+        return id.shell.clone();
+    }
+    if let Some(s) = env_get(env, "SHELL").map(Path::new) {
+        if s.is_absolute() && is_executable_file(s) {
+            return s.to_path_buf();
+        }
+    }
+    for s in ["/bin/bash", "/usr/bin/bash"] {
+        if is_executable_file(Path::new(s)) {
+            return s.into();
+        }
+    }
+    "/bin/sh".into()
+}
+
+/// argv for a command string run by `shell`. With the legacy names and bash,
+/// `~/.bashrc` is sourced first as the legacy `su -c "source ~/.bashrc &&
+/// …"` did, minus its bug: a `.bashrc` whose last command fails no longer
+/// skips the job. Pure.
+pub fn shell_argv(shell: &Path, string: &str, legacy: bool) -> Vec<OsString> {
+    let bash = shell.file_name().is_some_and(|n| n == "bash");
+    let script = if legacy && bash {
+        format!("if [ -f \"$HOME/.bashrc\" ]; then . \"$HOME/.bashrc\"; fi\n{string}")
+    } else {
+        string.to_owned()
+    };
+    vec![shell.as_os_str().to_owned(), "-c".into(), script.into()]
+}
+
+/// Everything the child needs, resolved before the fork.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub argv: Vec<OsString>,
+    pub candidates: Vec<PathBuf>,
+    pub env: Vec<(OsString, OsString)>,
+    pub dirs: Vec<PathBuf>,
+    pub creds: Option<Credentials>,
+}
+
+fn cstring(b: &[u8], what: &str) -> Result<CString, Fatal> {
+    CString::new(b).map_err(|_| Fatal::config(format!("{what} contains a NUL byte")))
+}
+
+/// The child's report of a failure before exec: kind, stage, errno.
+const REPORT_LEN: usize = 6;
+const KIND_PRIVILEGES: u8 = 1;
+const KIND_EXEC: u8 = 2;
+
+/// Fork, set the child up and exec the job. Returns the child's pid once
+/// exec succeeded; an exec or privilege failure is returned as the exit code
+/// the shell would give (127 not found, 126 not executable, 125 drop failed).
+pub fn spawn(launch: &Launch) -> Result<i32, Fatal> {
+    // Everything the child touches is allocated here.
+    let argv: Vec<CString> =
+        launch.argv.iter().map(|a| cstring(a.as_bytes(), "an argument")).collect::<Result<_, _>>()?;
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let envs: Vec<CString> = launch
+        .env
+        .iter()
+        .map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            cstring(&kv, "an environment variable")
+        })
+        .collect::<Result<_, _>>()?;
+    let mut env_ptrs: Vec<*const libc::c_char> = envs.iter().map(|e| e.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+    let candidates: Vec<CString> = launch
+        .candidates
+        .iter()
+        .map(|p| cstring(p.as_os_str().as_bytes(), "the program path"))
+        .collect::<Result<_, _>>()?;
+    let dirs: Vec<CString> = launch
+        .dirs
+        .iter()
+        .map(|p| cstring(p.as_os_str().as_bytes(), "the working directory"))
+        .collect::<Result<_, _>>()?;
+    let dir_warnings: Vec<Vec<u8>> = launch
+        .dirs
+        .iter()
+        .map(|d| format!("labinit: warning: cannot enter {}; trying the next directory\n", d.display()).into_bytes())
+        .collect();
+    let mut scratch = launch.creds.as_ref().map(Credentials::scratch).unwrap_or_default();
+    // SAFETY: isatty has no preconditions.
+    let tty = unsafe { libc::isatty(0) } == 1;
+
+    let mut fds = [0; 2];
+    // SAFETY: valid array for pipe2.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Fatal::config(format!("cannot create a pipe: {}", std::io::Error::last_os_error())));
+    }
+    let (rd, wr) = (fds[0], fds[1]);
+    // SAFETY: fork; the child branch below only makes async-signal-safe calls
+    // on memory allocated before the fork and ends in exec or _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: closing our own fds.
+        unsafe {
+            libc::close(rd);
+            libc::close(wr);
+        }
+        return Err(Fatal::config(format!("cannot fork: {e}")));
+    }
+    if pid == 0 {
+        // SAFETY: see above.
+        unsafe {
+            child(
+                wr,
+                tty,
+                launch.creds.as_ref(),
+                &mut scratch,
+                &dirs,
+                &dir_warnings,
+                &candidates,
+                &argv_ptrs,
+                &env_ptrs,
+            )
+        }
+    }
+    // SAFETY: plain syscalls on our own fds and child.
+    unsafe {
+        libc::close(wr);
+        // Also here, so the group exists before anything signals it.
+        libc::setpgid(pid, pid);
+    }
+    let mut buf = [0u8; REPORT_LEN];
+    let mut got = 0;
+    while got < REPORT_LEN {
+        // SAFETY: reading into a local buffer.
+        let n = unsafe { libc::read(rd, buf[got..].as_mut_ptr().cast(), REPORT_LEN - got) };
+        if n <= 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    // SAFETY: closing our own fd.
+    unsafe { libc::close(rd) };
+    if got == 0 {
+        return Ok(pid);
+    }
+    let mut status = 0;
+    // SAFETY: reaping our own child, which is about to _exit.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let errno = i32::from_ne_bytes([buf[2], buf[3], buf[4], buf[5]]);
+    let err = std::io::Error::from_raw_os_error(errno);
+    let program = launch.argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+    Err(match buf[0] {
+        KIND_PRIVILEGES => {
+            let stage = Stage::from_u8(buf[1]).map(Stage::describe).unwrap_or("unknown step");
+            let detail = if errno != 0 { format!(": {err}") } else { String::new() };
+            Fatal::config(format!("cannot drop privileges: {stage}{detail}; the job was not started"))
+        }
+        _ if errno == libc::ENOENT || errno == libc::ENOTDIR => {
+            Fatal::with_code(exit::NOT_FOUND, format!("{program}: command not found"))
+        }
+        _ => Fatal::with_code(exit::NOT_EXECUTABLE, format!("{program}: cannot execute: {err}")),
+    })
+}
+
+/// The child between fork and exec. Never returns.
+#[allow(clippy::too_many_arguments)]
+unsafe fn child(
+    report: libc::c_int,
+    tty: bool,
+    creds: Option<&Credentials>,
+    scratch: &mut [libc::gid_t],
+    dirs: &[CString],
+    dir_warnings: &[Vec<u8>],
+    candidates: &[CString],
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> ! {
+    let fail = |kind: u8, stage: u8, errno: i32, code: i32| -> ! {
+        let e = errno.to_ne_bytes();
+        let rec = [kind, stage, e[0], e[1], e[2], e[3]];
+        libc::write(report, rec.as_ptr().cast(), rec.len());
+        libc::_exit(code)
+    };
+    // Own process group, and the terminal's foreground group when there is
+    // one (tini's way: works whether or not labinit leads the session).
+    // SIGTTOU is still ignored here, so tcsetpgrp from the background works.
+    libc::setpgid(0, 0);
+    if tty {
+        libc::tcsetpgrp(0, libc::getpid());
+    }
+    if let Some(c) = creds {
+        if let Err(DropError { stage, errno }) = c.apply(scratch) {
+            fail(KIND_PRIVILEGES, stage as u8, errno, exit::CONFIG);
+        }
+    }
+    // As the user, so a home or workingDir the user may not enter is skipped.
+    for (i, d) in dirs.iter().enumerate() {
+        if libc::chdir(d.as_ptr()) == 0 {
+            break;
+        }
+        if let Some(w) = dir_warnings.get(i) {
+            libc::write(2, w.as_ptr().cast(), w.len());
+        }
+    }
+    signals::reset_in_child();
+    // execvp's search: ENOENT/ENOTDIR go on, EACCES is remembered.
+    let mut errno = libc::ENOENT;
+    let mut denied = false;
+    for c in candidates {
+        libc::execve(c.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        let e = *libc::__errno_location();
+        match e {
+            libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG | libc::ELOOP => {}
+            libc::EACCES => denied = true,
+            _ => {
+                errno = e;
+                denied = false;
+                break;
+            }
+        }
+    }
+    if denied {
+        errno = libc::EACCES;
+    }
+    let code = if errno == libc::ENOENT { exit::NOT_FOUND } else { exit::NOT_EXECUTABLE };
+    fail(KIND_EXEC, 0, errno, code)
+}
+
+/// Whether a labinit (the pid in `LABKIT_SUPERVISOR`) is an ancestor of this
+/// process: then setup was done and a supervisor runs already. PID 1 is never
+/// nested, so a stale variable baked into an image cannot skip setup.
+pub fn outer_supervisor(env: &[(OsString, OsString)]) -> Option<i32> {
+    let pid: i32 = env_str(env, SUPERVISOR_VAR)?.parse().ok()?;
+    let me = std::process::id() as i32;
+    if me == 1 || pid <= 0 {
+        return None;
+    }
+    let mut cur = me;
+    for _ in 0..64 {
+        let text = std::fs::read_to_string(format!("/proc/{cur}/stat")).ok()?;
+        let ppid = crate::init::supervisor::parse_stat(&text)?.ppid;
+        if ppid == pid {
+            return Some(pid);
+        }
+        if ppid <= 1 {
+            return None;
+        }
+        cur = ppid;
+    }
+    None
+}
+
+fn container_env() -> Vec<(OsString, OsString)> {
+    std::env::vars_os().collect()
+}
+
+/// The environment as setup takes it (names and values as text).
+fn env_for_setup(env: &[(OsString, OsString)]) -> Vec<(String, String)> {
+    env.iter().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect()
+}
+
+/// Under an outer labinit: no setup, no second supervisor; become the
+/// command (legacy names still start in the home with `~/.bashrc`).
+fn exec_nested(outer: i32, req: &Request, env: &[(OsString, OsString)]) -> i32 {
+    use std::os::unix::process::CommandExt;
+    let job_env = job_env(env, None, &[], None);
+    let argv = match &req.command {
+        Command::Argv(a) => a.clone(),
+        Command::Shell(s) => shell_argv(&shell_for(None, env), s, req.legacy),
+    };
+    let Some((program, args)) = argv.split_first() else {
+        log::error("no command given");
+        return exit::CONFIG;
+    };
+    log::info(format!("running under labinit (pid {outer}): no second setup or supervisor"));
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).env_clear().envs(job_env.iter().map(|(k, v)| (k, v)));
+    if req.legacy {
+        if let Some(home) = env_get(env, "HOME") {
+            cmd.current_dir(home);
+        }
+    }
+    let e = cmd.exec();
+    let code = match e.raw_os_error() {
+        Some(libc::ENOENT) => exit::NOT_FOUND,
+        _ => exit::NOT_EXECUTABLE,
+    };
+    log::error(format!(
+        "{}: {}",
+        program.to_string_lossy(),
+        if code == exit::NOT_FOUND { "command not found".to_owned() } else { format!("cannot execute: {e}") }
+    ));
+    code
+}
+
+/// A one-word command with blanks that names no file is a command string
+/// (RunAI and docker hand `"/opt/lab/setup_and_run_command.sh 'cd … && …'"`
+/// over as one argument when the image has labinit as ENTRYPOINT). Pure but
+/// for the file check.
+pub fn as_command(argv: Vec<OsString>, path: Option<&OsStr>) -> Command {
+    if let [one] = argv.as_slice() {
+        let blank = one.as_bytes().iter().any(|b| b.is_ascii_whitespace());
+        if blank && !program_candidates(one, path).iter().any(|p| p.exists()) {
+            return Command::Shell(one.to_string_lossy().into_owned());
+        }
+    }
+    Command::Argv(argv)
+}
+
+/// `labinit run`: the whole start, as a story. Returns the exit code.
+pub fn run(req: Request) -> i32 {
+    match start(req) {
+        Ok(code) => code,
+        Err(f) => {
+            log::error(&f.message);
+            f.code
+        }
+    }
+}
+
+fn start(req: Request) -> Result<i32, Fatal> {
+    let env = container_env();
+    let policy = policy(&req.options, &env)?;
+    if req.command == Command::Argv(Vec::new()) {
+        return Err(Fatal::config("no command given: labinit run [--] CMD [ARGS…] or labinit run -c 'STRING'"));
+    }
+    if let Some(outer) = outer_supervisor(&env) {
+        if policy.timeout.is_none() {
+            return Ok(exec_nested(outer, &req, &env));
+        }
+        log::info(format!("running under labinit (pid {outer}) with a timeout: supervising without a second setup"));
+    }
+    let nested = outer_supervisor(&env).is_some();
+    let start_dir = std::env::current_dir().ok();
+    // labinit itself must not pin a mount point.
+    let _ = std::env::set_current_dir("/");
+    let me = std::process::id();
+    if me != 1 {
+        // Orphans of the job become ours, not the real init's (catatonit).
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+    }
+
+    let outcome = if nested { setup::SetupOutcome::default() } else { setup::setup(&req.root, &env_for_setup(&env))? };
+    signals::take_over();
+    setup::release_signals();
+    if let Some(sig) = setup::pending_signal().or_else(signals::take_pending_stop) {
+        return Err(Fatal::with_code(
+            exit::SIGNAL_BASE + sig,
+            format!("received {} during setup; the job was not started", signals::name(sig)),
+        ));
+    }
+
+    let identity = outcome.identity.as_ref();
+    let launch = prepare(&req, &env, identity, &outcome.exports, start_dir.as_deref(), me)?;
+    let pid = spawn(&launch)?;
+    log::info(format!(
+        "started {} (pid {pid}){}{}",
+        describe(&req.command),
+        identity
+            .map(|i| format!(" as {} (uid {}, gid {}, groups {:?})", i.name, i.uid, i.gid, i.groups))
+            .unwrap_or_default(),
+        if me == 1 { "" } else { " as a subreaper (not PID 1)" }
+    ));
+    // SAFETY: isatty has no preconditions.
+    let tty = unsafe { libc::isatty(0) } == 1;
+    Ok(Supervisor::new(pid, policy, tty).run())
+}
+
+fn describe(c: &Command) -> String {
+    let text = match c {
+        Command::Argv(a) => a.iter().map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" "),
+        Command::Shell(s) => format!("-c {s:?}"),
+    };
+    if text.chars().count() > 120 {
+        format!("{}…", text.chars().take(120).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// Resolve argv, environment, directories and credentials.
+fn prepare(
+    req: &Request,
+    env: &[(OsString, OsString)],
+    identity: Option<&Identity>,
+    exports: &[(String, String)],
+    start_dir: Option<&Path>,
+    me: u32,
+) -> Result<Launch, Fatal> {
+    let env_out = job_env(env, identity, exports, Some(me));
+    let argv = match &req.command {
+        Command::Argv(a) if a.is_empty() => {
+            return Err(Fatal::config("no command given: labinit run [--] CMD [ARGS…] or labinit run -c 'STRING'"))
+        }
+        Command::Argv(a) => a.clone(),
+        Command::Shell(s) => shell_argv(&shell_for(identity, env), s, req.legacy),
+    };
+    let path = env_get(&env_out, "PATH");
+    let candidates = program_candidates(&argv[0], path);
+    let home: Option<PathBuf> = match identity {
+        Some(i) => Some(i.home.clone()),
+        None => env_get(env, "HOME").map(PathBuf::from),
+    };
+    let dirs = working_dirs(start_dir, home.as_deref(), req.legacy, identity.is_some());
+    let creds = identity.map(|i| Credentials::new(i.uid, i.gid, &i.groups));
+    Ok(Launch { argv, candidates, env: env_out, dirs, creds })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+    }
+
+    fn alice() -> Identity {
+        Identity {
+            name: "alice".into(),
+            uid: 123456,
+            gid: 11166,
+            groups: vec![11166],
+            home: "/home/alice".into(),
+            shell: "/bin/bash".into(),
+        }
+    }
+
+    #[test]
+    fn env_keeps_container_sets_account_drops_internal() {
+        let container = os(&[
+            ("PATH", "/opt/conda/bin:/usr/bin"),
+            ("HOME", "/root"),
+            ("LD_LIBRARY_PATH", "/usr/local/cuda/lib64"),
+            ("LABKIT_TIMEOUT", "4h"),
+            ("LABKIT_ROOT", "/x"),
+            ("CUDA_VISIBLE_DEVICES", "0"),
+            ("USER", "root"),
+        ]);
+        let exports =
+            vec![("TORCH_HOME".to_owned(), "/data/torch".to_owned()), ("LABKIT_X".to_owned(), "no".to_owned())];
+        let env = job_env(&container, Some(&alice()), &exports, Some(1));
+        let want = os(&[
+            ("PATH", "/opt/conda/bin:/usr/bin"),
+            ("HOME", "/home/alice"),
+            ("LD_LIBRARY_PATH", "/usr/local/cuda/lib64"),
+            ("CUDA_VISIBLE_DEVICES", "0"),
+            ("USER", "alice"),
+            ("LOGNAME", "alice"),
+            ("SHELL", "/bin/bash"),
+            ("TORCH_HOME", "/data/torch"),
+            ("LABKIT_SUPERVISOR", "1"),
+        ]);
+        assert_eq!(env, want);
+    }
+
+    #[test]
+    fn env_without_identity_is_the_container_minus_internal() {
+        let container = os(&[("PATH", "/bin"), ("LABKIT_GRACE", "5s"), ("HOME", "/root"), ("LABKIT_SUPERVISOR", "7")]);
+        let env = job_env(&container, None, &[], None);
+        assert_eq!(env, os(&[("PATH", "/bin"), ("HOME", "/root"), ("LABKIT_SUPERVISOR", "7")]));
+    }
+
+    #[test]
+    fn working_directory_rules() {
+        let home = Some(Path::new("/home/alice"));
+        let wd = Some(Path::new("/data/work"));
+        let root = Some(Path::new("/"));
+        let p = |v: &[&str]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(working_dirs(wd, home, false, true), p(&["/data/work", "/home/alice", "/"]));
+        assert_eq!(working_dirs(root, home, false, true), p(&["/home/alice", "/"]));
+        assert_eq!(working_dirs(None, home, false, true), p(&["/home/alice", "/"]));
+        assert_eq!(working_dirs(wd, home, true, true), p(&["/home/alice", "/data/work", "/"]));
+        assert_eq!(working_dirs(root, home, true, false), p(&["/home/alice", "/"]));
+        assert_eq!(working_dirs(wd, Some(Path::new("/root")), false, false), p(&["/data/work", "/"]));
+        assert_eq!(working_dirs(root, Some(Path::new("/root")), false, false), p(&["/"]));
+    }
+
+    #[test]
+    fn program_search() {
+        let c = program_candidates(OsStr::new("python3"), Some(OsStr::new("/opt/conda/bin::/usr/bin")));
+        assert_eq!(
+            c,
+            vec![
+                PathBuf::from("/opt/conda/bin/python3"),
+                PathBuf::from("./python3"),
+                PathBuf::from("/usr/bin/python3")
+            ]
+        );
+        assert_eq!(program_candidates(OsStr::new("./x.sh"), None), vec![PathBuf::from("./x.sh")]);
+        assert_eq!(program_candidates(OsStr::new("sh"), None).len(), 6);
+        assert!(program_candidates(OsStr::new(""), None).is_empty());
+    }
+
+    #[test]
+    fn shell_strings() {
+        let a = shell_argv(Path::new("/bin/bash"), "cd /data && python x.py", true);
+        assert_eq!(a[0], "/bin/bash");
+        assert_eq!(a[1], "-c");
+        let s = a[2].to_string_lossy();
+        assert!(s.starts_with("if [ -f \"$HOME/.bashrc\" ]; then . \"$HOME/.bashrc\"; fi\n"), "{s}");
+        assert!(s.ends_with("\ncd /data && python x.py"));
+        assert_eq!(shell_argv(Path::new("/bin/sh"), "true", true)[2], "true");
+        assert_eq!(shell_argv(Path::new("/bin/bash"), "true", false)[2], "true");
+    }
+
+    #[test]
+    fn one_string_with_blanks_is_a_shell_string() {
+        let one = vec![OsString::from("/opt/lab/setup_and_run_command.sh 'cd /w && python x.py'")];
+        assert!(matches!(as_command(one, None), Command::Shell(_)));
+        let argv = vec![OsString::from("python3"), OsString::from("x y.py")];
+        assert_eq!(as_command(argv.clone(), None), Command::Argv(argv));
+        let plain = vec![OsString::from("true")];
+        assert_eq!(as_command(plain.clone(), None), Command::Argv(plain));
+    }
+
+    #[test]
+    fn policy_from_flags_and_env() {
+        let env = os(&[("LABKIT_TIMEOUT", "4h"), ("LABKIT_GRACE", "5s")]);
+        let p = policy(&Options::default(), &env).unwrap();
+        assert_eq!(p.timeout, Some(std::time::Duration::from_secs(4 * 3600)));
+        assert_eq!(p.grace, std::time::Duration::from_secs(5));
+        let o = Options { timeout: Some("0".into()), grace: Some("1.5s".into()), ..Default::default() };
+        let p = policy(&o, &env).unwrap();
+        assert_eq!(p.timeout, None);
+        assert_eq!(p.grace, std::time::Duration::from_millis(1500));
+        assert_eq!(policy(&Options::default(), &[]).unwrap(), Policy::default());
+        let bad = policy(&Options::default(), &os(&[("LABKIT_GRACE", "soon")])).unwrap_err();
+        assert_eq!(bad.code, exit::CONFIG);
+        assert!(bad.message.contains("LABKIT_GRACE"));
+    }
+}

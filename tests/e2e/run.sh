@@ -1,0 +1,650 @@
+#!/usr/bin/env bash
+# End-to-end tests (`make e2e`): build the lab image family with a real engine
+# from the committed Dockerfiles, then run the lab's own job shapes in it.
+#
+#   1. podman with the project's own configuration (tests/e2e/containers.conf
+#      through CONTAINERS_CONF, tests/e2e/storage.conf through
+#      CONTAINERS_STORAGE_CONF): nothing under /etc/containers is used or
+#      changed. docker is used instead when E2E_ENGINE=docker.
+#   2. A base image without a registry: Ubuntu 24.04 (noble) by debootstrap,
+#      imported under a local name and cached in the project's image store
+#      (the cache key is BASE_VERSION below); lab-base is built on it through
+#      `labkit build --base-override cpu=<that name>`.
+#   3. Scenarios, each a named check printing PASS or FAIL with a reason; the
+#      last line is `e2e: N passed, M failed`; exit 0 only when M is 0.
+#
+# Environment:
+#   E2E_FULL=1          also build lab-pytorch and lab-python-ml (cpu) and import
+#                       torch and cv2 as the user (large downloads; not in CI)
+#   E2E_ONLY=REGEX      run only the scenarios whose name matches
+#   E2E_CACHE=DIR       cache root (default: $CACHE, else /var/cache/labkit)
+#   E2E_ENGINE=podman|docker
+#   E2E_LABINIT=PATH    labinit to put in the images (default: dist/labinit,
+#                       built with `make labinit` when missing)
+#   E2E_LABKIT=PATH     labkit binary (default: built with cargo)
+#   E2E_UBUNTU_MIRROR=URL  archive for debootstrap, and --apt-mirror for builds
+#   E2E_TORCH_INDEX=URL    E2E_FULL only: where torch wheels come from
+#                       (default: PyPI, since the manifest's index is unreachable here)
+set -euo pipefail
+
+# Bump to rebuild the cached base image (and drop older ones).
+BASE_VERSION=1
+BASE_REF="localhost/labkit-e2e/ubuntu:noble-e2e$BASE_VERSION"
+# The archive the official ubuntu:24.04 image ships in its sources.
+UBUNTU_ARCHIVE=http://archive.ubuntu.com/ubuntu
+UBUNTU_SECURITY=http://security.ubuntu.com/ubuntu
+CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+
+# The researcher of the scenarios (cluster guide's example values).
+U_NAME=alice U_ID=123456 G_NAME=CVLAB-unit G_ID=11166
+
+cd "$(dirname "$0")/../.."
+repo=$PWD
+e2e_dir=$repo/tests/e2e
+cache=${E2E_CACHE:-${CACHE:-/var/cache/labkit}}
+out=$repo/build/e2e
+logs=$out/logs
+full=${E2E_FULL:-0}
+only=${E2E_ONLY:-}
+t_start=$SECONDS
+
+say() { printf 'e2e: %s\n' "$*"; }
+die() { printf 'e2e: error: %s\n' "$*" >&2; exit 2; }
+
+[ "$(id -u)" = 0 ] || die "run as root (podman builds and user namespaces of the scenarios need it)"
+
+# --- engine -----------------------------------------------------------------
+engine=${E2E_ENGINE:-}
+if [ -z "$engine" ]; then
+    if command -v podman >/dev/null; then
+        engine=podman
+    elif command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+        engine=docker
+    else
+        die "neither podman nor a running docker daemon found (.ci/run installs podman)"
+    fi
+fi
+case "$engine" in podman | docker) ;; *) die "E2E_ENGINE=$engine: use podman or docker" ;; esac
+command -v "$engine" >/dev/null || die "$engine is not installed"
+for tool in debootstrap ssh ssh-keygen python3 tar; do
+    command -v "$tool" >/dev/null || die "$tool is not installed (see .ci/run)"
+done
+
+if [ "$engine" = podman ]; then
+    export CONTAINERS_CONF=$e2e_dir/containers.conf
+    if [ "$cache" = /var/cache/labkit ]; then
+        export CONTAINERS_STORAGE_CONF=$e2e_dir/storage.conf
+    else
+        mkdir -p "$cache/podman"
+        sed "s|/var/cache/labkit|$cache|" "$e2e_dir/storage.conf" >"$cache/podman/storage.conf"
+        export CONTAINERS_STORAGE_CONF=$cache/podman/storage.conf
+    fi
+fi
+
+# --- scratch and cleanup ----------------------------------------------------
+run_id="$$-$(date +%s)"
+work=$(mktemp -d /tmp/labkit-e2e.XXXXXX)
+chmod 0755 "$work"
+bootstrap_tmp=""
+cleanup() {
+    local ids
+    ids=$("$engine" ps -aq --filter "label=labkit-e2e=$run_id" 2>/dev/null || true)
+    if [ -n "$ids" ]; then
+        # shellcheck disable=SC2086 # one id per word
+        "$engine" rm -f -t 0 $ids >/dev/null 2>&1 || true
+    fi
+    if [ -n "$bootstrap_tmp" ] && [ -d "$bootstrap_tmp" ]; then
+        unmount_under "$bootstrap_tmp"
+        rm -rf "$bootstrap_tmp"
+    fi
+    rm -rf "$work"
+}
+unmount_under() {
+    local m
+    # debootstrap mounts /proc and /sys in its target; a failed run can leave them.
+    awk -v d="$1" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+mkdir -p "$logs"
+rm -f "$logs"/*.log
+
+# --- results ----------------------------------------------------------------
+passed=0 failed=0
+results=()
+reason_file=$work/reason
+note_file=$work/note
+
+# In a check: end it as failed with REASON.
+fail() {
+    printf '%s\n' "$*" >"$reason_file"
+    exit 1
+}
+# In a check: a remark printed after PASS (timings and the like).
+note() { printf '%s\n' "$*" >>"$note_file"; }
+
+# check NAME FUNCTION [ARGS…]: run one scenario in a subshell with errexit,
+# its output in build/e2e/logs/NAME.log.
+check() {
+    local name=$1 rc t0 reason msg
+    shift
+    if [ -n "$only" ] && ! [[ $name =~ $only ]]; then
+        return 0
+    fi
+    : >"$reason_file"
+    : >"$note_file"
+    t0=$SECONDS
+    set +e
+    (
+        set -e
+        "$@"
+    ) >"$logs/$name.log" 2>&1
+    rc=$?
+    set -e
+    if [ "$rc" = 0 ]; then
+        passed=$((passed + 1))
+        msg="PASS $name ($((SECONDS - t0))s)"
+        [ -s "$note_file" ] && msg+=": $(paste -sd';' "$note_file" | sed 's/;/; /g')"
+    else
+        failed=$((failed + 1))
+        reason=$(cat "$reason_file")
+        [ -n "$reason" ] || reason="a command failed with exit code $rc"
+        msg="FAIL $name ($((SECONDS - t0))s): $reason [log: ${logs#"$repo"/}/$name.log]"
+    fi
+    results+=("$msg")
+    printf '%s\n' "$msg"
+    if [ "$rc" != 0 ]; then
+        tail -n 12 "$logs/$name.log" | sed 's/^/    | /'
+    fi
+}
+
+finish() {
+    say "total $((SECONDS - t_start))s"
+    printf 'e2e: %d passed, %d failed\n' "$passed" "$failed"
+    [ "$failed" = 0 ]
+}
+
+# --- tools --------------------------------------------------------------------
+labinit=${E2E_LABINIT:-$repo/dist/labinit}
+if [ -z "${E2E_LABINIT:-}" ] && [ ! -x "$labinit" ]; then
+    say "building dist/labinit (make labinit)"
+    make -s labinit >"$logs/make-labinit.log" 2>&1 || { tail -20 "$logs/make-labinit.log"; die "make labinit failed"; }
+fi
+[ -x "$labinit" ] || die "no labinit at $labinit"
+labkit=${E2E_LABKIT:-}
+if [ -z "$labkit" ]; then
+    say "building labkit (cargo build --release --bin labkit)"
+    cargo build --release --locked --quiet --bin labkit >"$logs/cargo-labkit.log" 2>&1 ||
+        { tail -20 "$logs/cargo-labkit.log"; die "cargo build of labkit failed"; }
+    labkit=${CARGO_TARGET_DIR:-$repo/target}/release/labkit
+fi
+[ -x "$labkit" ] || die "no labkit at $labkit"
+
+# Each engine call of the scenarios carries the run's label, so the trap finds
+# every container; the four CLUSTER_* variables are the cluster guide's.
+cluster_env=(-e "CLUSTER_USER=$U_NAME" -e "CLUSTER_USER_ID=$U_ID" -e "CLUSTER_GROUP_NAME=$G_NAME" -e "CLUSTER_GROUP_ID=$G_ID")
+seq_no=0
+ctr_name() {
+    seq_no=$((seq_no + 1))
+    printf 'labkit-e2e-%s-%s-%d' "$run_id" "$1" "$seq_no"
+}
+# crun NAME ARGS…: `ENGINE run` with the run label and the cluster user.
+crun() {
+    local name
+    name=$(ctr_name "$1")
+    shift
+    "$engine" run --label "labkit-e2e=$run_id" --name "$name" "${cluster_env[@]}" "$@"
+}
+# A host directory standing for the researcher's NFS directory.
+data_dir() {
+    local d=$work/data-$1
+    mkdir -p "$d"
+    chown "$U_ID:$G_ID" "$d"
+    printf '%s' "$d"
+}
+# wait_until SECONDS COMMAND…: poll every 0.2 s.
+wait_until() {
+    local limit=$1 t0
+    shift
+    t0=$(date +%s)
+    until "$@" >/dev/null 2>&1; do
+        [ $(($(date +%s) - t0)) -lt "$limit" ] || return 1
+        sleep 0.2
+    done
+}
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+exit_code_of() { "$engine" inspect -f '{{.State.ExitCode}}' "$1"; }
+running() { [ "$("$engine" inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
+owner_is() {
+    local f=$1 got
+    [ -e "$f" ] || fail "$f was not written"
+    got=$(stat -c %u:%g "$f")
+    [ "$got" = "$U_ID:$G_ID" ] || fail "${f#"$work"/} is owned by $got, not $U_ID:$G_ID"
+}
+
+# --- base image -------------------------------------------------------------
+have_image() { "$engine" image inspect "$1" >/dev/null 2>&1; }
+
+build_base() {
+    local mirror=${E2E_UBUNTU_MIRROR:-$UBUNTU_ARCHIVE} root
+    mkdir -p "$cache/e2e"
+    bootstrap_tmp=$(mktemp -d "$cache/e2e/noble-root.XXXXXX")
+    root=$bootstrap_tmp/root
+    # Debian has no Ubuntu keyring: the download is not verified here, but the
+    # root carries Ubuntu's keyring and apt verifies everything inside builds.
+    debootstrap --no-check-gpg --variant=minbase noble "$root" "$mirror" \
+        /usr/share/debootstrap/scripts/gutsy
+    unmount_under "$root"
+    # What the official ubuntu:24.04 image has: deb822 sources with all
+    # components, a minimized dpkg, and the `ubuntu` user at uid 1000.
+    rm -f "$root/etc/apt/sources.list"
+    cat >"$root/etc/apt/sources.list.d/ubuntu.sources" <<EOF
+Types: deb
+URIs: $UBUNTU_ARCHIVE/
+Suites: noble noble-updates noble-backports
+Components: main restricted universe multiverse
+Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg
+
+Types: deb
+URIs: $UBUNTU_SECURITY/
+Suites: noble-security
+Components: main restricted universe multiverse
+Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg
+EOF
+    mkdir -p "$root/etc/dpkg/dpkg.cfg.d"
+    cat >"$root/etc/dpkg/dpkg.cfg.d/excludes" <<'EOF'
+# Like the official minimized image: no documentation or translations.
+path-exclude=/usr/share/man/*
+path-exclude=/usr/share/doc/*
+path-include=/usr/share/doc/*/copyright
+path-exclude=/usr/share/info/*
+path-exclude=/usr/share/locale/*
+path-include=/usr/share/locale/locale.alias
+EOF
+    printf 'APT::Install-Recommends "false";\n' >"$root/etc/apt/apt.conf.d/99labkit-e2e-no-recommends"
+    chroot "$root" /usr/sbin/groupadd -g 1000 ubuntu
+    chroot "$root" /usr/sbin/useradd -u 1000 -g 1000 -m -s /bin/bash -c Ubuntu ubuntu
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
+        "$root"/var/log/*.log "$root"/var/log/apt/* "$root"/tmp/* "$root"/root/.bash_history
+    : >"$root/etc/hostname"
+    tar --numeric-owner --xattrs -C "$root" -c . |
+        "$engine" import --change 'CMD ["/bin/bash"]' - "$BASE_REF"
+    rm -rf "$bootstrap_tmp"
+    bootstrap_tmp=""
+}
+
+t0=$SECONDS
+if have_image "$BASE_REF"; then
+    say "base image $BASE_REF: cached"
+else
+    say "base image $BASE_REF: debootstrap noble and import"
+    build_base >"$logs/base-image.log" 2>&1 || { tail -20 "$logs/base-image.log"; die "building the base image failed"; }
+    # Older cache versions are dead weight now.
+    "$engine" images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/labkit-e2e/ubuntu:' |
+        grep -vxF "$BASE_REF" | xargs -r "$engine" rmi -f >/dev/null 2>&1 || true
+fi
+t_base=$((SECONDS - t0))
+
+# --- labkit check and the lab-base build ----------------------------------
+t_labkit_check() {
+    "$labkit" check || fail "labkit check failed before the build"
+}
+check labkit-check t_labkit_check
+
+# Image references the plan gives the built targets.
+primary_tag() { # IMAGE
+    "$labkit" plan --format json --image "$1" --variant cpu --base-override "cpu=$BASE_REF" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["targets"][0]["tags"][0])'
+}
+LAB_BASE=$(primary_tag lab-base)
+
+build_opts=(--engine "$engine" --variant cpu --base-override "cpu=$BASE_REF" --network host
+    --labinit "$labinit" --log-dir "$logs/build")
+[ "$engine" = podman ] && build_opts+=(-v "$CA_BUNDLE:$CA_BUNDLE:ro")
+[ -n "${E2E_UBUNTU_MIRROR:-}" ] && build_opts+=(--apt-mirror "$E2E_UBUNTU_MIRROR")
+
+t0=$SECONDS
+t_build_lab_base() {
+    "$labkit" build "${build_opts[@]}" --image lab-base ||
+        fail "labkit build of lab-base cpu failed (log: build/e2e/logs/build/)"
+    have_image "$LAB_BASE" || fail "the build reported success but $LAB_BASE is missing"
+}
+check build-lab-base t_build_lab_base
+t_build=$((SECONDS - t0))
+if ! have_image "$LAB_BASE"; then
+    say "no lab-base image: the scenarios cannot run"
+    failed=$((failed + 1))
+    finish
+    exit 1
+fi
+say "lab-base: $LAB_BASE ($("$engine" image inspect -f '{{.Size}}' "$LAB_BASE" | awk '{printf "%.0f MB", $1/1e6}'))"
+
+# --- scenarios ----------------------------------------------------------------
+
+# The job the lab's examples run: writes a file and a directory on the
+# "NFS" volume and says who it is.
+write_job() {
+    cat >"$1/job.py" <<'EOF'
+import os
+with open("out.txt", "w") as f:
+    f.write("written by the job\n")
+os.makedirs("results", exist_ok=True)
+with open("results/metrics.txt", "w") as f:
+    f.write("loss 0.1\n")
+print("job: uid=%d gid=%d cwd=%s home=%s user=%s" % (
+    os.getuid(), os.getgid(), os.getcwd(), os.environ.get("HOME"), os.environ.get("USER")))
+EOF
+}
+assert_job_output() { # DIR LOG
+    owner_is "$1/out.txt"
+    owner_is "$1/results"
+    owner_is "$1/results/metrics.txt"
+    grep -q "job: uid=$U_ID gid=$G_ID cwd=/data home=/home/$U_NAME user=$U_NAME" "$2" ||
+        fail "the job did not report uid $U_ID, gid $G_ID, cwd /data, home /home/$U_NAME"
+}
+
+# Pod spec: command: ["/opt/lab/setup_and_run_command.sh", "cd /data && python3 job.py"]
+t_pod_spec() {
+    local d rc=0
+    d=$(data_dir pod)
+    write_job "$d"
+    crun pod --rm -v "$d:/data" --entrypoint /opt/lab/setup_and_run_command.sh "$LAB_BASE" \
+        "cd /data && python3 job.py" >"$work/pod.out" 2>&1 || rc=$?
+    cat "$work/pod.out"
+    [ "$rc" = 0 ] || fail "exit code $rc, expected 0"
+    assert_job_output "$d" "$work/pod.out"
+    grep -q "labinit: created user '$U_NAME'" "$work/pod.out" || fail "no 'created user' line in the log"
+}
+check pod-spec-setup-and-run t_pod_spec
+
+# docker-compose / `docker run IMAGE /opt/lab/setup_and_run_command.sh '…'`:
+# the legacy name arrives as CMD behind the ENTRYPOINT labinit.
+t_compose_form() {
+    local d rc=0
+    d=$(data_dir compose)
+    write_job "$d"
+    crun compose --rm -v "$d:/data" "$LAB_BASE" /opt/lab/setup_and_run_command.sh \
+        "cd /data && python3 job.py" >"$work/compose.out" 2>&1 || rc=$?
+    cat "$work/compose.out"
+    [ "$rc" = 0 ] || fail "exit code $rc, expected 0"
+    assert_job_output "$d" "$work/compose.out"
+    [ "$(grep -c "labinit: created user" "$work/compose.out")" = 1 ] || fail "setup did not run exactly once"
+}
+check compose-cmd-behind-entrypoint t_compose_form
+
+# RunAI: --command -- "/opt/lab/setup_and_run_command.sh 'cd $WORK && python x.py'"
+# arrives as ONE string: as the single argument after the ENTRYPOINT…
+t_runai_one_arg() {
+    local d rc=0
+    d=$(data_dir runai1)
+    write_job "$d"
+    crun runai1 --rm -v "$d:/data" "$LAB_BASE" \
+        "/opt/lab/setup_and_run_command.sh 'cd /data && python3 job.py'" >"$work/runai1.out" 2>&1 || rc=$?
+    cat "$work/runai1.out"
+    [ "$rc" = 0 ] || fail "exit code $rc, expected 0"
+    assert_job_output "$d" "$work/runai1.out"
+}
+check runai-one-string-argument t_runai_one_arg
+
+# …or handed to a shell that replaces the entrypoint.
+t_runai_shell() {
+    local d rc=0
+    d=$(data_dir runai2)
+    write_job "$d"
+    crun runai2 --rm -v "$d:/data" --entrypoint /bin/sh "$LAB_BASE" \
+        -c "/opt/lab/setup_and_run_command.sh 'cd /data && python3 job.py'" >"$work/runai2.out" 2>&1 || rc=$?
+    cat "$work/runai2.out"
+    [ "$rc" = 0 ] || fail "exit code $rc, expected 0"
+    assert_job_output "$d" "$work/runai2.out"
+}
+check runai-one-string-via-shell t_runai_shell
+
+# Image default (no command): set up and wait; exec in as the user.
+t_default_wait() {
+    local c out
+    c=$(ctr_name wait)
+    "$engine" run -d --label "labkit-e2e=$run_id" --name "$c" "${cluster_env[@]}" "$LAB_BASE" >/dev/null
+    if ! wait_until 30 "$engine" exec "$c" /opt/lab/labinit shell -- true; then
+        "$engine" logs "$c" || true
+        running "$c" || fail "the container ended (exit code $(exit_code_of "$c")) instead of waiting"
+        fail "labinit shell -- true did not succeed within 30 s"
+    fi
+    running "$c" || fail "the container is not running"
+    out=$("$engine" exec "$c" /opt/lab/labinit shell -- id)
+    echo "$out"
+    [[ $out == "uid=$U_ID($U_NAME) gid=$G_ID($G_NAME)"* ]] || fail "labinit shell -- id printed: $out"
+    # The legacy way in still works: exec as root, then su to the user.
+    out=$("$engine" exec "$c" su "$U_NAME" -c 'id -u')
+    [ "$out" = "$U_ID" ] || fail "su $U_NAME -c 'id -u' printed: $out"
+    "$engine" logs "$c"
+    "$engine" rm -f -t 5 "$c" >/dev/null
+}
+check default-cmd-waits-and-shell t_default_wait
+
+# The idle watchdog ends a waiting container with exit code 0.
+t_idle() {
+    local c t0 took rc
+    c=$(ctr_name idle)
+    t0=$(now_ms)
+    "$engine" run -d --label "labkit-e2e=$run_id" --name "$c" "${cluster_env[@]}" \
+        -e LABKIT_IDLE_TIMEOUT=5s -e LABKIT_IDLE_INTERVAL=1s "$LAB_BASE" >/dev/null
+    if ! timeout 60 "$engine" wait "$c" >/dev/null; then
+        "$engine" logs "$c" || true
+        fail "still running 60 s after start with LABKIT_IDLE_TIMEOUT=5s"
+    fi
+    took=$(($(now_ms) - t0))
+    rc=$(exit_code_of "$c")
+    "$engine" logs "$c"
+    [ "$rc" = 0 ] || fail "exit code $rc, expected 0 (idle expiry)"
+    [ "$took" -ge 5000 ] || fail "ended after ${took} ms, before the 5 s idle timeout"
+    note "ended by the idle watchdog after ${took} ms (timeout 5s, interval 1s)"
+    "$engine" rm -f "$c" >/dev/null
+}
+check idle-watchdog-ends-wait t_idle
+
+# podman stop on a job that traps TERM and checkpoints: the checkpoint is
+# written, the container's exit code is the job's, well inside the grace.
+t_stop() {
+    local d c t0 took rc
+    d=$(data_dir stop)
+    cat >"$d/train.sh" <<'EOF'
+#!/bin/bash
+trap 'echo "step $step" > /data/checkpoint; echo "job: checkpoint written"; exit 42' TERM
+step=0
+echo started > /data/started
+while :; do step=$((step + 1)); sleep 0.1; done
+EOF
+    c=$(ctr_name stop)
+    "$engine" run -d --label "labkit-e2e=$run_id" --name "$c" "${cluster_env[@]}" -v "$d:/data" \
+        --entrypoint /opt/lab/setup_and_run_command.sh "$LAB_BASE" "cd /data && bash train.sh" >/dev/null
+    wait_until 30 test -e "$d/started" || {
+        "$engine" logs "$c" || true
+        fail "the job did not start within 30 s"
+    }
+    sleep 0.5
+    t0=$(now_ms)
+    "$engine" stop -t 10 "$c" >/dev/null
+    took=$(($(now_ms) - t0))
+    rc=$(exit_code_of "$c")
+    "$engine" logs "$c"
+    [ -e "$d/checkpoint" ] || fail "no checkpoint: the job never got SIGTERM (stop took ${took} ms)"
+    owner_is "$d/checkpoint"
+    [ "$rc" = 42 ] || fail "exit code $rc, expected the job's 42 (stop took ${took} ms)"
+    [ "$took" -lt 5000 ] || fail "podman stop took ${took} ms of the 10 s grace"
+    note "podman stop -t 10 returned after ${took} ms, checkpoint '$(cat "$d/checkpoint")', exit 42"
+    "$engine" rm -f "$c" >/dev/null
+}
+check stop-checkpoints-in-grace t_stop
+
+# --timeout and LABKIT_TIMEOUT give 124.
+t_timeout() {
+    local rc=0 t0 took
+    t0=$(now_ms)
+    crun timeout1 --rm "$LAB_BASE" --timeout 2s sleep 60 || rc=$?
+    took=$(($(now_ms) - t0))
+    [ "$rc" = 124 ] || fail "labinit --timeout 2s sleep 60: exit code $rc, expected 124"
+    note "--timeout 2s: 124 after ${took} ms"
+    rc=0
+    crun timeout2 --rm -e LABKIT_TIMEOUT=2s --entrypoint /opt/lab/setup_and_run_command.sh "$LAB_BASE" \
+        "cd /tmp && sleep 60" || rc=$?
+    [ "$rc" = 124 ] || fail "LABKIT_TIMEOUT=2s with setup_and_run_command.sh: exit code $rc, expected 124"
+}
+check timeout-gives-124 t_timeout
+
+# The job's exit code is the container's.
+t_exit_codes() {
+    local rc=0
+    crun exit1 --rm --entrypoint /opt/lab/setup_and_run_command.sh "$LAB_BASE" "exit 3" || rc=$?
+    [ "$rc" = 3 ] || fail "setup_and_run_command.sh 'exit 3': exit code $rc, expected 3"
+    rc=0
+    crun exit2 --rm "$LAB_BASE" sh -c 'exit 3' || rc=$?
+    [ "$rc" = 3 ] || fail "IMAGE sh -c 'exit 3': exit code $rc, expected 3"
+    rc=0
+    crun exit3 --rm "$LAB_BASE" no-such-program-e2e || rc=$?
+    [ "$rc" = 127 ] || fail "IMAGE no-such-program: exit code $rc, expected 127"
+    rc=0
+    "$engine" run --rm --label "labkit-e2e=$run_id" -e CLUSTER_USER=alice "$LAB_BASE" true || rc=$?
+    [ "$rc" = 125 ] || fail "only CLUSTER_USER set: exit code $rc, expected 125"
+}
+check exit-codes-propagate t_exit_codes
+
+# ssh as the cluster user, with a generated key, on a published loopback port.
+t_ssh() {
+    local c port key=$work/ssh/id_ed25519 out
+    mkdir -p "$work/ssh"
+    ssh-keygen -q -t ed25519 -N '' -C e2e@labkit -f "$key"
+    c=$(ctr_name ssh)
+    "$engine" run -d --label "labkit-e2e=$run_id" --name "$c" "${cluster_env[@]}" \
+        -e "SSH_PUBLIC_KEY=$(cat "$key.pub")" -p 127.0.0.1::22 "$LAB_BASE" sleep 600 >/dev/null
+    port=$("$engine" port "$c" 22/tcp | sed -n 's/.*:\([0-9]*\)$/\1/p' | head -1)
+    [ -n "$port" ] || fail "no published port for 22/tcp"
+    echo "published on 127.0.0.1:$port"
+    local sshopts=(-i "$key" -p "$port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+        -o BatchMode=yes -o ConnectTimeout=5 -o LogLevel=ERROR)
+    if ! wait_until 30 ssh "${sshopts[@]}" "$U_NAME@127.0.0.1" true; then
+        "$engine" logs "$c" || true
+        running "$c" || fail "the container ended with exit code $(exit_code_of "$c")"
+        fail "ssh $U_NAME@127.0.0.1 -p $port did not succeed within 30 s"
+    fi
+    out=$(ssh "${sshopts[@]}" "$U_NAME@127.0.0.1" id)
+    echo "$out"
+    [[ $out == "uid=$U_ID($U_NAME) gid=$G_ID($G_NAME)"* ]] || fail "ssh id printed: $out"
+    if ssh "${sshopts[@]}" root@127.0.0.1 true 2>/dev/null; then
+        fail "root login over ssh was accepted"
+    fi
+    "$engine" logs "$c"
+    "$engine" rm -f -t 2 "$c" >/dev/null
+}
+check ssh-service-as-user t_ssh
+
+# A user's image: FROM lab-base plus a setup step that exports a variable.
+EXT_REF=localhost/labkit-e2e/lab-base-extended:cpu
+t_extend() {
+    local ctx=$work/extend out
+    mkdir -p "$ctx"
+    cat >"$ctx/50_mine.sh" <<'EOF'
+#!/bin/sh
+# A researcher's own setup step: hand a variable to the job.
+echo "MYVAR=hello" >> "$LABKIT_ENV"
+echo "50_mine: ran as $(id -u) for $LABKIT_USER"
+EOF
+    cat >"$ctx/Containerfile" <<EOF
+FROM $LAB_BASE
+COPY 50_mine.sh /opt/lab/setup_steps/50_mine.sh
+RUN chmod 0755 /opt/lab/setup_steps/50_mine.sh
+EOF
+    "$engine" build -q -t "$EXT_REF" -f "$ctx/Containerfile" "$ctx"
+    # shellcheck disable=SC2016 # expanded by the job's shell
+    out=$(crun extend --rm "$EXT_REF" sh -c 'echo "job sees MYVAR=$MYVAR as $(id -un)"' 2>&1)
+    echo "$out"
+    grep -q "job sees MYVAR=hello as $U_NAME" <<<"$out" || fail "the job did not see MYVAR=hello"
+    grep -q "50_mine: ran as 0 for $U_NAME" <<<"$out" || fail "the step did not run as root for $U_NAME"
+    # shellcheck disable=SC2016 # expanded by the job's shell
+    out=$(crun extend --rm --entrypoint /opt/lab/setup_and_run_command.sh "$EXT_REF" 'echo "legacy MYVAR=$MYVAR"' 2>&1)
+    echo "$out"
+    grep -q "legacy MYVAR=hello" <<<"$out" || fail "setup_and_run_command.sh did not pass MYVAR=hello"
+}
+check extend-with-setup-step t_extend
+
+# `docker run -it IMAGE bash`: an interactive bash under a pty with job control.
+t_pty() {
+    local c rc=0
+    c=$(ctr_name pty)
+    python3 "$e2e_dir/pty_session.py" -- "$engine" run -it --rm --label "labkit-e2e=$run_id" --name "$c" \
+        "${cluster_env[@]}" "$LAB_BASE" bash >"$work/pty.out" 2>&1 || rc=$?
+    cat "$work/pty.out"
+    [ "$rc" = 0 ] || fail "$(grep '^FAIL: ' "$work/pty.out" | tail -1 | cut -c7-)"
+}
+check interactive-bash-job-control t_pty
+
+# Labels of the built image match the committed Dockerfile (hence the
+# manifest), with the build's values; labkit check still agrees.
+t_labels() {
+    local plan
+    plan=$("$labkit" plan --format json --image lab-base --variant cpu --base-override "cpu=$BASE_REF")
+    "$engine" image inspect -f '{{json .Labels}}' "$LAB_BASE" >"$work/labels.json"
+    printf '%s' "$plan" >"$work/plan.json"
+    python3 - "$repo/images/generated/lab-base/cpu/Dockerfile" "$work/labels.json" "$work/plan.json" >"$work/labels.out" <<'EOF' || {
+import json, re, sys
+dockerfile, labels_path, plan_path = sys.argv[1:]
+text = open(dockerfile).read()
+got = json.load(open(labels_path)) or {}
+args = json.load(open(plan_path))["targets"][0]["args"]
+# The LABEL instruction: its continuation lines up to the first without '\'.
+m = re.search(r'^LABEL (.*?[^\\])$', text, re.M | re.S)
+want = {k: v for k, v in re.findall(r'([A-Za-z0-9_.-]+)="((?:[^"\\]|\\.)*)"', m.group(1))}
+want = {k: re.sub(r'\$\{(\w+)\}', lambda g: args.get(g.group(1), ""), v) for k, v in want.items()}
+header = re.search(r'^# labkit-inputs-sha256: ([0-9a-f]{64})$', text, re.M).group(1)
+bad = []
+for k, v in want.items():
+    if got.get(k) != v:
+        bad.append(f"{k}: image has {got.get(k)!r}, Dockerfile says {v!r}")
+extra = sorted(set(got) - set(want) - {"io.buildah.version"})
+if extra:
+    bad.append("labels not in the Dockerfile (leaked from the base?): " + ", ".join(extra))
+if got.get("ch.epfl.cvlab.labkit.inputs-sha256") != header:
+    bad.append("inputs-sha256 label differs from the Dockerfile header")
+for line in bad:
+    print(line)
+print(f"{len(want)} labels compared, {len(bad)} problems")
+sys.exit(1 if bad else 0)
+EOF
+        cat "$work/labels.out"
+        fail "labels differ from the committed Dockerfile: $(head -1 "$work/labels.out")"
+    }
+    cat "$work/labels.out"
+    "$labkit" check || fail "labkit check fails after the build"
+    note "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))), "labels")' "$work/labels.json"), base.name=$BASE_REF, revision=$(git -C "$repo" rev-parse --short HEAD)"
+}
+check labels-match-manifest t_labels
+
+# --- E2E_FULL: lab-pytorch and lab-python-ml ----------------------------------
+if [ "$full" = 1 ]; then
+    t_build_full() {
+        "$labkit" build "${build_opts[@]}" --image lab-base --image lab-pytorch --image lab-python-ml \
+            "${full_opts[@]}" || fail "labkit build of lab-pytorch/lab-python-ml cpu failed (log: build/e2e/logs/build/)"
+    }
+    # The manifest's cpu torch index (download.pytorch.org) is unreachable
+    # here; pip also reads /etc/pip.conf, so a build volume adds an index
+    # without touching the committed Dockerfile (the --index-url stays first).
+    printf '[global]\nextra-index-url = %s\ntimeout = 10\nretries = 1\n' \
+        "${E2E_TORCH_INDEX:-https://pypi.org/simple}" >"$work/pip.conf"
+    full_opts=(-v "$work/pip.conf:/etc/pip.conf:ro")
+    check build-full-family t_build_full
+    t_import() {
+        local ml out
+        ml=$(primary_tag lab-python-ml)
+        out=$(crun full --rm "$ml" python -c 'import torch, cv2; print("torch", torch.__version__, "cv2", cv2.__version__)' 2>&1)
+        echo "$out"
+        grep -q '^torch .* cv2 ' <<<"$out" || fail "import torch, cv2 failed as the user"
+        note "$(grep '^torch ' <<<"$out")"
+    }
+    check python-ml-imports-torch-cv2 t_import
+fi
+
+say "base image ${t_base}s, lab-base build ${t_build}s, scenarios $((SECONDS - t_start - t_base - t_build))s"
+finish

@@ -1,0 +1,74 @@
+//! Terminals: under a pty (`docker run -it`, `kubectl run -it`), an
+//! interactive bash started by labinit has job control (`m` in `$-`, no
+//! "cannot set terminal process group"), Ctrl-C reaches the foreground job,
+//! Ctrl-Z stops it (labinit itself is never stopped) and labinit exits with
+//! the shell's code. As PID 1 and as a subreaper; the control is a PID 1
+//! that starts bash without handing it the terminal (`setsid`).
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use common::pidns::{python3, sigprint};
+
+fn drive(wrapper: &[&str], dir: &common::TempDir, patience: &str) -> (HashMap<String, String>, String) {
+    let py = python3().expect("python3");
+    let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helpers/pty_driver.py");
+    let mut cmd = Command::new(py);
+    cmd.arg(driver).arg(dir.path()).arg(sigprint()).arg("--");
+    cmd.args(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--"]).args(wrapper);
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", dir.path())
+        .env("TERM", "dumb")
+        .env("PTY_PATIENCE", patience);
+    let out = cmd.output().expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let result = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    (result, text)
+}
+
+#[test]
+fn interactive_bash_gets_job_control_and_ctrl_c() {
+    if python3().is_none() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let labinit = common::labinit().display().to_string();
+    let bash = ["bash", "--norc", "--noprofile", "-i"];
+    for mode in ["pid1", "subreaper"] {
+        let dir = common::TempDir::new("tty");
+        let root = dir.join("root").display().to_string();
+        std::fs::create_dir_all(&root).unwrap();
+        let mut wrapper: Vec<String> = match mode {
+            "pid1" => vec![labinit.clone()],
+            _ => vec!["sh".into(), "-c".into(), "\"$@\"; exit $?".into(), "sh".into(), labinit.clone()],
+        };
+        wrapper.extend(["--root".into(), root, "run".into(), "--".into()]);
+        wrapper.extend(bash.iter().map(|s| s.to_string()));
+        let w: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+        let (r, text) = drive(&w, &dir, "20");
+        assert!(r.get("flags").is_some_and(|f| f.contains('m')), "{mode}: no job control:\n{text}");
+        assert_eq!(r.get("no_tty_warning").map(String::as_str), Some("1"), "{mode}:\n{text}");
+        assert_eq!(r.get("ctrl_c").map(String::as_str), Some("1"), "{mode}: Ctrl-C did not reach the job:\n{text}");
+        assert_eq!(r.get("stopped").map(String::as_str), Some("1"), "{mode}: Ctrl-Z did not stop the job:\n{text}");
+        assert_eq!(r.get("code").map(String::as_str), Some("5"), "{mode}: exit code:\n{text}");
+    }
+    let dir = common::TempDir::new("tty-control");
+    let mut w = vec!["setsid", "-w"];
+    w.extend(bash);
+    // Short waits: here the steps are expected to fail.
+    let (r, text) = drive(&w, &dir, "2");
+    assert!(
+        !r.get("flags").is_some_and(|f| f.contains('m')) || r.get("no_tty_warning").map(String::as_str) != Some("1"),
+        "control: job control without a terminal hand-over:\n{text}"
+    );
+}
