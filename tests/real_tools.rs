@@ -97,3 +97,40 @@ fn shadow_tools_see_consistent_files() {
     let (code, text) = in_chroot(&root, "chroot \"$ROOT\" id alice");
     assert_eq!((code, text.trim()), (0, "uid=1000(alice) gid=100(users) groups=100(users)"));
 }
+
+/// Run the static labinit as PID 1 of a new PID namespace inside the root.
+fn labinit_pid1(root: &common::TempDir, args: &str, extra: &[(&str, &str)]) -> (i32, String) {
+    let bin = std::env::var_os("LABKIT_TEST_LABINIT").expect("needs the static labinit: run through `make test`");
+    std::fs::create_dir_all(root.join("opt/lab")).unwrap();
+    std::fs::copy(bin, root.join("opt/lab/labinit")).unwrap();
+    let r = root.path().display();
+    let script =
+        format!("mount --rbind /dev {r}/dev && mount -t proc proc {r}/proc && exec chroot {r} /opt/lab/labinit {args}");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--pid", "--fork", "sh", "-c", &script])
+        .env_clear()
+        .envs(common::alice_env())
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn the_job_regains_root_only_through_the_sudo_grant() {
+    let root = copy_root();
+    let (code, text) = labinit_pid1(&root, "run -- sh -c 'id -u; sudo -n id -u'", &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("123456\n0\n"), "{text}");
+    // No password to guess: su to root fails without a terminal.
+    let (code, text) = labinit_pid1(&root, "run -- su -c 'id -u' root", &[]);
+    assert_ne!(code, 0, "{text}");
+    // With LABKIT_SUDO=0 there is no way back.
+    let (code, text) = labinit_pid1(&root, "run -- sh -c 'id -u; sudo -n id -u'", &[("LABKIT_SUDO", "0")]);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.starts_with("123456\n"), "{text}");
+    assert!(!text.contains("\n0\n"), "{text}");
+}

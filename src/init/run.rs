@@ -332,7 +332,12 @@ pub fn spawn(launch: &Launch) -> Result<i32, Fatal> {
         KIND_PRIVILEGES => {
             let stage = Stage::from_u8(buf[1]).map(Stage::describe).unwrap_or("unknown step");
             let detail = if errno != 0 { format!(": {err}") } else { String::new() };
-            Fatal::config(format!("cannot drop privileges: {stage}{detail}; the job was not started"))
+            let hint = if errno == libc::EPERM {
+                " (the container lacks CAP_SETUID/CAP_SETGID: keep the runtime's default capabilities, or run the pod with runAsUser set to your uid)"
+            } else {
+                ""
+            };
+            Fatal::config(format!("cannot drop privileges: {stage}{detail}{hint}; the job was not started, nothing ran as root"))
         }
         _ if errno == libc::ENOENT || errno == libc::ENOTDIR => {
             Fatal::with_code(exit::NOT_FOUND, format!("{program}: command not found"))
