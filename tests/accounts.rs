@@ -302,3 +302,14 @@ fn malformed_lines_never_match_as_root() {
     assert!(pw.ends_with("zero:*:5000:5000::/home/zero:/bin/bash\n"), "{pw}");
     assert!(pw.contains("dave:x:1004:1004::/home/dave:/bin/bash\nzero"), "newline added after last line: {pw}");
 }
+
+#[test]
+fn a_rename_interrupted_between_passwd_and_shadow_converges() {
+    let db = load("ubuntu-24.04");
+    let r = req("alice", 1000, "CVLAB-unit", 11166);
+    let full = provision::plan(&db, &r).db;
+    // The crash: group, gshadow and passwd were written, shadow was not.
+    let crashed = Database { shadow: db.shadow.clone(), ..full.clone() };
+    assert_ne!(crashed, full);
+    assert_eq!(provision::plan(&crashed, &r).db, full);
+}

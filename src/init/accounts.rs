@@ -188,6 +188,11 @@ impl Table {
         self.entries().map(|(_, f)| String::from_utf8_lossy(&f[0]).into_owned()).collect()
     }
 
+    /// Line indices of the entries whose name is not in `names`.
+    pub fn entries_not_named(&self, names: &[String]) -> Vec<usize> {
+        self.entries().filter(|(_, f)| !names.iter().any(|n| n.as_bytes() == f[0].as_slice())).map(|(i, _)| i).collect()
+    }
+
     /// Indices of every entry whose id column equals `id`.
     pub fn all_with_id(&self, col: usize, id: u32) -> Vec<usize> {
         self.entries().filter(|(_, f)| parse_id(&f[col]) == Some(id)).map(|(i, _)| i).collect()

@@ -11,6 +11,7 @@ pub mod files;
 pub mod home;
 pub mod idle;
 pub mod log;
+pub mod memory;
 pub mod privileges;
 pub mod provision;
 pub mod run;

@@ -211,7 +211,24 @@ fn plan_user(db: &mut Database, req: &Request, group_name: &str, notes: &mut Vec
     }
     if let Some(sh) = db.shadow.as_mut() {
         if sh.find_name(&req.user).is_none() {
-            new_shadow_line(sh, &req.user, req.today);
+            // Crash healing: a start killed between writing passwd and shadow
+            // during a rename leaves the entry's old shadow line behind under
+            // its old name. A single shadow line that names no user at all is
+            // that line (or dead weight): take it over, as the uninterrupted
+            // rename would have. Otherwise add a new line.
+            let orphans = sh.entries_not_named(&db.passwd.names());
+            if let [k] = orphans[..] {
+                let old = sh.field(k, NAME);
+                sh.set_field(k, NAME, &req.user);
+                sh.set_field(k, PASSWD, "*");
+                sh.set_field(k, SH_LASTCHG, &req.today.to_string());
+                notes.push(Note::Info(format!(
+                    "shadow line of '{old}', whose user no longer exists, now belongs to '{}' (no usable password)",
+                    req.user
+                )));
+            } else {
+                new_shadow_line(sh, &req.user, req.today);
+            }
         }
     }
 }

@@ -547,6 +547,7 @@ fn start(req: Request) -> Result<i32, Fatal> {
     ));
     // SAFETY: isatty has no preconditions.
     let tty = unsafe { libc::isatty(0) } == 1;
+    crate::init::memory::release_startup_pages();
     Ok(Supervisor::new(pid, policy, tty).run())
 }
 

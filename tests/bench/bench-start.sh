@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Start overhead, memory and size (issue "labinit 2/3" §5, issue "Prove it" §1):
+# - a container start with user creation and two setup steps until the job's
+#   first instruction (/bin/true), labinit vs the legacy scripts, each run in
+#   the same throwaway Debian root with its own PID namespace; bare init
+#   overhead without a user against tini-static, catatonit and dumb-init;
+#   privilege drop alone against gosu-like setpriv;
+# - resident memory of each supervisor while its job sleeps;
+# - binary sizes.
+# Usage: bench-start.sh LABINIT DEBIAN_ROOT [RUNS]
+set -euo pipefail
+labinit=${1:?labinit}; debroot=${2:?debian root}; runs=${3:-60}
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d /tmp/labkit-bench-start.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+R=$work/root
+cp -a "$debroot/." "$R"
+install -D -m 0755 "$labinit" "$R/opt/lab/labinit"
+# Two trivial setup steps for both, plus the legacy user step for the legacy.
+for d in "$R/opt/lab/setup_steps" "$R/opt/lab-legacy/setup_steps"; do
+    mkdir -p "$d"
+    printf '#!/bin/sh\nexit 0\n' > "$d/20_first.sh"
+    printf '#!/bin/sh\nexit 0\n' > "$d/30_second.sh"
+    chmod 0755 "$d"/*.sh
+done
+for f in setup.sh setup_and_run_command.sh setup_steps/10_cluster_user.sh; do
+    sed 's|/opt/lab/|/opt/lab-legacy/|g' "$here/../legacy/$f" > "$R/opt/lab-legacy/$f"
+    chmod 0755 "$R/opt/lab-legacy/$f"
+done
+inits=()
+for t in /usr/bin/tini-static /usr/bin/catatonit /usr/bin/dumb-init; do
+    if [ -x "$t" ]; then install -m 0755 "$t" "$R/opt/$(basename "$t")"; inits+=("$(basename "$t")"); fi
+done
+cp -a "$R/etc" "$work/etc.pristine"
+printf '#!/bin/sh\nrm -rf "%s/etc" "%s/home/alice" && cp -a "%s/etc.pristine" "%s/etc"\n' "$R" "$R" "$work" "$R" > "$work/restore"
+chmod +x "$work/restore"
+export LABKIT_QUIET=1
+ns="unshare --pid --fork chroot $R"
+
+# 1. Full start: user + two steps + job, labinit vs legacy.
+CLUSTER_USER=alice CLUSTER_USER_ID=123456 CLUSTER_GROUP_NAME=CVLAB-unit CLUSTER_GROUP_ID=11166 \
+hyperfine -N --style none --runs "$runs" --warmup 3 --prepare "$work/restore" --export-json "$work/start.json" \
+    -n bare "$ns /bin/true" \
+    -n labinit "$ns /opt/lab/labinit run -- /bin/true" \
+    -n legacy "$ns /bin/bash /opt/lab-legacy/setup_and_run_command.sh true" >/dev/null 2>&1
+python3 "$here/summarize.py" "$work/start.json" "Container start: user + 2 setup steps + job, own PID namespace, $runs runs" bare labinit legacy
+
+# 2. Bare init overhead (no user, no steps): labinit vs the minimal inits.
+args=(-n bare "$ns /bin/true" -n labinit "env LABKIT_STEPS_DIR=/none $ns /opt/lab/labinit run -- /bin/true")
+for i in "${inits[@]}"; do args+=(-n "$i" "$ns /opt/$i -- /bin/true"); done
+hyperfine -N --style none --runs "$runs" --warmup 3 --export-json "$work/bare.json" "${args[@]}" >/dev/null 2>&1
+python3 "$here/summarize.py" "$work/bare.json" "Bare init overhead (no user), own PID namespace, $runs runs" bare labinit "${inits[@]}"
+
+# 3. Resident memory of the supervisor while its job sleeps.
+rss_of() { # command... -> VmRSS in KiB of the namespace's PID 1
+    unshare --pid --fork --mount-proc "$@" >/dev/null 2>&1 &
+    local u=$! child="" n=0
+    pids+=("$u")
+    while [ -z "$child" ] && [ $n -lt 200 ]; do child=$(pgrep -P "$u" | head -1 || true); n=$((n+1)); sleep 0.01; done
+    sleep 0.3
+    awk '/^VmRSS/ {print $2}' "/proc/$child/status"
+    kill -9 "$u" "$child" 2>/dev/null || true
+    wait "$u" 2>/dev/null || true
+}
+echo "## Resident memory of the supervisor while the job sleeps"
+echo "| init | VmRSS (KiB) | binary size (bytes) |"
+echo "| --- | --- | --- |"
+echo "| labinit | $(LABKIT_STEPS_DIR=/none rss_of "$labinit" run -- sleep 30) | $(stat -c %s "$labinit") |"
+for i in "${inits[@]}"; do
+    echo "| $i | $(rss_of "/usr/bin/$i" -- sleep 30) | $(stat -c %s "/usr/bin/$i") |"
+done
+echo
