@@ -11,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use nix::libc;
 
-use crate::init::accounts::{Kind, Table};
+use crate::init::accounts::{self, Kind, Table};
 use crate::init::config::{AccountRequest, SetupConfig, Who};
 use crate::init::exit::{self, Fatal};
 use crate::init::files::{self, Root, Update, Written};
@@ -116,24 +116,22 @@ pub fn resolve_identity(root: &Path, env: &[(String, String)]) -> Result<Option<
     let Who::User(req) = &cfg.who else { return Ok(None) };
     let root = Root::new(root);
     let db = files::load(&root).map_err(|e| Fatal::config(e.to_string()))?;
+    let home = format!("/home/{}", req.user);
+    let shell = match db.passwd.find_id(req.uid) {
+        Some(i) if db.passwd.field(i, 0) == req.user => db.passwd.field(i, 6),
+        // Setup could not write the account (read-only /etc): numeric identity.
+        _ => choose_shell(&root, cfg.shell.as_deref()),
+    };
+    Ok(Some(job_identity(&db, req, home, shell)))
+}
+
+/// The identity a job gets: the request's ids, the groups the account files
+/// give the user, and the runtime's extra groups PID 1 was started with.
+fn job_identity(db: &accounts::Database, req: &AccountRequest, home: String, shell: String) -> Identity {
     let inherited: Vec<u32> =
         nix::unistd::getgroups().map(|g| g.iter().map(|g| g.as_raw()).collect()).unwrap_or_default();
-    let home = format!("/home/{}", req.user);
-    let (shell, groups) = match db.passwd.find_id(req.uid) {
-        Some(i) if db.passwd.field(i, 0) == req.user => {
-            (db.passwd.field(i, 6), provision::supplementary_groups(&db, &req.user, req.gid, &inherited))
-        }
-        // Setup could not write the account (read-only /etc): numeric identity.
-        _ => (choose_shell(&root, cfg.shell.as_deref()), provision::supplementary_groups(&db, "", req.gid, &inherited)),
-    };
-    Ok(Some(Identity {
-        name: req.user.clone(),
-        uid: req.uid,
-        gid: req.gid,
-        groups,
-        home: home.into(),
-        shell: shell.into(),
-    }))
+    let groups = provision::supplementary_groups(db, &req.user, req.gid, &inherited);
+    Identity { name: req.user.clone(), uid: req.uid, gid: req.gid, groups, home: home.into(), shell: shell.into() }
 }
 
 /// Days since the epoch (shadow's `lastchg` unit).
@@ -248,17 +246,7 @@ fn account(root: &Root, cfg: &SetupConfig) -> Result<Option<Identity>, Fatal> {
         log::warn("sudo was not granted: the account files could not be written");
     }
     let final_db = if writable { &plan.db } else { &db };
-    let inherited: Vec<u32> =
-        nix::unistd::getgroups().map(|g| g.iter().map(|g| g.as_raw()).collect()).unwrap_or_default();
-    let groups = provision::supplementary_groups(final_db, &req.user, req.gid, &inherited);
-    Ok(Some(Identity {
-        name: req.user.clone(),
-        uid: req.uid,
-        gid: req.gid,
-        groups,
-        home: home.into(),
-        shell: shell.into(),
-    }))
+    Ok(Some(job_identity(final_db, req, home, shell)))
 }
 
 /// Write the changed tables under the account lock, in write order.
