@@ -9,6 +9,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -25,12 +26,12 @@ fn busybox_root(distro: &str) -> common::TempDir {
         fs::create_dir_all(root.join(d)).unwrap();
     }
     fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
-    fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    common::install_exec(Path::new("/bin/busybox"), &root.join("bin/busybox"));
     for applet in ["sh", "grep", "cat", "id", "pwd", "env", "touch", "echo", "sleep"] {
         let _ = fs::remove_file(root.join("bin").join(applet));
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
-    fs::copy(static_labinit(), root.join("opt/lab/labinit")).unwrap();
+    common::install_exec(&static_labinit(), &root.join("opt/lab/labinit"));
     root
 }
 
@@ -122,7 +123,7 @@ fn a_failed_privilege_drop_never_runs_the_command() {
 fn a_setuid_labinit_refuses_to_run() {
     let dir = common::TempDir::new("setuid");
     let bin = dir.join("labinit");
-    fs::copy(static_labinit(), &bin).unwrap();
+    common::install_exec(&static_labinit(), &bin);
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o4755)).unwrap();
     let marker = dir.join("ran");
     let out = Command::new(&bin).args(["run", "--", "/usr/bin/touch"]).arg(&marker).output().unwrap();

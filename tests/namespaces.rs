@@ -8,6 +8,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// Run `script` (sh) in a private mount namespace with ROOT and LABINIT set
@@ -155,9 +156,9 @@ fn the_static_binary_runs_alone_in_a_busybox_root() {
     for d in ["bin", "etc"] {
         fs::create_dir_all(root.join(d)).unwrap();
     }
-    fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    common::install_exec(Path::new("/bin/busybox"), &root.join("bin/busybox"));
     std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
-    fs::copy(static_labinit(), root.join("labinit")).unwrap();
+    common::install_exec(&static_labinit(), &root.join("labinit"));
     let out = Command::new("/usr/sbin/chroot")
         .arg(root.path())
         .args(["/labinit", "setup"])
@@ -184,4 +185,26 @@ fn make_builds_a_static_binary() {
     let text = stdout(&out);
     assert!(text.contains("statically linked") || text.contains("static-pie linked"), "{text}");
     assert!(text.contains("stripped") && !text.contains("not stripped"), "{text}");
+}
+
+#[test]
+fn no_new_privs_is_reported_because_sudo_will_refuse() {
+    let root = common::fixture_root("debian-12");
+    common::add_sudo(&root, "root ALL=(ALL:ALL) ALL\n#includedir /etc/sudoers.d\n");
+    let run = |launcher: &[&str]| {
+        Command::new(launcher[0])
+            .args(&launcher[1..])
+            .arg(common::labinit())
+            .args(["setup", "--root"])
+            .arg(root.path())
+            .envs(common::alice_env())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["setpriv", "--no-new-privs"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no_new_privs flag is set"), "{}", stderr(&out));
+    // Negative control: without the flag, no such warning.
+    let out = run(&["env"]);
+    assert!(!stderr(&out).contains("no_new_privs"), "{}", stderr(&out));
 }

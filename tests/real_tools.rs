@@ -102,7 +102,7 @@ fn shadow_tools_see_consistent_files() {
 fn labinit_pid1(root: &common::TempDir, args: &str, extra: &[(&str, &str)]) -> (i32, String) {
     let bin = std::env::var_os("LABKIT_TEST_LABINIT").expect("needs the static labinit: run through `make test`");
     std::fs::create_dir_all(root.join("opt/lab")).unwrap();
-    std::fs::copy(bin, root.join("opt/lab/labinit")).unwrap();
+    common::install_exec(std::path::Path::new(&bin), &root.join("opt/lab/labinit"));
     let r = root.path().display();
     let script =
         format!("mount --rbind /dev {r}/dev && mount -t proc proc {r}/proc && exec chroot {r} /opt/lab/labinit {args}");
@@ -133,4 +133,25 @@ fn the_job_regains_root_only_through_the_sudo_grant() {
     assert_ne!(code, 0, "{text}");
     assert!(text.starts_with("123456\n"), "{text}");
     assert!(!text.contains("\n0\n"), "{text}");
+}
+
+#[test]
+fn the_legacy_user_step_left_in_an_image_becomes_a_no_op() {
+    // Images built on the legacy base still carry 10_cluster_user.sh in their
+    // steps. labinit creates the user first, so the legacy step finds the name
+    // and does nothing: /etc/sudoers is not replaced, no password is set.
+    let root = copy_root();
+    let steps = root.join("opt/lab/setup_steps");
+    std::fs::create_dir_all(&steps).unwrap();
+    let legacy = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/legacy/setup_steps/10_cluster_user.sh");
+    std::fs::copy(legacy, steps.join("10_cluster_user.sh")).unwrap();
+    let sudoers = std::fs::read(root.join("etc/sudoers")).unwrap();
+    let (code, text) = labinit_pid1(&root, "run -- id", &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("step 10_cluster_user.sh: ok"), "{text}");
+    assert_eq!(std::fs::read(root.join("etc/sudoers")).unwrap(), sudoers, "sudoers untouched by the legacy step");
+    let shadow = std::fs::read_to_string(root.join("etc/shadow")).unwrap();
+    assert!(shadow.lines().any(|l| l.starts_with("alice:*:")), "no password set: {shadow}");
+    let (code, text) = in_chroot(&root, "chroot \"$ROOT\" visudo -c");
+    assert_eq!(code, 0, "{text}");
 }

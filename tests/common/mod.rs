@@ -137,3 +137,12 @@ pub fn today() -> u64 {
 }
 
 pub mod pidns;
+
+/// Copy an executable that a test will then run. A plain `fs::copy` keeps a
+/// writable fd open in this process for a moment; a fork by another test
+/// thread in that moment inherits it, and exec of the copy then fails with
+/// ETXTBSY. `cp` writes it in a process of its own, which exits first.
+pub fn install_exec(src: &Path, dst: &Path) {
+    let st = std::process::Command::new("cp").arg(src).arg(dst).status().expect("run cp");
+    assert!(st.success(), "cp {} {}", src.display(), dst.display());
+}
