@@ -6,7 +6,7 @@ DIST := dist
 CACHE ?= /var/cache/labkit
 DEBIAN_ROOT := $(CACHE)/debian-12-root
 
-.PHONY: all labinit labkit test bench bench-images clean debian-root
+.PHONY: all labinit labkit test unit e2e bench bench-images clean debian-root
 
 all: labinit labkit
 
@@ -32,11 +32,21 @@ labkit:
 debian-root:
 	tests/tools/debian-root.sh $(DEBIAN_ROOT)
 
-# The one test command (README, .ci/run): static build first, the tests use it.
-test: labinit debian-root
+# The one test command (README, .ci/run): the unit, namespace and chroot suites,
+# then the end-to-end run in real containers.
+test: unit
+
+# Static build first: the tests use it.
+unit: labinit debian-root
 	cargo run --locked --quiet --bin labkit -- check
 	LABKIT_TEST_LABINIT=$(CURDIR)/$(DIST)/labinit LABKIT_TEST_DEBIAN_ROOT=$(DEBIAN_ROOT) \
 	  cargo test --locked -- --test-threads=2
+
+# End to end (tests/e2e/README.md): lab-base (cpu) built by labkit with podman on a
+# debootstrapped Ubuntu 24.04 base, then the lab's job shapes in real containers.
+# E2E_FULL=1 adds lab-pytorch and lab-python-ml (several GB; not in CI).
+e2e: labinit
+	E2E_CACHE=$(CACHE) tests/e2e/run.sh
 
 # Benchmarks against the legacy scripts and other inits (needs hyperfine).
 bench: labinit debian-root

@@ -177,7 +177,8 @@ fn lab_dockerfiles_keep_the_family_contract() {
     assert!(ml.contains("ARG BASE_IMAGE=ic-registry.epfl.ch/cvlab/lis/lab-pytorch:cuda12"));
     assert!(ml.contains("tensorflow"));
     let torch = &files.iter().find(|(p, _)| p == "lab-pytorch/cuda12/Dockerfile").unwrap().1;
-    assert!(torch.contains("--index-url https://download.pytorch.org/whl/cu128"));
+    assert!(torch.contains("ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128"));
+    assert!(torch.contains("--index-url ${TORCH_INDEX}"));
     assert!(torch.contains("jupyterlab"));
 }
 

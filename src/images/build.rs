@@ -105,6 +105,17 @@ pub fn engine_args(engine: &Engine, t: &PlannedTarget, opts: &BuildOptions) -> R
         a.push("--build-arg".into());
         a.push(format!("{k}={v}"));
     }
+    if engine.flavor == Flavor::Podman {
+        // Podman (4.3) leaves build-argument values out of the cache key of a
+        // LABEL step, so a rebuild can keep the previous build's date and
+        // revision labels. --label is always applied on top.
+        for (k, v) in &t.args {
+            if let Some(label) = per_build_label(k) {
+                a.push("--label".into());
+                a.push(format!("{label}={v}"));
+            }
+        }
+    }
     if let Some(n) = &opts.network {
         a.push(format!("--network={n}"));
     }
@@ -114,6 +125,17 @@ pub fn engine_args(engine: &Engine, t: &PlannedTarget, opts: &BuildOptions) -> R
     }
     a.push(t.context.clone());
     Ok(a)
+}
+
+/// The OCI label a per-build argument sets in every template.
+fn per_build_label(arg: &str) -> Option<&'static str> {
+    match arg {
+        "BUILD_DATE" => Some("org.opencontainers.image.created"),
+        "VCS_REF" => Some("org.opencontainers.image.revision"),
+        "BASE_NAME" => Some("org.opencontainers.image.base.name"),
+        "BASE_DIGEST" => Some("org.opencontainers.image.base.digest"),
+        _ => None,
+    }
 }
 
 /// Copies what lab-base ships into the build context: labinit (mode 0755),
@@ -502,5 +524,27 @@ mod tests {
         let docker = Engine { flavor: Flavor::Docker, program: "docker".into() };
         let err = engine_args(&docker, &target("a", None, 0), &opts).unwrap_err();
         assert!(err.to_string().contains("podman"));
+    }
+
+    #[test]
+    fn podman_gets_per_build_labels_docker_does_not_need_them() {
+        let mut t = target("a", None, 0);
+        t.args.insert("VCS_REF".into(), "abc123".into());
+        t.args.insert("BUILD_DATE".into(), "2026-11-29".into());
+        let opts = BuildOptions {
+            jobs: 1,
+            push: false,
+            network: None,
+            volumes: vec![],
+            labinit: None,
+            log_dir: "l".into(),
+            context: "ctx".into(),
+        };
+        let podman = Engine { flavor: Flavor::Podman, program: "podman".into() };
+        let a = engine_args(&podman, &t, &opts).unwrap();
+        assert!(a.windows(2).any(|w| w == ["--label", "org.opencontainers.image.revision=abc123"]));
+        assert!(a.windows(2).any(|w| w == ["--label", "org.opencontainers.image.created=2026-11-29"]));
+        let docker = Engine { flavor: Flavor::Docker, program: "docker".into() };
+        assert!(!engine_args(&docker, &t, &opts).unwrap().contains(&"--label".to_string()));
     }
 }

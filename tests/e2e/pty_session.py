@@ -88,7 +88,10 @@ def scenario(s):
     s.send("PS1='\\u@e2e\\$ '\n")
     s.expect(PROMPT, 10, "the e2e prompt")
     s.send("id -un; tty\n")
-    s.expect(rb"\r\n(\w+)\r\n/dev/pts/\d+\r\n", 10, "id -un; tty")
+    m = s.expect(rb"(\w+)\r\n/dev/pts/\d+\r\n", 10, "id -un; tty")
+    user = os.environ.get("E2E_USER", "alice")
+    if m.group(1).decode() != user:
+        raise Failed(f"the shell runs as {m.group(1).decode()!r}, not {user}")
     s.expect(PROMPT, 10, "prompt after id")
     s.send("sleep 100 &\n")
     s.expect(rb"\[1\] \d+", 10, "bash's job number for `sleep 100 &`")

@@ -91,13 +91,21 @@ cleanup() {
     ids=$("$engine" ps -aq --filter "label=labkit-e2e=$run_id" 2>/dev/null || true)
     if [ -n "$ids" ]; then
         # shellcheck disable=SC2086 # one id per word
-        "$engine" rm -f -t 0 $ids >/dev/null 2>&1 || true
+        crm $ids >/dev/null 2>&1 || true
     fi
     if [ -n "$bootstrap_tmp" ] && [ -d "$bootstrap_tmp" ]; then
         unmount_under "$bootstrap_tmp"
         rm -rf "$bootstrap_tmp"
     fi
     rm -rf "$work"
+}
+# Remove containers at once (docker's rm has no --time).
+crm() {
+    if [ "$engine" = podman ]; then
+        podman rm -f -t 0 "$@"
+    else
+        docker rm -f "$@"
+    fi
 }
 unmount_under() {
     local m
@@ -216,6 +224,12 @@ wait_until() {
         sleep 0.2
     done
 }
+# Succeeds when `labinit shell` works in the container, or when it has ended
+# (the caller then reports how).
+exec_or_gone() {
+    running "$1" || return 0
+    "$engine" exec "$1" /opt/lab/labinit shell -- true
+}
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 exit_code_of() { "$engine" inspect -f '{{.State.ExitCode}}' "$1"; }
 running() { [ "$("$engine" inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
@@ -302,9 +316,23 @@ primary_tag() { # IMAGE
 }
 LAB_BASE=$(primary_tag lab-base)
 
-build_opts=(--engine "$engine" --variant cpu --base-override "cpu=$BASE_REF" --network host
-    --labinit "$labinit" --log-dir "$logs/build")
-[ "$engine" = podman ] && build_opts+=(-v "$CA_BUNDLE:$CA_BUNDLE:ro")
+# Pinned once, so the labels check compares with what this build was given
+# even when HEAD moves during the run.
+revision=$(git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown)
+created=$(date -u -d "@${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || date +%s)}" +%Y-%m-%dT%H:%M:%SZ)
+plan_opts=(--variant cpu --base-override "cpu=$BASE_REF" --revision "$revision" --created "$created")
+build_opts=(--engine "$engine" "${plan_opts[@]}" --network host --labinit "$labinit" --log-dir "$logs/build")
+# HTTPS from RUN steps (pip and PyPI) trusts only what the host trusts here.
+# Mounting the bundle over /etc/ssl/certs/ca-certificates.crt (docs/images.md)
+# breaks lab-base: its apt step installs ca-certificates, whose postinst must
+# replace that file ("Device or resource busy"). So pip gets the bundle through
+# its site configuration instead, a directory only this build mounts (podman
+# leaves the empty mount point /etc/xdg/pip in the image, nothing else).
+pip_dir=$work/pip
+mkdir -p "$pip_dir"
+cp "$CA_BUNDLE" "$pip_dir/host-ca.crt"
+printf '[global]\ncert = /etc/xdg/pip/host-ca.crt\n' >"$pip_dir/pip.conf"
+[ "$engine" = podman ] && build_opts+=(-v "$pip_dir:/etc/xdg/pip:ro")
 [ -n "${E2E_UBUNTU_MIRROR:-}" ] && build_opts+=(--apt-mirror "$E2E_UBUNTU_MIRROR")
 
 t0=$SECONDS
@@ -321,6 +349,7 @@ if ! have_image "$LAB_BASE"; then
     finish
     exit 1
 fi
+t_scen_start=$SECONDS
 say "lab-base: $LAB_BASE ($("$engine" image inspect -f '{{.Size}}' "$LAB_BASE" | awk '{printf "%.0f MB", $1/1e6}'))"
 
 # --- scenarios ----------------------------------------------------------------
@@ -408,12 +437,15 @@ t_default_wait() {
     local c out
     c=$(ctr_name wait)
     "$engine" run -d --label "labkit-e2e=$run_id" --name "$c" "${cluster_env[@]}" "$LAB_BASE" >/dev/null
-    if ! wait_until 30 "$engine" exec "$c" /opt/lab/labinit shell -- true; then
+    if ! wait_until 30 exec_or_gone "$c"; then
         "$engine" logs "$c" || true
         running "$c" || fail "the container ended (exit code $(exit_code_of "$c")) instead of waiting"
         fail "labinit shell -- true did not succeed within 30 s"
     fi
-    running "$c" || fail "the container is not running"
+    if ! running "$c"; then
+        "$engine" logs "$c" || true
+        fail "the container ended (exit code $(exit_code_of "$c")) instead of waiting"
+    fi
     out=$("$engine" exec "$c" /opt/lab/labinit shell -- id)
     echo "$out"
     [[ $out == "uid=$U_ID($U_NAME) gid=$G_ID($G_NAME)"* ]] || fail "labinit shell -- id printed: $out"
@@ -421,7 +453,7 @@ t_default_wait() {
     out=$("$engine" exec "$c" su "$U_NAME" -c 'id -u')
     [ "$out" = "$U_ID" ] || fail "su $U_NAME -c 'id -u' printed: $out"
     "$engine" logs "$c"
-    "$engine" rm -f -t 5 "$c" >/dev/null
+    crm "$c" >/dev/null
 }
 check default-cmd-waits-and-shell t_default_wait
 
@@ -442,7 +474,7 @@ t_idle() {
     [ "$rc" = 0 ] || fail "exit code $rc, expected 0 (idle expiry)"
     [ "$took" -ge 5000 ] || fail "ended after ${took} ms, before the 5 s idle timeout"
     note "ended by the idle watchdog after ${took} ms (timeout 5s, interval 1s)"
-    "$engine" rm -f "$c" >/dev/null
+    crm "$c" >/dev/null
 }
 check idle-watchdog-ends-wait t_idle
 
@@ -476,7 +508,7 @@ EOF
     [ "$rc" = 42 ] || fail "exit code $rc, expected the job's 42 (stop took ${took} ms)"
     [ "$took" -lt 5000 ] || fail "podman stop took ${took} ms of the 10 s grace"
     note "podman stop -t 10 returned after ${took} ms, checkpoint '$(cat "$d/checkpoint")', exit 42"
-    "$engine" rm -f "$c" >/dev/null
+    crm "$c" >/dev/null
 }
 check stop-checkpoints-in-grace t_stop
 
@@ -537,7 +569,7 @@ t_ssh() {
         fail "root login over ssh was accepted"
     fi
     "$engine" logs "$c"
-    "$engine" rm -f -t 2 "$c" >/dev/null
+    crm "$c" >/dev/null
 }
 check ssh-service-as-user t_ssh
 
@@ -585,7 +617,7 @@ check interactive-bash-job-control t_pty
 # manifest), with the build's values; labkit check still agrees.
 t_labels() {
     local plan
-    plan=$("$labkit" plan --format json --image lab-base --variant cpu --base-override "cpu=$BASE_REF")
+    plan=$("$labkit" plan --format json --image lab-base "${plan_opts[@]}")
     "$engine" image inspect -f '{{json .Labels}}' "$LAB_BASE" >"$work/labels.json"
     printf '%s' "$plan" >"$work/plan.json"
     python3 - "$repo/images/generated/lab-base/cpu/Dockerfile" "$work/labels.json" "$work/plan.json" >"$work/labels.out" <<'EOF' || {
@@ -610,15 +642,20 @@ if got.get("ch.epfl.cvlab.labkit.inputs-sha256") != header:
     bad.append("inputs-sha256 label differs from the Dockerfile header")
 for line in bad:
     print(line)
+per_build = {"org.opencontainers.image." + k for k in ("created", "revision", "base.name", "base.digest")}
+if bad and all(line.split(":")[0] in per_build for line in bad):
+    print("hint: only per-build labels are stale: podman's layer cache reused the LABEL step "
+          "(buildah 1.28 leaves build-arg values out of its cache key); labkit build should also "
+          "pass them as --label KEY=VALUE for podman")
 print(f"{len(want)} labels compared, {len(bad)} problems")
 sys.exit(1 if bad else 0)
 EOF
         cat "$work/labels.out"
-        fail "labels differ from the committed Dockerfile: $(head -1 "$work/labels.out")"
+        fail "labels differ from the committed Dockerfile: $(head -1 "$work/labels.out")$(grep -q '^hint:' "$work/labels.out" && echo " (stale build cache of the LABEL step, see log)")"
     }
     cat "$work/labels.out"
     "$labkit" check || fail "labkit check fails after the build"
-    note "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))), "labels")' "$work/labels.json"), base.name=$BASE_REF, revision=$(git -C "$repo" rev-parse --short HEAD)"
+    note "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))), "labels")' "$work/labels.json"), base.name=$BASE_REF, revision=${revision:0:12}"
 }
 check labels-match-manifest t_labels
 
@@ -626,14 +663,15 @@ check labels-match-manifest t_labels
 if [ "$full" = 1 ]; then
     t_build_full() {
         "$labkit" build "${build_opts[@]}" --image lab-base --image lab-pytorch --image lab-python-ml \
-            "${full_opts[@]}" || fail "labkit build of lab-pytorch/lab-python-ml cpu failed (log: build/e2e/logs/build/)"
+            || fail "labkit build of lab-pytorch/lab-python-ml cpu failed (log: build/e2e/logs/build/)"
     }
     # The manifest's cpu torch index (download.pytorch.org) is unreachable
-    # here; pip also reads /etc/pip.conf, so a build volume adds an index
-    # without touching the committed Dockerfile (the --index-url stays first).
-    printf '[global]\nextra-index-url = %s\ntimeout = 10\nretries = 1\n' \
-        "${E2E_TORCH_INDEX:-https://pypi.org/simple}" >"$work/pip.conf"
-    full_opts=(-v "$work/pip.conf:/etc/pip.conf:ro")
+    # here and is rendered into the Dockerfile as --index-url; pip's site
+    # configuration (the build volume above) adds an index without touching
+    # the committed Dockerfile. PyPI's x86_64 torch is the CUDA build (~0.8 GB
+    # plus ~2.5 GB of nvidia-* wheels); it imports fine without a GPU.
+    printf 'extra-index-url = %s\ntimeout = 15\nretries = 1\n' \
+        "${E2E_TORCH_INDEX:-https://pypi.org/simple}" >>"$pip_dir/pip.conf"
     check build-full-family t_build_full
     t_import() {
         local ml out
@@ -646,5 +684,9 @@ if [ "$full" = 1 ]; then
     check python-ml-imports-torch-cv2 t_import
 fi
 
-say "base image ${t_base}s, lab-base build ${t_build}s, scenarios $((SECONDS - t_start - t_base - t_build))s"
+# Images this run replaced (an older lab-base whose labels changed with HEAD)
+# are dangling now; the build cache layers stay, they are still referenced.
+"$engine" image prune -f >/dev/null 2>&1 || true
+
+say "base image ${t_base}s, lab-base build ${t_build}s, scenarios $((SECONDS - t_scen_start))s"
 finish
