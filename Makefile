@@ -34,7 +34,7 @@ debian-root:
 
 # The one test command (README, .ci/run): the unit, namespace and chroot suites,
 # then the end-to-end run in real containers.
-test: unit
+test: unit e2e
 
 # Static build first: the tests use it.
 unit: labinit debian-root

@@ -1,6 +1,7 @@
 //! labinit's command line: the subcommands, the legacy names it answers to
 //! through `argv[0]` (`/opt/lab/setup_and_run_command.sh`, `/opt/lab/setup.sh`,
-//! symlinks to the one binary), and the ENTRYPOINT form `labinit CMD…`.
+//! `/opt/lab/setup_and_wait.sh`, `sleeper`: symlinks to the one binary), the
+//! ENTRYPOINT form `labinit CMD…`, and `labinit` alone, which waits.
 //! Owns parsing and dispatch only; each command lives in its own module.
 //!
 //! Exit codes: clap's usage errors are labinit's own errors (125), so that
@@ -23,7 +24,7 @@ use crate::init::setup;
     name = "labinit",
     version,
     about = "The lab's container entrypoint: set up the cluster user, run the job as that user, supervise it as PID 1",
-    after_help = "labinit CMD [ARGS…] is labinit run -- CMD [ARGS…]. Legacy names (symlinks): setup_and_run_command.sh 'STRING', setup.sh."
+    after_help = "labinit CMD [ARGS…] is labinit run -- CMD [ARGS…]; labinit alone is labinit wait. Legacy names (symlinks): setup_and_run_command.sh 'STRING', setup.sh, setup_and_wait.sh, sleeper."
 )]
 struct Cli {
     /// Prefix every file setup touches with DIR (tests); also LABKIT_ROOT. Default /.
@@ -39,12 +40,24 @@ enum Sub {
     Setup,
     /// Set up, drop privileges, run CMD (or -c STRING with the user's shell), supervise it and exit with its code.
     Run(RunArgs),
-    // Issue 4 (services and idle): `wait` (the default without arguments,
-    // legacy setup_and_wait.sh) and `shell`.
-    #[command(hide = true)]
+    /// Set up, start the services, then stay up until SIGTERM or the idle watchdog (LABKIT_IDLE_TIMEOUT, default 30m); exit 0. The default without arguments.
     Wait,
-    #[command(hide = true)]
-    Shell,
+    /// Become the job's user with the job's environment: the login shell in the home, or CMD (for kubectl exec).
+    Shell(ShellArgs),
+    /// Debugging and benchmarks: time idle checks over this PID namespace.
+    #[command(hide = true, name = "idle-check")]
+    IdleCheck {
+        /// How many checks (after a first one that primes the CPU counters).
+        #[arg(long, default_value_t = 100)]
+        checks: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ShellArgs {
+    /// The program and its arguments (default: the user's login shell).
+    #[arg(value_name = "CMD", trailing_var_arg = true, allow_hyphen_values = true)]
+    cmd: Vec<OsString>,
 }
 
 #[derive(Debug, Args)]
@@ -69,7 +82,7 @@ struct RunArgs {
     cmd: Vec<OsString>,
 }
 
-const SUBCOMMANDS: [&str; 5] = ["setup", "run", "wait", "shell", "help"];
+const SUBCOMMANDS: [&str; 6] = ["setup", "run", "wait", "shell", "idle-check", "help"];
 
 /// Turn `labinit [--root DIR] CMD…` (the ENTRYPOINT form) into
 /// `labinit [--root DIR] run -- CMD…`, and `labinit --timeout 4h CMD` into
@@ -111,6 +124,8 @@ pub enum Legacy {
     SetupAndRun,
     Setup,
     SetupAndWait,
+    /// The Python idle watchdog the legacy ran after setup: `wait` does both.
+    Sleeper,
 }
 
 pub fn legacy_name(argv0: &OsStr) -> Option<Legacy> {
@@ -118,6 +133,7 @@ pub fn legacy_name(argv0: &OsStr) -> Option<Legacy> {
         b"setup_and_run_command.sh" => Some(Legacy::SetupAndRun),
         b"setup.sh" => Some(Legacy::Setup),
         b"setup_and_wait.sh" => Some(Legacy::SetupAndWait),
+        b"sleeper" => Some(Legacy::Sleeper),
         _ => None,
     }
 }
@@ -132,11 +148,6 @@ fn root_dir(flag: Option<PathBuf>) -> PathBuf {
     } else {
         std::env::current_dir().map(|d| d.join(&root)).unwrap_or(root)
     }
-}
-
-fn not_yet(what: &str) -> i32 {
-    log::error(format!("{what} is not implemented yet in this labinit; use labinit run -- CMD or labinit setup"));
-    exit::CONFIG
 }
 
 fn fatal(f: Fatal) -> i32 {
@@ -184,7 +195,7 @@ fn dispatch(args: Vec<OsString>, depth: u8) -> i32 {
             return run::run(req);
         }
         Some(Legacy::Setup) => return setup_only(root_dir(None)),
-        Some(Legacy::SetupAndWait) => return not_yet("setup_and_wait.sh (labinit wait)"),
+        Some(Legacy::SetupAndWait | Legacy::Sleeper) => return run::wait(root_dir(None)),
         None => {}
     }
     let cli = match Cli::try_parse_from(normalize(args)) {
@@ -196,8 +207,9 @@ fn dispatch(args: Vec<OsString>, depth: u8) -> i32 {
     };
     let root = root_dir(cli.root);
     match cli.command {
-        None | Some(Sub::Wait) => not_yet("labinit wait (the default without arguments)"),
-        Some(Sub::Shell) => not_yet("labinit shell"),
+        None | Some(Sub::Wait) => run::wait(root),
+        Some(Sub::Shell(a)) => run::shell(root, a.cmd),
+        Some(Sub::IdleCheck { checks }) => crate::init::idle::bench(checks),
         Some(Sub::Setup) => setup_only(root),
         Some(Sub::Run(a)) => {
             let options = Options {
@@ -306,10 +318,27 @@ mod tests {
     }
 
     #[test]
+    fn wait_shell_and_default() {
+        assert!(Cli::try_parse_from(v(&["labinit"])).unwrap().command.is_none());
+        assert!(Cli::try_parse_from(v(&["labinit", "--root", "/t"])).unwrap().command.is_none());
+        assert!(matches!(Cli::try_parse_from(v(&["labinit", "wait"])).unwrap().command, Some(Sub::Wait)));
+        let c = Cli::try_parse_from(normalize(v(&["labinit", "shell", "--", "sh", "-c", "id -u"]))).unwrap();
+        let Some(Sub::Shell(a)) = c.command else { panic!("not shell") };
+        assert_eq!(a.cmd, v(&["sh", "-c", "id -u"]));
+        let c = Cli::try_parse_from(normalize(v(&["labinit", "shell"]))).unwrap();
+        let Some(Sub::Shell(a)) = c.command else { panic!("not shell") };
+        assert!(a.cmd.is_empty());
+        let c = Cli::try_parse_from(normalize(v(&["labinit", "shell", "ls", "-l"]))).unwrap();
+        let Some(Sub::Shell(a)) = c.command else { panic!("not shell") };
+        assert_eq!(a.cmd, v(&["ls", "-l"]));
+    }
+
+    #[test]
     fn legacy_names() {
         assert_eq!(legacy_name(OsStr::new("/opt/lab/setup_and_run_command.sh")), Some(Legacy::SetupAndRun));
         assert_eq!(legacy_name(OsStr::new("setup.sh")), Some(Legacy::Setup));
         assert_eq!(legacy_name(OsStr::new("/opt/lab/setup_and_wait.sh")), Some(Legacy::SetupAndWait));
+        assert_eq!(legacy_name(OsStr::new("/usr/local/bin/sleeper")), Some(Legacy::Sleeper));
         assert_eq!(legacy_name(OsStr::new("/opt/lab/labinit")), None);
     }
 }

@@ -15,6 +15,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::init::duration;
+use crate::init::exit::Fatal;
+use crate::init::procfs;
+
 /// Watchdog settings (`LABKIT_IDLE_*`).
 #[derive(Debug, Clone)]
 pub struct IdleConfig {
@@ -59,62 +63,6 @@ impl std::fmt::Display for Busy {
             Busy::Name { pid, name } => write!(f, "{name} (pid {pid}) is running"),
         }
     }
-}
-
-/// One process as read from `/proc/<pid>/stat`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcStat {
-    pub pid: i32,
-    pub name: String,
-    pub ppid: i32,
-    pub pgrp: i32,
-    pub session: i32,
-    /// utime + stime, in clock ticks.
-    pub ticks: u64,
-    pub starttime: u64,
-}
-
-/// Parse `/proc/<pid>/stat`. The name sits in parentheses and may itself
-/// contain spaces and parentheses, so split at the last `)`.
-pub fn parse_stat(text: &str) -> Option<ProcStat> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let pid = text[..open].trim().parse().ok()?;
-    let name = text.get(open + 1..close)?.to_owned();
-    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
-    // rest[0] is field 3 (state); utime is field 14, stime 15, starttime 22.
-    let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-    Some(ProcStat {
-        pid,
-        name,
-        ppid: rest.get(1)?.parse().ok()?,
-        pgrp: rest.get(2)?.parse().ok()?,
-        session: rest.get(3)?.parse().ok()?,
-        ticks: field(14)? + field(15)?,
-        starttime: field(22)?,
-    })
-}
-
-/// Every process visible under `proc_root` (normally `/proc`).
-pub fn processes(proc_root: &Path) -> Vec<ProcStat> {
-    let Ok(rd) = fs::read_dir(proc_root) else { return Vec::new() };
-    let mut out = Vec::new();
-    let mut buf = String::with_capacity(512);
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().filter(|s| s.bytes().all(|b| b.is_ascii_digit())) else { continue };
-        buf.clear();
-        let path = proc_root.join(pid).join("stat");
-        if let Ok(mut f) = fs::File::open(&path) {
-            use std::io::Read;
-            if f.read_to_string(&mut buf).is_ok() {
-                if let Some(p) = parse_stat(&buf) {
-                    out.push(p);
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Minimal glob: `*`, `?` and `[...]` classes with ranges (`[0-9]`).
@@ -242,37 +190,38 @@ impl Watchdog {
         excluded_pids: &[i32],
         elapsed: Duration,
     ) -> Option<Busy> {
-        let procs = processes(proc_root);
         let devices: HashSet<String> = matching_devices(&self.cfg.device_glob).into_iter().collect();
         let mut reason = None;
-        let mut next = HashMap::with_capacity(procs.len());
+        let mut next = HashMap::with_capacity(self.prev.len() + 16);
         let secs = elapsed.as_secs_f64().max(1e-3);
-        for p in &procs {
+        let (cfg, clk_tck, prev) = (&self.cfg, self.clk_tck, &self.prev);
+        procfs::for_each(proc_root, |p| {
             let key = (p.pid, p.starttime);
             next.insert(key, p.ticks);
-            if excluded_pids.contains(&p.pid) || excluded_sessions.contains(&p.session) {
-                continue;
+            if reason.is_some()
+                || p.is_zombie()
+                || excluded_pids.contains(&p.pid)
+                || excluded_sessions.contains(&p.session)
+            {
+                return; // keep recording ticks for the next interval
             }
-            if reason.is_some() {
-                continue; // keep recording ticks for the next interval
-            }
-            if let Some(prev) = self.prev.get(&key) {
-                let used = (p.ticks.saturating_sub(*prev)) as f64 / self.clk_tck / secs;
-                if used >= self.cfg.cpu {
-                    reason = Some(Busy::Cpu { pid: p.pid, name: p.name.clone(), percent: used * 100.0 });
-                    continue;
+            if let Some(before) = prev.get(&key) {
+                let used = (p.ticks.saturating_sub(*before)) as f64 / clk_tck / secs;
+                if used >= cfg.cpu {
+                    reason = Some(Busy::Cpu { pid: p.pid, name: p.name, percent: used * 100.0 });
+                    return;
                 }
             }
-            if self.cfg.busy_names.iter().any(|n| !n.is_empty() && p.name.contains(n.as_str())) {
-                reason = Some(Busy::Name { pid: p.pid, name: p.name.clone() });
-                continue;
+            if cfg.busy_names.iter().any(|n| !n.is_empty() && p.name.contains(n.as_str())) {
+                reason = Some(Busy::Name { pid: p.pid, name: p.name });
+                return;
             }
             if !devices.is_empty() {
                 if let Some(device) = open_device(proc_root, p.pid, &devices) {
-                    reason = Some(Busy::Gpu { pid: p.pid, name: p.name.clone(), device });
+                    reason = Some(Busy::Gpu { pid: p.pid, name: p.name, device });
                 }
             }
-        }
+        });
         self.prev = next;
         reason
     }
@@ -322,6 +271,9 @@ impl Watchdog {
 /// Minutes and seconds, for log lines.
 pub fn human(d: Duration) -> String {
     let s = d.as_secs();
+    if s < 10 && d.subsec_nanos() != 0 {
+        return format!("{:.1}s", d.as_secs_f64());
+    }
     match (s / 3600, (s % 3600) / 60, s % 60) {
         (0, 0, s) => format!("{s}s"),
         (0, m, 0) => format!("{m}m"),
@@ -330,20 +282,193 @@ pub fn human(d: Duration) -> String {
     }
 }
 
+/// The watchdog's settings from `LABKIT_IDLE_*` (`get` looks a variable
+/// up). `default_timeout` is the mode's: 30 min for `wait`, zero (off) for
+/// `run`. Returns `None` when the watchdog is off. Pure.
+pub fn config_from_env(
+    get: &dyn Fn(&str) -> Option<String>,
+    default_timeout: Duration,
+) -> Result<Option<IdleConfig>, Fatal> {
+    let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+    let mut cfg = IdleConfig { timeout: default_timeout, ..IdleConfig::default() };
+    if let Some(v) = var("LABKIT_IDLE_TIMEOUT") {
+        cfg.timeout = duration::parse_named("LABKIT_IDLE_TIMEOUT", &v)?;
+    }
+    if cfg.timeout.is_zero() {
+        return Ok(None);
+    }
+    if let Some(v) = var("LABKIT_IDLE_INTERVAL") {
+        cfg.interval = duration::parse_named("LABKIT_IDLE_INTERVAL", &v)?;
+        if cfg.interval < Duration::from_millis(10) {
+            return Err(Fatal::config(format!(
+                "LABKIT_IDLE_INTERVAL={v:?} is too short; use at least 0.01s (default 10s)"
+            )));
+        }
+    }
+    if let Some(v) = var("LABKIT_IDLE_CPU") {
+        let num = v.trim().trim_end_matches('%').trim();
+        match num.parse::<f64>() {
+            Ok(p) if p.is_finite() && p > 0.0 && p <= 100_000.0 => cfg.cpu = p / 100.0,
+            _ => {
+                return Err(Fatal::config(format!(
+                    "LABKIT_IDLE_CPU={v:?} is not a percentage of one core; write e.g. 5 or 12.5% (default 5)"
+                )))
+            }
+        }
+    }
+    if let Some(v) = get("LABKIT_IDLE_BUSY") {
+        cfg.busy_names = v.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect();
+    }
+    if let Some(v) = get("LABKIT_IDLE_DEVICES") {
+        let v = v.trim().to_owned();
+        if !v.is_empty()
+            && (!v.starts_with('/')
+                || Path::new(&v).parent().is_some_and(|d| d.to_string_lossy().contains(['*', '?', '['])))
+        {
+            return Err(Fatal::config(format!(
+                "LABKIT_IDLE_DEVICES={v:?} must be an absolute path whose last part may hold * ? [0-9] (default /dev/nvidia[0-9]*)"
+            )));
+        }
+        cfg.device_glob = v;
+    }
+    if let Some(v) = var("LABKIT_IDLE_LOG") {
+        if !v.starts_with('/') {
+            return Err(Fatal::config(format!("LABKIT_IDLE_LOG={v:?} must be an absolute path")));
+        }
+        cfg.log_file = Some(PathBuf::from(v));
+    }
+    Ok(Some(cfg))
+}
+
+fn last_busy_text(b: &Option<Busy>) -> String {
+    match b {
+        Some(b) => format!("last busy: {b}"),
+        None => "nothing was busy since the start".to_owned(),
+    }
+}
+
+/// The log line for an event (`None` for [`Event::Quiet`]). Pure.
+pub fn message(event: &Event, cfg: &IdleConfig) -> Option<String> {
+    let t = human(cfg.timeout);
+    Some(match event {
+        Event::Quiet => return None,
+        Event::Busy(b) => format!("idle watchdog: busy: {b}"),
+        Event::Idle { last_busy } => {
+            format!("idle watchdog: idle ({}); the container stops after {t} idle", last_busy_text(last_busy))
+        }
+        Event::StillIdle { idle_for, left } => format!(
+            "idle watchdog: idle for {}; the container stops in {} unless something gets busy",
+            human(*idle_for),
+            human(*left)
+        ),
+        Event::Expired { idle_for, last_busy } => format!(
+            "idle watchdog: idle for {} (LABKIT_IDLE_TIMEOUT {t}; {}): stopping the container",
+            human(*idle_for),
+            last_busy_text(last_busy)
+        ),
+    })
+}
+
+/// The optional `LABKIT_IDLE_LOG` file: every watchdog line, appended with
+/// a UTC time stamp and the host name. `{host}` and `{date}` in the path are
+/// replaced (the legacy kept one file per host and day on the shared volume).
+pub struct IdleLog {
+    template: Option<PathBuf>,
+    warned: bool,
+}
+
+impl IdleLog {
+    pub fn new(template: Option<PathBuf>) -> IdleLog {
+        IdleLog { template, warned: false }
+    }
+
+    pub fn write(&mut self, line: &str) {
+        let Some(t) = &self.template else { return };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        let stamp = utc(now);
+        let path = t.to_string_lossy().replace("{host}", &host).replace("{date}", &stamp[..10]);
+        let text = format!("{stamp} {host} {line}\n");
+        let res = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+        if let Err(e) = res {
+            if !std::mem::replace(&mut self.warned, true) {
+                crate::init::log::warn(format!(
+                    "cannot append to LABKIT_IDLE_LOG file {path}: {e}; logging to stderr only"
+                ));
+            }
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (proleptic Gregorian,
+/// Howard Hinnant's days-to-civil). Pure.
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// This process's CPU time so far (user + system).
+fn cpu_time() -> Duration {
+    let mut ts = nix::libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid timespec pointer.
+    unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// `labinit idle-check --checks N` (hidden; `make bench`): run N checks over
+/// this PID namespace with the `LABKIT_IDLE_*` settings and print the CPU
+/// time of one check and the peak resident memory, one `key=value` line.
+pub fn bench(checks: u32) -> i32 {
+    let get = |n: &str| std::env::var(n).ok();
+    let cfg = match config_from_env(&get, Duration::from_secs(1800)) {
+        Ok(c) => c.unwrap_or_default(),
+        Err(f) => {
+            crate::init::log::error(&f.message);
+            return f.code;
+        }
+    };
+    let mut dog = Watchdog::new(cfg);
+    let me = [std::process::id() as i32];
+    let proc_root = Path::new("/proc");
+    let gap = Duration::from_millis(20);
+    dog.busy_reason(proc_root, &[], &me, gap); // primes the CPU counters
+    let mut cpu = Duration::ZERO;
+    let mut reason = None;
+    for _ in 0..checks.max(1) {
+        std::thread::sleep(gap);
+        let t0 = cpu_time();
+        reason = dog.busy_reason(proc_root, &[], &me, gap);
+        cpu += cpu_time().saturating_sub(t0);
+    }
+    let procs = procfs::processes(proc_root).len();
+    let rss =
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).map(|u| u.max_rss()).unwrap_or(0);
+    println!(
+        "processes={procs} checks={} cpu_per_check_us={:.0} max_rss_kib={rss} verdict={}",
+        checks.max(1),
+        cpu.as_secs_f64() * 1e6 / f64::from(checks.max(1)),
+        reason.map(|b| format!("busy: {b}")).unwrap_or_else(|| "idle".into())
+    );
+    0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_with_odd_names() {
-        let s = "4242 (my (weird) prog) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 12345 1000 100";
-        let p = parse_stat(s).unwrap();
-        assert_eq!(
-            (p.pid, p.name.as_str(), p.ppid, p.pgrp, p.session, p.ticks, p.starttime),
-            (4242, "my (weird) prog", 1, 4242, 4242, 300, 12345)
-        );
-        assert!(parse_stat("garbage").is_none());
-    }
 
     #[test]
     fn globs() {
@@ -402,5 +527,78 @@ mod tests {
         for _ in 0..1000 {
             assert!(!matches!(w.observe(None, Duration::from_secs(60)), Event::Expired { .. }));
         }
+    }
+
+    #[test]
+    fn config_defaults_and_switches() {
+        let none = |_: &str| None;
+        let wait = config_from_env(&none, Duration::from_secs(1800)).unwrap().unwrap();
+        assert_eq!(wait.timeout, Duration::from_secs(1800));
+        assert_eq!(wait.interval, Duration::from_secs(10));
+        assert_eq!(wait.busy_names, vec!["python".to_owned()]);
+        assert!(config_from_env(&none, Duration::ZERO).unwrap().is_none(), "off by default for run");
+        let env = |k: &str| {
+            match k {
+                "LABKIT_IDLE_TIMEOUT" => Some("1h"),
+                "LABKIT_IDLE_INTERVAL" => Some("0.2s"),
+                "LABKIT_IDLE_CPU" => Some("12.5%"),
+                "LABKIT_IDLE_BUSY" => Some("python, jupyter ,"),
+                "LABKIT_IDLE_DEVICES" => Some("/tmp/x/nvidia[0-9]*"),
+                "LABKIT_IDLE_LOG" => Some("/data/idle-{host}-{date}.log"),
+                _ => None,
+            }
+            .map(str::to_owned)
+        };
+        let c = config_from_env(&env, Duration::ZERO).unwrap().unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(3600));
+        assert_eq!(c.interval, Duration::from_millis(200));
+        assert!((c.cpu - 0.125).abs() < 1e-9);
+        assert_eq!(c.busy_names, vec!["python".to_owned(), "jupyter".to_owned()]);
+        assert_eq!(c.device_glob, "/tmp/x/nvidia[0-9]*");
+        let off = |k: &str| (k == "LABKIT_IDLE_TIMEOUT").then(|| "0".to_owned());
+        assert!(config_from_env(&off, Duration::from_secs(1800)).unwrap().is_none());
+        let empty_busy = |k: &str| (k == "LABKIT_IDLE_BUSY").then(String::new);
+        assert!(config_from_env(&empty_busy, Duration::from_secs(60)).unwrap().unwrap().busy_names.is_empty());
+    }
+
+    #[test]
+    fn config_errors_name_the_variable() {
+        for (k, v) in [
+            ("LABKIT_IDLE_TIMEOUT", "soon"),
+            ("LABKIT_IDLE_INTERVAL", "0"),
+            ("LABKIT_IDLE_CPU", "lots"),
+            ("LABKIT_IDLE_CPU", "-1"),
+            ("LABKIT_IDLE_DEVICES", "nvidia*"),
+            ("LABKIT_IDLE_DEVICES", "/dev/*/x"),
+            ("LABKIT_IDLE_LOG", "rel.log"),
+        ] {
+            let get = |n: &str| (n == k).then(|| v.to_owned());
+            let e = config_from_env(&get, Duration::from_secs(60)).unwrap_err();
+            assert!(e.message.contains(k), "{k}={v}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn messages() {
+        let cfg = IdleConfig { timeout: Duration::from_secs(1800), ..IdleConfig::default() };
+        let py = Busy::Name { pid: 7, name: "python3".into() };
+        assert_eq!(message(&Event::Quiet, &cfg), None);
+        assert_eq!(message(&Event::Busy(py.clone()), &cfg).unwrap(), "idle watchdog: busy: python3 (pid 7) is running");
+        let idle = message(&Event::Idle { last_busy: Some(py.clone()) }, &cfg).unwrap();
+        assert!(idle.contains("last busy: python3 (pid 7)") && idle.contains("30m"), "{idle}");
+        let still = Event::StillIdle { idle_for: Duration::from_secs(300), left: Duration::from_secs(1500) };
+        assert_eq!(
+            message(&still, &cfg).unwrap(),
+            "idle watchdog: idle for 5m; the container stops in 25m unless something gets busy"
+        );
+        let exp = message(&Event::Expired { idle_for: Duration::from_secs(1800), last_busy: None }, &cfg).unwrap();
+        assert!(exp.contains("stopping the container") && exp.contains("nothing was busy"), "{exp}");
+    }
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_735_689_599), "2024-12-31T23:59:59Z");
     }
 }

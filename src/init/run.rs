@@ -14,8 +14,10 @@ use nix::libc;
 
 use crate::init::duration;
 use crate::init::exit::{self, Fatal};
+use crate::init::idle;
 use crate::init::log;
 use crate::init::privileges::{Credentials, DropError, Stage};
+use crate::init::services::{self, Services};
 use crate::init::setup::{self, Identity};
 use crate::init::signals;
 use crate::init::supervisor::{Policy, Supervisor};
@@ -227,43 +229,91 @@ const REPORT_LEN: usize = 6;
 const KIND_PRIVILEGES: u8 = 1;
 const KIND_EXEC: u8 = 2;
 
+/// Everything the process between fork and exec touches, allocated up
+/// front (argv, environment, paths, messages, the group check's buffer).
+struct Raw {
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    _envs: Vec<CString>,
+    env_ptrs: Vec<*const libc::c_char>,
+    candidates: Vec<CString>,
+    dirs: Vec<CString>,
+    dir_warnings: Vec<Vec<u8>>,
+    scratch: Vec<libc::gid_t>,
+}
+
+impl Raw {
+    fn new(launch: &Launch) -> Result<Raw, Fatal> {
+        let argv: Vec<CString> =
+            launch.argv.iter().map(|a| cstring(a.as_bytes(), "an argument")).collect::<Result<_, _>>()?;
+        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let envs: Vec<CString> = launch
+            .env
+            .iter()
+            .map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                cstring(&kv, "an environment variable")
+            })
+            .collect::<Result<_, _>>()?;
+        let mut env_ptrs: Vec<*const libc::c_char> = envs.iter().map(|e| e.as_ptr()).collect();
+        env_ptrs.push(std::ptr::null());
+        let candidates: Vec<CString> = launch
+            .candidates
+            .iter()
+            .map(|p| cstring(p.as_os_str().as_bytes(), "the program path"))
+            .collect::<Result<_, _>>()?;
+        let dirs: Vec<CString> = launch
+            .dirs
+            .iter()
+            .map(|p| cstring(p.as_os_str().as_bytes(), "the working directory"))
+            .collect::<Result<_, _>>()?;
+        let dir_warnings: Vec<Vec<u8>> = launch
+            .dirs
+            .iter()
+            .map(|d| {
+                format!("labinit: warning: cannot enter {}; trying the next directory\n", d.display()).into_bytes()
+            })
+            .collect();
+        let scratch = launch.creds.as_ref().map(Credentials::scratch).unwrap_or_default();
+        // The CStrings' heap buffers do not move with the Vecs: the pointers stay valid.
+        Ok(Raw { _argv: argv, argv_ptrs, _envs: envs, env_ptrs, candidates, dirs, dir_warnings, scratch })
+    }
+}
+
+/// Why the job could not be started (from the child, or from `enter` in
+/// place): kind, stage, errno, and the exit code that goes with it.
+#[derive(Debug, Clone, Copy)]
+struct Failure {
+    kind: u8,
+    stage: u8,
+    errno: i32,
+    code: i32,
+}
+
+fn failure_to_fatal(launch: &Launch, f: Failure) -> Fatal {
+    let err = std::io::Error::from_raw_os_error(f.errno);
+    let program = launch.argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+    match f.kind {
+        KIND_PRIVILEGES => {
+            let stage = Stage::from_u8(f.stage).map(Stage::describe).unwrap_or("unknown step");
+            let detail = if f.errno != 0 { format!(": {err}") } else { String::new() };
+            Fatal::config(format!("cannot drop privileges: {stage}{detail}; the job was not started"))
+        }
+        _ if f.errno == libc::ENOENT || f.errno == libc::ENOTDIR => {
+            Fatal::with_code(exit::NOT_FOUND, format!("{program}: command not found"))
+        }
+        _ => Fatal::with_code(exit::NOT_EXECUTABLE, format!("{program}: cannot execute: {err}")),
+    }
+}
+
 /// Fork, set the child up and exec the job. Returns the child's pid once
 /// exec succeeded; an exec or privilege failure is returned as the exit code
 /// the shell would give (127 not found, 126 not executable, 125 drop failed).
 pub fn spawn(launch: &Launch) -> Result<i32, Fatal> {
-    // Everything the child touches is allocated here.
-    let argv: Vec<CString> =
-        launch.argv.iter().map(|a| cstring(a.as_bytes(), "an argument")).collect::<Result<_, _>>()?;
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    let envs: Vec<CString> = launch
-        .env
-        .iter()
-        .map(|(k, v)| {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            cstring(&kv, "an environment variable")
-        })
-        .collect::<Result<_, _>>()?;
-    let mut env_ptrs: Vec<*const libc::c_char> = envs.iter().map(|e| e.as_ptr()).collect();
-    env_ptrs.push(std::ptr::null());
-    let candidates: Vec<CString> = launch
-        .candidates
-        .iter()
-        .map(|p| cstring(p.as_os_str().as_bytes(), "the program path"))
-        .collect::<Result<_, _>>()?;
-    let dirs: Vec<CString> = launch
-        .dirs
-        .iter()
-        .map(|p| cstring(p.as_os_str().as_bytes(), "the working directory"))
-        .collect::<Result<_, _>>()?;
-    let dir_warnings: Vec<Vec<u8>> = launch
-        .dirs
-        .iter()
-        .map(|d| format!("labinit: warning: cannot enter {}; trying the next directory\n", d.display()).into_bytes())
-        .collect();
-    let mut scratch = launch.creds.as_ref().map(Credentials::scratch).unwrap_or_default();
+    let mut raw = Raw::new(launch)?;
     // SAFETY: isatty has no preconditions.
     let tty = unsafe { libc::isatty(0) } == 1;
 
@@ -288,17 +338,11 @@ pub fn spawn(launch: &Launch) -> Result<i32, Fatal> {
     if pid == 0 {
         // SAFETY: see above.
         unsafe {
-            child(
-                wr,
-                tty,
-                launch.creds.as_ref(),
-                &mut scratch,
-                &dirs,
-                &dir_warnings,
-                &candidates,
-                &argv_ptrs,
-                &env_ptrs,
-            )
+            let f = enter(true, tty, launch.creds.as_ref(), &mut raw);
+            let e = f.errno.to_ne_bytes();
+            let rec = [f.kind, f.stage, e[0], e[1], e[2], e[3]];
+            libc::write(wr, rec.as_ptr().cast(), rec.len());
+            libc::_exit(f.code)
         }
     }
     // SAFETY: plain syscalls on our own fds and child.
@@ -325,64 +369,49 @@ pub fn spawn(launch: &Launch) -> Result<i32, Fatal> {
     let mut status = 0;
     // SAFETY: reaping our own child, which is about to _exit.
     unsafe { libc::waitpid(pid, &mut status, 0) };
-    let errno = i32::from_ne_bytes([buf[2], buf[3], buf[4], buf[5]]);
-    let err = std::io::Error::from_raw_os_error(errno);
-    let program = launch.argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
-    Err(match buf[0] {
-        KIND_PRIVILEGES => {
-            let stage = Stage::from_u8(buf[1]).map(Stage::describe).unwrap_or("unknown step");
-            let detail = if errno != 0 { format!(": {err}") } else { String::new() };
-            let hint = if errno == libc::EPERM {
-                " (the container lacks CAP_SETUID/CAP_SETGID: keep the runtime's default capabilities, or run the pod with runAsUser set to your uid)"
-            } else {
-                ""
-            };
-            Fatal::config(format!("cannot drop privileges: {stage}{detail}{hint}; the job was not started, nothing ran as root"))
-        }
-        _ if errno == libc::ENOENT || errno == libc::ENOTDIR => {
-            Fatal::with_code(exit::NOT_FOUND, format!("{program}: command not found"))
-        }
-        _ => Fatal::with_code(exit::NOT_EXECUTABLE, format!("{program}: cannot execute: {err}")),
-    })
+    let f =
+        Failure { kind: buf[0], stage: buf[1], errno: i32::from_ne_bytes([buf[2], buf[3], buf[4], buf[5]]), code: 0 };
+    Err(failure_to_fatal(launch, f))
 }
 
-/// The child between fork and exec. Never returns.
-#[allow(clippy::too_many_arguments)]
-unsafe fn child(
-    report: libc::c_int,
-    tty: bool,
-    creds: Option<&Credentials>,
-    scratch: &mut [libc::gid_t],
-    dirs: &[CString],
-    dir_warnings: &[Vec<u8>],
-    candidates: &[CString],
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-) -> ! {
-    let fail = |kind: u8, stage: u8, errno: i32, code: i32| -> ! {
-        let e = errno.to_ne_bytes();
-        let rec = [kind, stage, e[0], e[1], e[2], e[3]];
-        libc::write(report, rec.as_ptr().cast(), rec.len());
-        libc::_exit(code)
+/// Become the job in this very process (`labinit shell`): the same drop,
+/// directory and exec as the forked child of [`spawn`]. Returns only on
+/// failure.
+pub fn exec_in_place(launch: &Launch) -> Fatal {
+    let mut raw = match Raw::new(launch) {
+        Ok(r) => r,
+        Err(f) => return f,
     };
+    // SAFETY: single-threaded here; the calls are the child's.
+    let f = unsafe { enter(false, false, launch.creds.as_ref(), &mut raw) };
+    failure_to_fatal(launch, f)
+}
+
+/// The process between fork and exec (or `labinit shell` itself): own
+/// process group and terminal when asked, privilege drop, working directory,
+/// default signals, exec. Returns only on failure. Async-signal-safe: it
+/// allocates nothing.
+unsafe fn enter(own_group: bool, tty: bool, creds: Option<&Credentials>, raw: &mut Raw) -> Failure {
     // Own process group, and the terminal's foreground group when there is
     // one (tini's way: works whether or not labinit leads the session).
     // SIGTTOU is still ignored here, so tcsetpgrp from the background works.
-    libc::setpgid(0, 0);
-    if tty {
-        libc::tcsetpgrp(0, libc::getpid());
+    if own_group {
+        libc::setpgid(0, 0);
+        if tty {
+            libc::tcsetpgrp(0, libc::getpid());
+        }
     }
     if let Some(c) = creds {
-        if let Err(DropError { stage, errno }) = c.apply(scratch) {
-            fail(KIND_PRIVILEGES, stage as u8, errno, exit::CONFIG);
+        if let Err(DropError { stage, errno }) = c.apply(&mut raw.scratch) {
+            return Failure { kind: KIND_PRIVILEGES, stage: stage as u8, errno, code: exit::CONFIG };
         }
     }
     // As the user, so a home or workingDir the user may not enter is skipped.
-    for (i, d) in dirs.iter().enumerate() {
+    for (i, d) in raw.dirs.iter().enumerate() {
         if libc::chdir(d.as_ptr()) == 0 {
             break;
         }
-        if let Some(w) = dir_warnings.get(i) {
+        if let Some(w) = raw.dir_warnings.get(i) {
             libc::write(2, w.as_ptr().cast(), w.len());
         }
     }
@@ -390,8 +419,8 @@ unsafe fn child(
     // execvp's search: ENOENT/ENOTDIR go on, EACCES is remembered.
     let mut errno = libc::ENOENT;
     let mut denied = false;
-    for c in candidates {
-        libc::execve(c.as_ptr(), argv.as_ptr(), envp.as_ptr());
+    for c in &raw.candidates {
+        libc::execve(c.as_ptr(), raw.argv_ptrs.as_ptr(), raw.env_ptrs.as_ptr());
         let e = *libc::__errno_location();
         match e {
             libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG | libc::ELOOP => {}
@@ -407,7 +436,7 @@ unsafe fn child(
         errno = libc::EACCES;
     }
     let code = if errno == libc::ENOENT { exit::NOT_FOUND } else { exit::NOT_EXECUTABLE };
-    fail(KIND_EXEC, 0, errno, code)
+    Failure { kind: KIND_EXEC, stage: 0, errno, code }
 }
 
 /// Whether a labinit (the pid in `LABKIT_SUPERVISOR`) is an ancestor of this
@@ -422,7 +451,7 @@ pub fn outer_supervisor(env: &[(OsString, OsString)]) -> Option<i32> {
     let mut cur = me;
     for _ in 0..64 {
         let text = std::fs::read_to_string(format!("/proc/{cur}/stat")).ok()?;
-        let ppid = crate::init::supervisor::parse_stat(&text)?.ppid;
+        let ppid = crate::init::procfs::parse_stat(&text)?.ppid;
         if ppid == pid {
             return Some(pid);
         }
@@ -505,38 +534,34 @@ pub fn run(req: Request) -> i32 {
 fn start(req: Request) -> Result<i32, Fatal> {
     let env = container_env();
     let policy = policy(&req.options, &env)?;
+    let extras = Extras::from_env(&env, std::time::Duration::ZERO)?;
     if req.command == Command::Argv(Vec::new()) {
         return Err(Fatal::config("no command given: labinit run [--] CMD [ARGS…] or labinit run -c 'STRING'"));
     }
     if let Some(outer) = outer_supervisor(&env) {
-        if policy.timeout.is_none() {
+        if policy.timeout.is_none() && extras.idle.is_none() {
             return Ok(exec_nested(outer, &req, &env));
         }
-        log::info(format!("running under labinit (pid {outer}) with a timeout: supervising without a second setup"));
-    }
-    let nested = outer_supervisor(&env).is_some();
-    let start_dir = std::env::current_dir().ok();
-    // labinit itself must not pin a mount point.
-    let _ = std::env::set_current_dir("/");
-    let me = std::process::id();
-    if me != 1 {
-        // Orphans of the job become ours, not the real init's (catatonit).
-        let _ = nix::sys::prctl::set_child_subreaper(true);
-    }
-
-    let outcome = if nested { setup::SetupOutcome::default() } else { setup::setup(&req.root, &env_for_setup(&env))? };
-    signals::take_over();
-    setup::release_signals();
-    if let Some(sig) = setup::pending_signal().or_else(signals::take_pending_stop) {
-        return Err(Fatal::with_code(
-            exit::SIGNAL_BASE + sig,
-            format!("received {} during setup; the job was not started", signals::name(sig)),
+        log::info(format!(
+            "running under labinit (pid {outer}) with a timeout or idle watchdog: supervising without a second setup"
         ));
     }
-
+    let nested = outer_supervisor(&env).is_some();
+    let start_dir = std::env::current_dir().ok().filter(|p| p.is_absolute());
+    let outcome = boot(&req.root, &env, nested)?;
+    let me = std::process::id();
     let identity = outcome.identity.as_ref();
+    // Resolved before the services start, so a bad command starts nothing.
     let launch = prepare(&req, &env, identity, &outcome.exports, start_dir.as_deref(), me)?;
-    let pid = spawn(&launch)?;
+    let services = start_services(&req.root, &env, &extras, identity, nested);
+    let pid = match spawn(&launch) {
+        Ok(pid) => pid,
+        Err(f) => {
+            log::error(&f.message);
+            // Services must not outlive a job that never started.
+            return Ok(Supervisor::waiting(policy).with_services(services, extras.service_grace).end_now(f.code));
+        }
+    };
     log::info(format!(
         "started {} (pid {pid}){}{}",
         describe(&req.command),
@@ -548,7 +573,211 @@ fn start(req: Request) -> Result<i32, Fatal> {
     // SAFETY: isatty has no preconditions.
     let tty = unsafe { libc::isatty(0) } == 1;
     crate::init::memory::release_startup_pages();
-    Ok(Supervisor::new(pid, policy, tty).run())
+    Ok(Supervisor::new(pid, policy, tty).with_idle(extras.idle).with_services(services, extras.service_grace).run())
+}
+
+/// `labinit wait` (legacy `setup_and_wait.sh`, `sleeper`, and `labinit`
+/// without arguments): set up, start the services, then stay up as PID 1
+/// until SIGTERM or the idle watchdog (30 min by default). Exit code 0.
+pub fn wait(root: PathBuf) -> i32 {
+    match start_wait(&root) {
+        Ok(code) => code,
+        Err(f) => {
+            log::error(&f.message);
+            f.code
+        }
+    }
+}
+
+fn start_wait(root: &Path) -> Result<i32, Fatal> {
+    let env = container_env();
+    let policy = policy(&Options::default(), &env)?;
+    let extras = Extras::from_env(&env, DEFAULT_IDLE_TIMEOUT)?;
+    let nested = outer_supervisor(&env);
+    if let Some(outer) = nested {
+        log::info(format!("running under labinit (pid {outer}): no second setup or services; waiting"));
+    }
+    let outcome = boot(root, &env, nested.is_some())?;
+    let services = start_services(root, &env, &extras, outcome.identity.as_ref(), nested.is_some());
+    log::info(match &outcome.identity {
+        Some(i) => format!(
+            "set up; waiting. Connect with: kubectl exec -it POD -- /opt/lab/labinit shell (you become {}, uid {})",
+            i.name, i.uid
+        ),
+        None => "set up; waiting. Connect with: kubectl exec -it POD -- /opt/lab/labinit shell".to_owned(),
+    });
+    let supervisor = Supervisor::waiting(policy).with_idle(extras.idle).with_services(services, extras.service_grace);
+    crate::init::memory::release_startup_pages();
+    Ok(supervisor.run())
+}
+
+/// `wait`'s idle timeout when `LABKIT_IDLE_TIMEOUT` is unset (the sleeper's).
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Settings of 3/3 read with the policy, before anything is changed.
+struct Extras {
+    idle: Option<idle::IdleConfig>,
+    services_dir: String,
+    service_grace: std::time::Duration,
+}
+
+impl Extras {
+    fn from_env(env: &[(OsString, OsString)], default_idle: std::time::Duration) -> Result<Extras, Fatal> {
+        let get = |name: &str| env_get(env, name).map(|v| v.to_string_lossy().into_owned());
+        let idle = idle::config_from_env(&get, default_idle)?;
+        let services_dir = match env_str(env, "LABKIT_SERVICES_DIR") {
+            None => services::DEFAULT_DIR.to_owned(),
+            Some(d) if d.starts_with('/') => d.to_owned(),
+            Some(d) => return Err(Fatal::config(format!("LABKIT_SERVICES_DIR={d:?} must be an absolute path"))),
+        };
+        let service_grace = match env_str(env, "LABKIT_SERVICE_GRACE") {
+            None => services::DEFAULT_GRACE,
+            Some(v) => duration::parse_named("LABKIT_SERVICE_GRACE", v)?,
+        };
+        Ok(Extras { idle, services_dir, service_grace })
+    }
+}
+
+/// What `run` and `wait` share before their supervisor: leave the working
+/// directory, become a subreaper when not PID 1, set up (unless nested), take
+/// the signals over. A stop signal received meanwhile ends it with 128+N.
+fn boot(root: &Path, env: &[(OsString, OsString)], nested: bool) -> Result<setup::SetupOutcome, Fatal> {
+    // labinit itself must not pin a mount point.
+    let _ = std::env::set_current_dir("/");
+    if std::process::id() != 1 {
+        // Orphans of the job become ours, not the real init's (catatonit).
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+    }
+    let outcome = if nested { setup::SetupOutcome::default() } else { setup::setup(root, &env_for_setup(env))? };
+    signals::take_over();
+    setup::release_signals();
+    if let Some(sig) = setup::pending_signal().or_else(signals::take_pending_stop) {
+        return Err(Fatal::with_code(
+            exit::SIGNAL_BASE + sig,
+            format!("received {} during setup; the job was not started", signals::name(sig)),
+        ));
+    }
+    Ok(outcome)
+}
+
+/// The environment of a service: the container's, plus who the job runs as
+/// (`LABKIT_USER`, `LABKIT_UID`, `LABKIT_GID`, `LABKIT_HOME`, as steps get
+/// them) and `LABKIT_LABINIT`, this binary (for `labinit shell`). Pure.
+pub fn service_env(
+    container: &[(OsString, OsString)],
+    identity: Option<&Identity>,
+    labinit: &Path,
+) -> Vec<(OsString, OsString)> {
+    const OWN: [&str; 5] = ["LABKIT_USER", "LABKIT_UID", "LABKIT_GID", "LABKIT_HOME", "LABKIT_LABINIT"];
+    let mut env: Vec<(OsString, OsString)> =
+        container.iter().filter(|(k, _)| !OWN.iter().any(|o| k == o)).cloned().collect();
+    let (user, uid, gid, home) = match identity {
+        Some(i) => (i.name.clone().into(), i.uid, i.gid, i.home.clone().into_os_string()),
+        None => (
+            env_get(container, "USER").map(OsStr::to_owned).unwrap_or_default(),
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+            env_get(container, "HOME").map(OsStr::to_owned).unwrap_or_else(|| "/".into()),
+        ),
+    };
+    env.push(("LABKIT_USER".into(), user));
+    env.push(("LABKIT_UID".into(), uid.to_string().into()));
+    env.push(("LABKIT_GID".into(), gid.to_string().into()));
+    env.push(("LABKIT_HOME".into(), home));
+    env.push(("LABKIT_LABINIT".into(), labinit.as_os_str().to_owned()));
+    env
+}
+
+/// Start the services of `LABKIT_SERVICES_DIR` (none when nested: the outer
+/// labinit runs them).
+fn start_services(
+    root: &Path,
+    env: &[(OsString, OsString)],
+    extras: &Extras,
+    identity: Option<&Identity>,
+    nested: bool,
+) -> Services {
+    if nested {
+        return Services::none();
+    }
+    let dir = crate::init::files::Root::new(root).path(&extras.services_dir);
+    let labinit = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/opt/lab/labinit"));
+    let mut services = Services::discover(&dir, service_env(env, identity, &labinit));
+    services.start_all();
+    services
+}
+
+/// `labinit shell [-- CMD…]`: for `kubectl exec -it POD -- /opt/lab/labinit
+/// shell`. Become the job's user with the job's environment (container
+/// environment and the step exports PID 1's setup kept) and start the login
+/// shell in the home, or CMD. Nothing is set up and nothing supervised: the
+/// process becomes the shell. Returns only on failure.
+pub fn shell(root: PathBuf, cmd: Vec<OsString>) -> i32 {
+    let env = container_env();
+    // musl's getcwd hands back "(unreachable)/…" for a directory outside
+    // this mount namespace (nsenter): only an absolute path is a start.
+    let start_dir = std::env::current_dir().ok().filter(|p| p.is_absolute());
+    let launch = match prepare_shell(&root, cmd, &env, start_dir.as_deref()) {
+        Ok(l) => l,
+        Err(f) => {
+            log::error(&f.message);
+            return f.code;
+        }
+    };
+    let f = exec_in_place(&launch);
+    log::error(&f.message);
+    f.code
+}
+
+/// Whether PID 1 is this same labinit binary: then the shell gets the nesting
+/// marker the job has (`LABKIT_SUPERVISOR=1`).
+fn pid1_is_labinit() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata("/proc/1/exe"), std::fs::metadata("/proc/self/exe")) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+fn prepare_shell(
+    root: &Path,
+    cmd: Vec<OsString>,
+    env: &[(OsString, OsString)],
+    start_dir: Option<&Path>,
+) -> Result<Launch, Fatal> {
+    let mut identity = setup::resolve_identity(root, &env_for_setup(env))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if let Some(i) = &identity {
+        if euid != 0 && euid != i.uid {
+            log::warn(format!(
+                "labinit shell runs as uid {euid}, not root: it cannot become {} (uid {}); starting the shell as uid {euid}",
+                i.name, i.uid
+            ));
+            identity = None;
+        }
+    }
+    let identity = identity.as_ref();
+    let exports = setup::load_exports(root);
+    let marker = pid1_is_labinit().then_some(1);
+    let env_out = job_env(env, identity, &exports, marker);
+    let login = cmd.is_empty();
+    let (argv, candidates) = if login {
+        let shell = shell_for(identity, env);
+        let base = shell.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "sh".into());
+        (vec![OsString::from(format!("-{base}"))], vec![shell])
+    } else {
+        let c = program_candidates(&cmd[0], env_get(&env_out, "PATH"));
+        (cmd, c)
+    };
+    let home: Option<PathBuf> = match identity {
+        Some(i) => Some(i.home.clone()),
+        None => env_get(env, "HOME").map(PathBuf::from),
+    };
+    // The login shell starts in the home; a command where kubectl exec
+    // started (the container's workingDir), else the home.
+    let dirs = working_dirs(start_dir, home.as_deref(), login, identity.is_some() || login);
+    let creds = identity.filter(|_| euid == 0).map(|i| Credentials::new(i.uid, i.gid, &i.groups));
+    Ok(Launch { argv, candidates, env: env_out, dirs, creds })
 }
 
 fn describe(c: &Command) -> String {

@@ -95,7 +95,7 @@ pub fn take_over() {
 pub fn wait(timeout: std::time::Duration) -> Option<i32> {
     let set = supervised_set();
     let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as _,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
     // SAFETY: valid set and timespec; no siginfo wanted.

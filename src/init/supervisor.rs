@@ -5,9 +5,15 @@
 //! accounts.
 //!
 //! *The job* is every process labinit is responsible for except supervised
-//! services (3/3, [`Supervisor::exclude`]): as PID 1 every other process of
-//! the PID namespace (what `kill(-1)` reaches), otherwise every descendant of
-//! labinit, which is a child subreaper so orphans stay descendants. Process
+//! services ([`crate::init::services`], found by their sessions): as PID 1
+//! every other process of the PID namespace (what `kill(-1)` reaches),
+//! otherwise every descendant of labinit, which is a child subreaper so
+//! orphans stay descendants. In `wait` mode there is no main process: the job
+//! is whatever users started (`kubectl exec`, ssh logins), stopped the same
+//! way when SIGTERM or the idle watchdog ends the container.
+//!
+//! Shutdown order: the job (stop signal, grace, SIGKILL), then the services
+//! (SIGTERM, `LABKIT_SERVICE_GRACE`, SIGKILL), then exit. Process
 //! groups are not enough: `timeout` and job-control shells move themselves
 //! into groups of their own, and the shell that started a background job may
 //! be gone (init-anchors §2.1).
@@ -23,7 +29,10 @@ use nix::libc;
 
 use crate::init::duration::show;
 use crate::init::exit;
+use crate::init::idle::{self, Event, IdleConfig, IdleLog, Watchdog};
 use crate::init::log;
+use crate::init::procfs::{scan, ProcStat};
+use crate::init::services::Services;
 use crate::init::signals::{self, Route};
 
 /// How long labinit waits for the job after SIGKILL before giving up on
@@ -120,51 +129,28 @@ enum Phase {
     Killing {
         until: Instant,
     },
+    /// The job is gone; the services got SIGTERM; SIGKILL at `until`.
+    ServicesStopping {
+        until: Instant,
+    },
+    /// The services got SIGKILL; give up waiting at `until`.
+    ServicesKilling {
+        until: Instant,
+    },
 }
 
-/// One process as `/proc/PID/stat` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Proc {
-    pub pid: i32,
-    pub ppid: i32,
-    pub state: u8,
-}
-
-/// Parse `/proc/PID/stat`: the command name may contain spaces and
-/// parentheses, so fields are counted after the *last* `)`.
-pub fn parse_stat(text: &str) -> Option<Proc> {
-    let (head, tail) = text.rsplit_once(')')?;
-    let pid = head.split_once('(')?.0.trim().parse().ok()?;
-    let mut f = tail.split_whitespace();
-    let state = *f.next()?.as_bytes().first()?;
-    let ppid = f.next()?.parse().ok()?;
-    Some(Proc { pid, ppid, state })
-}
-
-/// Every process visible in `/proc`.
-pub fn scan() -> Vec<Proc> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let mut out = Vec::new();
-    for e in dir.flatten() {
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        // A process may vanish between readdir and read: skip it.
-        if let Ok(text) = std::fs::read_to_string(format!("/proc/{name}/stat")) {
-            if let Some(p) = parse_stat(&text) {
-                out.push(p);
-            }
-        }
-    }
-    out
+/// The idle watchdog as the supervisor runs it.
+struct IdleWatch {
+    dog: Watchdog,
+    log: IdleLog,
+    last: Instant,
+    next: Instant,
 }
 
 /// The job among `procs`, live processes only: as PID 1 everything but
-/// `me`, as a subreaper `me`'s descendants; minus the `excluded` processes
-/// and their descendants. Pure.
-pub fn job_of(procs: &[Proc], me: i32, pid1: bool, excluded: &[i32]) -> Vec<i32> {
+/// `me`, as a subreaper `me`'s descendants; minus the processes of the
+/// `excluded` sessions (services). Pure.
+pub fn job_of(procs: &[ProcStat], me: i32, pid1: bool, excluded: &[i32]) -> Vec<i32> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     for p in procs {
         children.entry(p.ppid).or_default().push(p.pid);
@@ -179,7 +165,7 @@ pub fn job_of(procs: &[Proc], me: i32, pid1: bool, excluded: &[i32]) -> Vec<i32>
         }
         seen
     };
-    let out_of_job = subtree(excluded);
+    let out_of_job: HashSet<i32> = procs.iter().filter(|p| excluded.contains(&p.session)).map(|p| p.pid).collect();
     let candidates: Vec<i32> = if pid1 {
         procs.iter().map(|p| p.pid).collect()
     } else {
@@ -192,10 +178,10 @@ pub fn job_of(procs: &[Proc], me: i32, pid1: bool, excluded: &[i32]) -> Vec<i32>
 }
 
 pub struct Supervisor {
-    main: i32,
+    /// The job's main process; `None` in `wait` mode.
+    main: Option<i32>,
     me: i32,
     pid1: bool,
-    excluded: Vec<i32>,
     policy: Policy,
     main_exit: Option<Exit>,
     phase: Phase,
@@ -205,40 +191,108 @@ pub struct Supervisor {
     /// The job was made the terminal's foreground group: give it back to
     /// labinit's group at the end so the shell that started labinit can read.
     restore_tty: bool,
+    idle: Option<IdleWatch>,
+    idle_expired: bool,
+    services: Services,
+    service_grace: Duration,
+    /// The exit code when the job never started ([`Supervisor::end_now`]).
+    forced: Option<i32>,
 }
 
 impl Supervisor {
+    /// Supervise the job whose main process is `main`.
     pub fn new(main: i32, policy: Policy, restore_tty: bool) -> Supervisor {
+        Supervisor::build(Some(main), policy, restore_tty)
+    }
+
+    /// `labinit wait`: no main process; run until SIGTERM or the idle
+    /// watchdog stops the container.
+    pub fn waiting(policy: Policy) -> Supervisor {
+        Supervisor::build(None, policy, false)
+    }
+
+    fn build(main: Option<i32>, policy: Policy, restore_tty: bool) -> Supervisor {
         let me = std::process::id() as i32;
         let timeout_at = policy.timeout.filter(|t| !t.is_zero()).and_then(|t| Instant::now().checked_add(t));
         Supervisor {
             main,
             me,
             pid1: me == 1,
-            excluded: Vec::new(),
             policy,
             main_exit: None,
             phase: Phase::Running,
             timeout_at,
             timed_out: false,
             killed: false,
-            restore_tty,
+            restore_tty: restore_tty && main.is_some(),
+            idle: None,
+            idle_expired: false,
+            services: Services::none(),
+            service_grace: crate::init::services::DEFAULT_GRACE,
+            forced: None,
         }
     }
 
-    /// Leave a process (and its descendants) out of the job: supervised
-    /// services get their own stop schedule (3/3).
-    pub fn exclude(&mut self, pid: i32) {
-        self.excluded.push(pid);
+    /// Run the idle watchdog; the first check is one interval from now.
+    pub fn with_idle(mut self, cfg: Option<IdleConfig>) -> Supervisor {
+        if let Some(cfg) = cfg {
+            let now = Instant::now();
+            log::info(format!(
+                "idle watchdog: on; the container stops after {} without CPU use (≥ {}% of a core), GPU use ({}) or a process named {} (checked every {})",
+                idle::human(cfg.timeout),
+                cfg.cpu * 100.0,
+                if cfg.device_glob.is_empty() { "not watched".to_owned() } else { cfg.device_glob.clone() },
+                if cfg.busy_names.is_empty() { "-".to_owned() } else { cfg.busy_names.join(" or ") },
+                idle::human(cfg.interval),
+            ));
+            let next = now + cfg.interval;
+            let log = IdleLog::new(cfg.log_file.clone());
+            self.idle = Some(IdleWatch { dog: Watchdog::new(cfg), log, last: now, next });
+        }
+        self
     }
 
-    /// Supervise until the job is gone; returns labinit's exit code.
+    /// Supervise these (already started) services, stopped after the job
+    /// with `grace` between SIGTERM and SIGKILL.
+    pub fn with_services(mut self, services: Services, grace: Duration) -> Supervisor {
+        self.services = services;
+        self.service_grace = grace;
+        self
+    }
+
+    /// The job could not be started: stop the services (if any) and end
+    /// with `code`.
+    pub fn end_now(mut self, code: i32) -> i32 {
+        self.forced = Some(code);
+        self.phase = Phase::Stopping { until: Instant::now() };
+        self.run()
+    }
+
+    /// Whether the job's part is over: its main process ended, or in `wait`
+    /// mode a stop was requested.
+    fn job_ended(&self) -> bool {
+        match self.main {
+            Some(_) => self.main_exit.is_some(),
+            None => self.phase != Phase::Running,
+        }
+    }
+
+    fn job_phase(&self) -> bool {
+        matches!(self.phase, Phase::Running | Phase::Stopping { .. } | Phase::Killing { .. })
+    }
+
+    /// Supervise until the job and the services are gone; returns labinit's
+    /// exit code.
     pub fn run(mut self) -> i32 {
         loop {
             let children = self.reap();
-            if self.main_exit.is_some() {
+            let now = Instant::now();
+            if self.job_phase() && self.job_ended() {
                 if !self.job_left(children) {
-                    return self.finish();
+                    if !self.stop_services(now) {
+                        return self.finish();
+                    }
+                    continue;
                 }
                 if self.phase == Phase::Running {
                     let grace = self.policy.grace;
@@ -250,7 +304,11 @@ impl Supervisor {
                     ));
                 }
             }
-            let now = Instant::now();
+            if matches!(self.phase, Phase::ServicesStopping { .. } | Phase::ServicesKilling { .. })
+                && self.services.members(&scan()).is_empty()
+            {
+                return self.finish();
+            }
             if self.phase == Phase::Running && self.timeout_at.is_some_and(|t| now >= t) {
                 self.timed_out = true;
                 let grace = self.policy.kill_after.unwrap_or(self.policy.grace);
@@ -260,6 +318,12 @@ impl Supervisor {
                     show(self.policy.timeout.unwrap_or_default()),
                     show(grace)
                 ));
+            }
+            if self.phase == Phase::Running {
+                self.check_idle(now);
+            }
+            if self.phase == Phase::Running {
+                self.services.restart_due(now);
             }
             match self.phase {
                 Phase::Stopping { until } if now >= until => {
@@ -271,17 +335,36 @@ impl Supervisor {
                 }
                 Phase::Killing { until } if now >= until => {
                     log::warn(format!(
-                        "processes of the job are still there {} after SIGKILL (stuck in the kernel?); exiting anyway",
+                        "processes of the job are still there {} after SIGKILL (stuck in the kernel?); going on",
                         show(KILL_WAIT)
                     ));
+                    if !self.stop_services(now) {
+                        return self.finish();
+                    }
+                    continue;
+                }
+                Phase::ServicesStopping { until } if now >= until => {
+                    let n = self.send_services(libc::SIGKILL);
+                    log::warn(format!("service grace expired: sent SIGKILL to {n} service process(es)"));
+                    self.phase = Phase::ServicesKilling { until: now + KILL_WAIT };
+                    continue;
+                }
+                Phase::ServicesKilling { until } if now >= until => {
+                    log::warn("service processes are still there after SIGKILL (stuck in the kernel?); exiting anyway");
                     return self.finish();
                 }
                 _ => {}
             }
             let mut wait = TICK;
             let deadline = match self.phase {
-                Phase::Running => self.timeout_at,
-                Phase::Stopping { until } | Phase::Killing { until } => Some(until),
+                Phase::Running => [self.timeout_at, self.idle.as_ref().map(|i| i.next), self.services.next_deadline()]
+                    .into_iter()
+                    .flatten()
+                    .min(),
+                Phase::Stopping { until }
+                | Phase::Killing { until }
+                | Phase::ServicesStopping { until }
+                | Phase::ServicesKilling { until } => Some(until),
             };
             if let Some(d) = deadline {
                 wait = wait.min(d.saturating_duration_since(now));
@@ -289,6 +372,30 @@ impl Supervisor {
             if let Some(sig) = signals::wait(wait) {
                 self.on_signal(sig);
             }
+        }
+    }
+
+    /// One idle check when it is due; on expiry, start the shutdown.
+    fn check_idle(&mut self, now: Instant) {
+        let me = self.me;
+        let Some(w) = self.idle.as_mut() else { return };
+        if now < w.next {
+            return;
+        }
+        let elapsed = now.saturating_duration_since(w.last);
+        w.last = now;
+        w.next = now + w.dog.config().interval;
+        let reason = w.dog.busy_reason(std::path::Path::new("/proc"), self.services.sessions(), &[me], elapsed);
+        let event = w.dog.observe(reason, elapsed);
+        if let Some(line) = idle::message(&event, w.dog.config()) {
+            log::info(&line);
+            w.log.write(&line);
+        }
+        if matches!(event, Event::Expired { .. }) {
+            self.idle_expired = true;
+            let grace = self.policy.grace;
+            let n = self.stop(libc::SIGTERM, grace);
+            log::info(format!("sent SIGTERM to the job ({n} process(es)); SIGKILL in {}", show(grace)));
         }
     }
 
@@ -306,29 +413,33 @@ impl Supervisor {
                 // ECHILD: none left. EINTR cannot happen: signals are blocked.
                 return false;
             }
-            if pid == self.main {
-                let e = Exit::from_wait_status(status);
+            let e = Exit::from_wait_status(status);
+            if Some(pid) == self.main {
                 self.main_exit = Some(e);
                 log::info(format!("the main process (pid {pid}) {}", e.describe()));
+            } else {
+                self.services.reaped(pid, e, Instant::now());
             }
         }
     }
 
     /// Whether any process of the job is still alive.
     fn job_left(&self, children: bool) -> bool {
-        if self.excluded.is_empty() {
+        let sessions = self.services.sessions();
+        if sessions.is_empty() {
             // Every process of the job is a descendant, so while one lives a
             // child of ours lives (PID 1's non-descendants, e.g. `kubectl
             // exec` sessions, get the signals but are not waited for).
             return children;
         }
-        scan().iter().any(|p| p.ppid == self.me && p.state != b'Z' && !self.excluded.contains(&p.pid))
+        scan().iter().any(|p| p.ppid == self.me && !p.is_zombie() && !sessions.contains(&p.session))
     }
 
     /// Send `sig` to every process of the job; returns how many.
     fn send_job(&self, sig: i32) -> usize {
-        let pids = job_of(&scan(), self.me, self.pid1, &self.excluded);
-        if self.pid1 && self.excluded.is_empty() {
+        let sessions = self.services.sessions();
+        let pids = job_of(&scan(), self.me, self.pid1, sessions);
+        if self.pid1 && sessions.is_empty() {
             // kill(-1) reaches every process but PID 1, atomically with respect
             // to fork (a process forking meanwhile restarts the fork).
             // SAFETY: plain syscall.
@@ -349,14 +460,51 @@ impl Supervisor {
                 unsafe { libc::kill(p, sig) };
                 sent.insert(p);
             }
-            next = job_of(&scan(), self.me, self.pid1, &self.excluded);
+            next = job_of(&scan(), self.me, self.pid1, sessions);
         }
         sent.len()
+    }
+
+    /// Send `sig` to every process of the services; returns how many.
+    fn send_services(&self, sig: i32) -> usize {
+        let mut sent: HashSet<i32> = HashSet::new();
+        for _ in 0..4 {
+            let procs = scan();
+            let fresh: Vec<i32> =
+                self.services.members(&procs).iter().map(|p| p.pid).filter(|p| !sent.contains(p)).collect();
+            if fresh.is_empty() {
+                break;
+            }
+            for p in fresh {
+                // SAFETY: plain syscall.
+                unsafe { libc::kill(p, sig) };
+                sent.insert(p);
+            }
+        }
+        sent.len()
+    }
+
+    /// After the job: TERM (and CONT) to the services and start their grace.
+    /// Returns false when no service process is left (nothing to wait for).
+    fn stop_services(&mut self, now: Instant) -> bool {
+        self.services.stop_restarts();
+        if self.services.members(&scan()).is_empty() {
+            return false;
+        }
+        let n = self.send_services(libc::SIGTERM);
+        self.send_services(libc::SIGCONT);
+        log::info(format!(
+            "the job is over; sent SIGTERM to the services ({n} process(es)); SIGKILL in {}",
+            show(self.service_grace)
+        ));
+        self.phase = Phase::ServicesStopping { until: now + self.service_grace };
+        true
     }
 
     /// Send the stop signal and SIGCONT (a stopped process acts on nothing
     /// else) to the job, and start the grace period.
     fn stop(&mut self, sig: i32, grace: Duration) -> usize {
+        self.services.stop_restarts();
         let n = self.send_job(sig);
         if sig != libc::SIGKILL && sig != libc::SIGCONT {
             self.send_job(libc::SIGCONT);
@@ -377,29 +525,36 @@ impl Supervisor {
                 ));
             }
             Route::StopJob => {
-                let n = self.send_job(sig);
-                self.send_job(libc::SIGCONT);
-                log::info(format!("received {name} again: sent it to the job ({n} process(es))"));
+                if self.job_phase() {
+                    let n = self.send_job(sig);
+                    self.send_job(libc::SIGCONT);
+                    log::info(format!("received {name} again: sent it to the job ({n} process(es))"));
+                } else {
+                    let n = self.send_services(sig);
+                    log::info(format!("received {name} again: sent it to the services ({n} process(es))"));
+                }
             }
             Route::WholeJob => {
                 let n = self.send_job(sig);
                 log::info(format!("received {name}: sent it to the job ({n} process(es))"));
             }
             Route::MainGroup => {
+                let Some(main) = self.main else { return };
                 // SAFETY: plain syscalls.
-                let r = unsafe { libc::kill(-self.main, sig) };
+                let r = unsafe { libc::kill(-main, sig) };
                 if r != 0 && self.main_exit.is_none() {
-                    unsafe { libc::kill(self.main, sig) };
+                    unsafe { libc::kill(main, sig) };
                 }
                 if sig != libc::SIGWINCH {
-                    log::info(format!("received {name}: sent it to the main process group {}", self.main));
+                    log::info(format!("received {name}: sent it to the main process group {main}"));
                 }
             }
             Route::MainChild => {
+                let Some(main) = self.main else { return };
                 if self.main_exit.is_none() {
                     // SAFETY: plain syscall; the main child is not reaped yet.
-                    unsafe { libc::kill(self.main, sig) };
-                    log::info(format!("received {name}: sent it to the main process {}", self.main));
+                    unsafe { libc::kill(main, sig) };
+                    log::info(format!("received {name}: sent it to the main process {main}"));
                 }
             }
             Route::Reap | Route::Drop => {}
@@ -410,13 +565,24 @@ impl Supervisor {
         if self.restore_tty {
             // SAFETY: terminal ioctls on fd 0; SIGTTOU is ignored in labinit.
             unsafe {
-                if libc::tcgetpgrp(0) == self.main {
+                if Some(libc::tcgetpgrp(0)) == self.main {
                     libc::tcsetpgrp(0, libc::getpgrp());
                 }
             }
         }
-        let code = exit_code(self.main_exit, self.timed_out, self.policy.preserve_status, self.killed);
-        let why = if self.timed_out && !self.policy.preserve_status {
+        if let Some(code) = self.forced {
+            return code;
+        }
+        let code = final_code(
+            self.main.is_none(),
+            self.idle_expired,
+            exit_code(self.main_exit, self.timed_out, self.policy.preserve_status, self.killed),
+        );
+        let why = if self.idle_expired {
+            " (idle)"
+        } else if self.main.is_none() {
+            " (wait ended)"
+        } else if self.timed_out && !self.policy.preserve_status {
             match code {
                 exit::TIMEOUT => " (timeout)",
                 exit::TIMEOUT_KILLED => " (timeout, killed)",
@@ -427,6 +593,18 @@ impl Supervisor {
         };
         log::info(format!("exiting with code {code}{why}"));
         code
+    }
+}
+
+/// labinit's exit code once the idle watchdog and `wait` mode are taken into
+/// account: `wait` always ends with 0 (SIGTERM or idle), and an idle expiry
+/// ends `run` with 0 too, so that the pod ends `Completed` and a
+/// `restartPolicy: OnFailure` does not bring an idle container back. Pure.
+pub fn final_code(waiting: bool, idle_expired: bool, job_code: i32) -> i32 {
+    if waiting || idle_expired {
+        0
+    } else {
+        job_code
     }
 }
 
@@ -467,16 +645,8 @@ mod tests {
         assert!(Exit::Signal(libc::SIGTERM).describe().contains("SIGTERM"));
     }
 
-    #[test]
-    fn stat_lines_with_odd_names() {
-        let p = parse_stat("42 (a) b (c)) S 7 42 42 0 -1").unwrap();
-        assert_eq!(p, Proc { pid: 42, ppid: 7, state: b'S' });
-        assert_eq!(parse_stat("1 (init) Z 0 1 1").unwrap().state, b'Z');
-        assert!(parse_stat("garbage").is_none());
-    }
-
-    fn p(pid: i32, ppid: i32) -> Proc {
-        Proc { pid, ppid, state: b'S' }
+    fn p(pid: i32, ppid: i32) -> ProcStat {
+        ProcStat { pid, name: "x".into(), state: b'S', ppid, pgrp: pid, session: pid, ticks: 0, starttime: 0 }
     }
 
     #[test]
@@ -490,11 +660,25 @@ mod tests {
 
     #[test]
     fn job_as_pid1_is_everything_but_services_and_zombies() {
-        let mut procs = vec![p(1, 0), p(2, 1), p(3, 2), p(4, 1), p(5, 4), p(6, 0), p(7, 1)];
+        let mut procs = vec![p(1, 0), p(2, 1), p(3, 2), p(4, 1), p(5, 4), p(6, 0), p(7, 1), p(8, 1), p(9, 5)];
         procs[6].state = b'Z';
+        // 4 leads a service session; 5 is its child; 8 an orphan of the
+        // service reparented to PID 1; 9 an ssh login: a new session under 5.
+        procs[4].session = 4;
+        procs[7].session = 4;
+        procs[8].session = 9;
         let mut j = job_of(&procs, 1, true, &[4]);
         j.sort_unstable();
-        // 4 is a service with child 5; 6 entered with setns (ppid 0); 7 is a zombie.
-        assert_eq!(j, vec![2, 3, 6]);
+        // 6 entered with setns (ppid 0); 7 is a zombie.
+        assert_eq!(j, vec![2, 3, 6, 9]);
+    }
+
+    #[test]
+    fn wait_and_idle_end_with_zero() {
+        assert_eq!(final_code(true, false, 143), 0);
+        assert_eq!(final_code(true, true, 137), 0);
+        assert_eq!(final_code(false, true, 143), 0);
+        assert_eq!(final_code(false, false, 143), 143);
+        assert_eq!(final_code(false, false, 124), 124);
     }
 }

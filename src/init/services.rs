@@ -1,0 +1,362 @@
+//! Supervised services: the executables in `/opt/lab/services`
+//! (`LABKIT_SERVICES_DIR`), such as sshd, started after setup and before the
+//! job, as root, each in a session of its own, with their output prefixed by
+//! their name. Owns starting, the restart policy and who belongs to a service;
+//! the supervisor owns reaping and when services are stopped.
+//!
+//! A service that exits 0 is done (a service that is not wanted exits 0 at
+//! once). One that fails is restarted after a backoff of at least 1 s,
+//! doubling, until it failed 5 times within a minute: then it is given up
+//! with a warning. Services never block the job and never change the exit
+//! code.
+//!
+//! Each service leads its own session (`setsid`), so its processes are found
+//! by session id even after they are orphaned; sessions are never left, only
+//! founded anew, so a user's ssh login (sshd starts a new session per
+//! connection) is part of the job, not of the service.
+
+use std::ffi::OsString;
+use std::io::{BufRead, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::libc;
+
+use crate::init::log;
+use crate::init::procfs::ProcStat;
+use crate::init::signals;
+use crate::init::steps::{self, StepKind};
+use crate::init::supervisor::Exit;
+
+pub const DEFAULT_DIR: &str = "/opt/lab/services";
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// Failures within this window count towards giving up.
+const WINDOW: Duration = Duration::from_secs(60);
+const MAX_FAILURES: usize = 5;
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest output line passed on in one piece.
+const MAX_LINE: u64 = 4096;
+
+/// What to do after a failure, given the earlier failures (pruned to the
+/// window here). `None`: give up. Pure.
+pub fn after_failure(failures: &mut Vec<Instant>, now: Instant) -> Option<Duration> {
+    failures.retain(|t| now.saturating_duration_since(*t) < WINDOW);
+    failures.push(now);
+    if failures.len() >= MAX_FAILURES {
+        return None;
+    }
+    let doublings = (failures.len() - 1).min(16) as u32;
+    Some(FIRST_BACKOFF.saturating_mul(1 << doublings).min(MAX_BACKOFF))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Running(i32),
+    /// Restart at this time.
+    Waiting(Instant),
+    Done,
+    GaveUp,
+    Stopped,
+}
+
+struct Service {
+    name: String,
+    program: PathBuf,
+    /// Interpreter for a `*.sh` service without the executable bit.
+    shell: Option<PathBuf>,
+    state: State,
+    failures: Vec<Instant>,
+}
+
+pub struct Services {
+    list: Vec<Service>,
+    env: Vec<(OsString, OsString)>,
+    /// Session of every service process ever started (its pid): orphans of
+    /// an earlier run of a service still belong to the service.
+    sessions: Vec<i32>,
+    stopping: bool,
+}
+
+impl Services {
+    /// No services (nested runs, tests).
+    pub fn none() -> Services {
+        Services { list: Vec::new(), env: Vec::new(), sessions: Vec::new(), stopping: false }
+    }
+
+    /// The services in `dir` (a host path), in name order, not started yet.
+    /// `env` is what each gets (container environment plus `LABKIT_USER`…).
+    pub fn discover(dir: &Path, env: Vec<(OsString, OsString)>) -> Services {
+        let mut s = Services::none();
+        s.env = env;
+        let entries = match steps::list(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                log::warn(format!("cannot read the services directory {}: {e}; no services started", dir.display()));
+                return s;
+            }
+        };
+        for (name, kind) in entries {
+            let shell = match kind {
+                StepKind::Skip(why) => {
+                    log::info(format!("service {name}: skipped ({why})"));
+                    continue;
+                }
+                StepKind::Executable => None,
+                StepKind::ShellScript => Some(PathBuf::from("/bin/sh")),
+            };
+            // The name in log lines and output prefixes: `ssh`, `jupyter.sh` → `jupyter`.
+            let shown = name.strip_suffix(".sh").filter(|n| !n.is_empty()).unwrap_or(&name).to_owned();
+            s.list.push(Service {
+                program: dir.join(&name),
+                name: shown,
+                shell,
+                state: State::Stopped,
+                failures: Vec::new(),
+            });
+        }
+        s
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Start every service.
+    pub fn start_all(&mut self) {
+        for i in 0..self.list.len() {
+            self.start(i, Instant::now());
+        }
+    }
+
+    fn start(&mut self, i: usize, now: Instant) {
+        match spawn(&self.list[i], &self.env) {
+            Ok(pid) => {
+                self.sessions.push(pid);
+                let s = &mut self.list[i];
+                s.state = State::Running(pid);
+                log::info(format!("service {}: started (pid {pid})", s.name));
+            }
+            Err(e) => self.failed(i, now, &format!("could not start: {e}")),
+        }
+    }
+
+    fn failed(&mut self, i: usize, now: Instant, what: &str) {
+        let s = &mut self.list[i];
+        if self.stopping {
+            s.state = State::Stopped;
+            return;
+        }
+        match after_failure(&mut s.failures, now) {
+            Some(delay) => {
+                s.state = State::Waiting(now + delay);
+                log::info(format!("service {}: {what}; restarting in {}", s.name, crate::init::duration::show(delay)));
+            }
+            None => {
+                s.state = State::GaveUp;
+                log::warn(format!(
+                    "service {}: {what}; it failed {MAX_FAILURES} times within {} s, giving up (the job goes on without it)",
+                    s.name,
+                    WINDOW.as_secs()
+                ));
+            }
+        }
+    }
+
+    /// Whether `pid` is a service's main process; if so, record its end.
+    pub fn reaped(&mut self, pid: i32, exit: Exit, now: Instant) -> bool {
+        let Some(i) = self.list.iter().position(|s| s.state == State::Running(pid)) else { return false };
+        if self.stopping {
+            self.list[i].state = State::Stopped;
+            return true;
+        }
+        match exit {
+            Exit::Code(0) => {
+                self.list[i].state = State::Done;
+                log::info(format!("service {}: done (exit code 0)", self.list[i].name));
+            }
+            e => self.failed(i, now, &e.describe()),
+        }
+        true
+    }
+
+    /// Restart the services whose backoff is over.
+    pub fn restart_due(&mut self, now: Instant) {
+        if self.stopping {
+            return;
+        }
+        for i in 0..self.list.len() {
+            if matches!(self.list[i].state, State::Waiting(t) if now >= t) {
+                self.start(i, now);
+            }
+        }
+    }
+
+    /// The next restart time, for the supervisor's wait.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.stopping {
+            return None;
+        }
+        self.list
+            .iter()
+            .filter_map(|s| match s.state {
+                State::Waiting(t) => Some(t),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Sessions that belong to services (never the job's).
+    pub fn sessions(&self) -> &[i32] {
+        &self.sessions
+    }
+
+    /// Processes of services among `procs` (live ones).
+    pub fn members<'a>(&self, procs: &'a [ProcStat]) -> Vec<&'a ProcStat> {
+        procs.iter().filter(|p| !p.is_zombie() && self.sessions.contains(&p.session)).collect()
+    }
+
+    /// No more restarts: the shutdown has begun.
+    pub fn stop_restarts(&mut self) {
+        self.stopping = true;
+        for s in &mut self.list {
+            if matches!(s.state, State::Waiting(_)) {
+                s.state = State::Stopped;
+            }
+        }
+    }
+}
+
+fn describe_err(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => "not found".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Start one service: own session, stdin from /dev/null, stdout and stderr
+/// into a pipe read by a thread that prefixes each line with the name.
+fn spawn(s: &Service, env: &[(OsString, OsString)]) -> Result<i32, String> {
+    let mut fds = [0; 2];
+    // SAFETY: valid array for pipe2.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("cannot create a pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: both fds were just created and are owned here only.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let wr2 = wr.try_clone().map_err(|e| format!("cannot duplicate a pipe: {e}"))?;
+    let mut cmd = match &s.shell {
+        Some(sh) => {
+            let mut c = Command::new(sh);
+            c.arg(&s.program);
+            c
+        }
+        None => Command::new(&s.program),
+    };
+    cmd.env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(wr))
+        .stderr(Stdio::from(wr2));
+    // SAFETY: setsid and the signal reset are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            signals::reset_in_child();
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| describe_err(&e))?;
+    drop(cmd); // closes our copies of the write end: EOF when the service's side is gone
+    let pid = child.id() as i32;
+    let name = s.name.clone();
+    let file = std::fs::File::from(rd);
+    let pump = std::thread::Builder::new().name(format!("svc-{name}")).stack_size(64 * 1024).spawn(move || {
+        prefix_lines(&name, file, &mut std::io::stderr());
+    });
+    if let Err(e) = pump {
+        log::warn(format!("service {}: cannot read its output ({e}); it is discarded", s.name));
+    }
+    Ok(pid)
+}
+
+/// Copy `input` to `out` line by line, each line prefixed `NAME: ` and
+/// written in one piece (lines longer than 4 KiB are split).
+pub fn prefix_lines(name: &str, input: impl std::io::Read, out: &mut impl Write) {
+    let mut r = std::io::BufReader::with_capacity(4096, input);
+    let mut line: Vec<u8> = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        line.extend_from_slice(name.as_bytes());
+        line.extend_from_slice(b": ");
+        match std::io::Read::take(&mut r, MAX_LINE).read_until(b'\n', &mut line) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+        if !line.ends_with(b"\n") {
+            line.push(b'\n');
+        }
+        let _ = out.write_all(&line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_gives_up_after_five_a_minute() {
+        let t0 = Instant::now();
+        let mut f = Vec::new();
+        assert_eq!(after_failure(&mut f, t0), Some(Duration::from_secs(1)));
+        assert_eq!(after_failure(&mut f, t0 + Duration::from_secs(1)), Some(Duration::from_secs(2)));
+        assert_eq!(after_failure(&mut f, t0 + Duration::from_secs(3)), Some(Duration::from_secs(4)));
+        assert_eq!(after_failure(&mut f, t0 + Duration::from_secs(7)), Some(Duration::from_secs(8)));
+        assert_eq!(after_failure(&mut f, t0 + Duration::from_secs(15)), None);
+    }
+
+    #[test]
+    fn old_failures_are_forgotten() {
+        let t0 = Instant::now();
+        let mut f = Vec::new();
+        for i in 0..4 {
+            assert!(after_failure(&mut f, t0 + Duration::from_secs(i)).is_some());
+        }
+        // Two minutes later only this failure counts: back to 1 s.
+        assert_eq!(after_failure(&mut f, t0 + Duration::from_secs(120)), Some(Duration::from_secs(1)));
+        assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn backoff_is_capped() {
+        let t0 = Instant::now();
+        let mut f: Vec<Instant> = Vec::new();
+        // Failures spread out so fewer than five fall in a minute.
+        let mut last = None;
+        for i in 0..4 {
+            last = after_failure(&mut f, t0 + Duration::from_secs(i * 14));
+        }
+        assert_eq!(last, Some(Duration::from_secs(8)));
+        assert!(FIRST_BACKOFF.saturating_mul(1 << 16).min(MAX_BACKOFF) == MAX_BACKOFF);
+    }
+
+    #[test]
+    fn output_lines_are_prefixed_whole() {
+        let input: &[u8] = b"one\ntwo words\n\nlast without newline";
+        let mut out = Vec::new();
+        prefix_lines("ssh", input, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "ssh: one\nssh: two words\nssh: \nssh: last without newline\n");
+        let long = vec![b'x'; 5000];
+        let mut out = Vec::new();
+        prefix_lines("s", &long[..], &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.lines().all(|l| l.starts_with("s: ")));
+    }
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Cost of one idle check over 1000 processes: `labinit idle-check` (the
+# watchdog labinit wait runs every LABKIT_IDLE_INTERVAL) against the legacy
+# sleeper's check (Python + psutil, tests/legacy/sleeper.py), both inside the
+# same PID namespace holding 1000 sleeping processes; CPU time per check and
+# peak resident memory. Then the resident memory of `labinit wait` as PID 1
+# with the watchdog off and on (checking every 0.1 s over the same 1000
+# processes): the watchdog must not grow it.
+# Usage: bench-idle.sh LABINIT [DEBIAN_ROOT] [CHECKS]
+set -euo pipefail
+labinit=$(realpath "${1:?labinit}"); checks=${3:-50}; n=1000
+here=$(cd "$(dirname "$0")" && pwd)
+# Debian's python3 (python3-psutil) even when another python3 comes first in PATH.
+py=""
+for p in /usr/bin/python3 "$(command -v python3 || true)"; do
+    [ -n "$p" ] && "$p" -c 'import psutil' 2>/dev/null && { py=$p; break; }
+done
+[ -n "$py" ] || { echo "bench-idle: needs python3-psutil (apt-get install python3-psutil)" >&2; exit 1; }
+
+field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# Both checkers in one namespace with the same 1000 sleepers.
+out=$(unshare --pid --fork --kill-child --mount-proc bash -c '
+    for i in $(seq "$3"); do sleep 3600 & done
+    sleep 0.5
+    LABKIT_IDLE_BUSY=python "$1" idle-check --checks "$4"
+    "$5" "$2" --bench "$4"
+' bench "$labinit" "$here/../legacy/sleeper.py" "$n" "$checks" "$py")
+ours=$(sed -n 1p <<<"$out"); legacy=$(sed -n 2p <<<"$out")
+for line in "$ours" "$legacy"; do
+    [ "$(field processes "$line")" -ge "$n" ] || { echo "bench-idle: a checker saw fewer than $n processes: $line" >&2; exit 1; }
+done
+o_us=$(field cpu_per_check_us "$ours"); l_us=$(field cpu_per_check_us "$legacy")
+o_rss=$(field max_rss_kib "$ours"); l_rss=$(field max_rss_kib "$legacy")
+
+# labinit wait as PID 1 over the same number of processes: VmRSS after a
+# few seconds with the watchdog off, then on.
+wait_rss() {
+    local timeout=$1 pidfile
+    pidfile=$(mktemp)
+    env -i PATH=/usr/bin:/bin LABKIT_STEPS_DIR=/nonexistent LABKIT_SERVICES_DIR=/nonexistent LABKIT_QUIET=1 \
+        LABKIT_IDLE_TIMEOUT="$timeout" LABKIT_IDLE_INTERVAL=0.1s \
+        unshare --pid --fork --kill-child --mount-proc bash -c '
+            for i in $(seq "$2"); do sleep 3600 & done
+            exec "$1" wait' bench "$labinit" "$n" 2>/dev/null &
+    local u=$!
+    local init=""
+    for _ in $(seq 100); do
+        init=$(pgrep -P "$u" | head -1 || true)
+        [ -n "$init" ] && [ "$(readlink "/proc/$init/exe" 2>/dev/null)" = "$labinit" ] && break
+        sleep 0.05
+    done
+    sleep 3
+    awk '/^VmRSS/ {print $2}' "/proc/$init/status"
+    kill -KILL "$init" 2>/dev/null || true
+    wait "$u" 2>/dev/null || true
+    rm -f "$pidfile"
+}
+rss_off=$(wait_rss 0)
+rss_on=$(wait_rss 1h)
+
+echo "## Idle check over $n processes ($checks checks, CPU time per check)"
+echo "| checker | CPU per check (ms) | peak resident memory (KiB) |"
+echo "| --- | --- | --- |"
+awk -v u="$o_us" -v r="$o_rss" 'BEGIN { printf "| labinit idle watchdog (/proc) | %.2f | %d |\n", u / 1000, r }'
+awk -v u="$l_us" -v r="$l_rss" 'BEGIN { printf "| legacy sleeper (Python + psutil) | %.2f | %d |\n", u / 1000, r }'
+awk -v o="$o_us" -v l="$l_us" 'BEGIN { if (o > 0) printf "| ratio | %.1fx less CPU | |\n", l / o }'
+echo
+echo "## labinit wait as PID 1 over $n processes: resident memory"
+echo "| watchdog | VmRSS (KiB) |"
+echo "| --- | --- |"
+echo "| off (LABKIT_IDLE_TIMEOUT=0) | $rss_off |"
+echo "| on, a check every 0.1 s | $rss_on |"
+echo
