@@ -149,13 +149,14 @@ pub enum Event {
 pub struct Watchdog {
     cfg: IdleConfig,
     clk_tck: f64,
-    /// (pid, starttime) -> ticks at the previous check.
-    prev: HashMap<(i32, u64), u64>,
+    /// (pid, starttime) -> CPU seconds at the previous check.
+    prev: HashMap<(i32, u64), f64>,
     first: bool,
     idle_for: Duration,
     last_busy: Option<Busy>,
     busy: bool,
     reminded_at: Duration,
+    reader: procfs::StatReader,
 }
 
 /// Log a reminder every this long while idle.
@@ -173,6 +174,7 @@ impl Watchdog {
             last_busy: None,
             busy: false,
             reminded_at: Duration::ZERO,
+            reader: procfs::StatReader::new(),
         }
     }
 
@@ -195,9 +197,10 @@ impl Watchdog {
         let mut next = HashMap::with_capacity(self.prev.len() + 16);
         let secs = elapsed.as_secs_f64().max(1e-3);
         let (cfg, clk_tck, prev) = (&self.cfg, self.clk_tck, &self.prev);
-        procfs::for_each(proc_root, |p| {
+        self.reader.for_each(proc_root, clk_tck, |sample| {
+            let p = sample.stat;
             let key = (p.pid, p.starttime);
-            next.insert(key, p.ticks);
+            next.insert(key, sample.cpu_seconds);
             if reason.is_some()
                 || p.is_zombie()
                 || excluded_pids.contains(&p.pid)
@@ -206,19 +209,19 @@ impl Watchdog {
                 return; // keep recording ticks for the next interval
             }
             if let Some(before) = prev.get(&key) {
-                let used = (p.ticks.saturating_sub(*before)) as f64 / clk_tck / secs;
+                let used = (sample.cpu_seconds - *before).max(0.0) / secs;
                 if used >= cfg.cpu {
-                    reason = Some(Busy::Cpu { pid: p.pid, name: p.name, percent: used * 100.0 });
+                    reason = Some(Busy::Cpu { pid: p.pid, name: p.name.clone(), percent: used * 100.0 });
                     return;
                 }
             }
             if cfg.busy_names.iter().any(|n| !n.is_empty() && p.name.contains(n.as_str())) {
-                reason = Some(Busy::Name { pid: p.pid, name: p.name });
+                reason = Some(Busy::Name { pid: p.pid, name: p.name.clone() });
                 return;
             }
             if !devices.is_empty() {
                 if let Some(device) = open_device(proc_root, p.pid, &devices) {
-                    reason = Some(Busy::Gpu { pid: p.pid, name: p.name, device });
+                    reason = Some(Busy::Gpu { pid: p.pid, name: p.name.clone(), device });
                 }
             }
         });
