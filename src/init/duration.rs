@@ -50,12 +50,22 @@ pub fn parse(value: &str) -> Result<Duration, String> {
 /// Parse the value of an option or variable; the error names it and shows
 /// the accepted forms.
 pub fn parse_named(name: &str, value: &str) -> Result<Duration, Fatal> {
-    parse(value).map_err(|why| {
+    let d = parse(value).map_err(|why| {
         Fatal::config(format!(
             "{name}={value:?} is not a duration: {why}; write a number with an optional unit s, m, h or d (e.g. 90s, 30m, 4h, 2d, 0.5s)"
         ))
-    })
+    })?;
+    // Past a year a value is a typo or an attack, not a plan; 0 means never.
+    if d > MAX {
+        return Err(Fatal::config(format!(
+            "{name}={value:?} is longer than 366 days; write a shorter duration (0 switches a timeout off)"
+        )));
+    }
+    Ok(d)
 }
+
+/// The longest duration a setting accepts.
+pub const MAX: Duration = Duration::from_secs(366 * 86400);
 
 /// Human form for log lines: `20 s`, `1.5 s`, `4 h`.
 pub fn show(d: Duration) -> String {

@@ -294,11 +294,10 @@ pub fn config_from_env(
 ) -> Result<Option<IdleConfig>, Fatal> {
     let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
     let mut cfg = IdleConfig { timeout: default_timeout, ..IdleConfig::default() };
+    // Every variable is checked even when the watchdog ends up off: a typo
+    // must be reported, not ignored until the day the watchdog is enabled.
     if let Some(v) = var("LABKIT_IDLE_TIMEOUT") {
         cfg.timeout = duration::parse_named("LABKIT_IDLE_TIMEOUT", &v)?;
-    }
-    if cfg.timeout.is_zero() {
-        return Ok(None);
     }
     if let Some(v) = var("LABKIT_IDLE_INTERVAL") {
         cfg.interval = duration::parse_named("LABKIT_IDLE_INTERVAL", &v)?;
@@ -339,6 +338,9 @@ pub fn config_from_env(
             return Err(Fatal::config(format!("LABKIT_IDLE_LOG={v:?} must be an absolute path")));
         }
         cfg.log_file = Some(PathBuf::from(v));
+    }
+    if cfg.timeout.is_zero() {
+        return Ok(None);
     }
     Ok(Some(cfg))
 }
