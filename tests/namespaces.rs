@@ -208,3 +208,47 @@ fn no_new_privs_is_reported_because_sudo_will_refuse() {
     let out = run(&["env"]);
     assert!(!stderr(&out).contains("no_new_privs"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_full_disk_gives_a_clear_error_and_no_partial_file() {
+    let root = common::fixture_root("debian-12");
+    fs::rename(root.join("etc"), root.join("etc.orig")).unwrap();
+    fs::create_dir(root.join("etc")).unwrap();
+    let out = in_ns(
+        &root,
+        r#"mount -t tmpfs -o size=64k full "$ROOT/etc"
+           cp -a "$ROOT/etc.orig/." "$ROOT/etc/"
+           dd if=/dev/zero of="$ROOT/etc/filler" bs=1k 2>/dev/null || true
+           ls -A "$ROOT/etc" | sort > "$ROOT/before.list"
+           md5sum "$ROOT"/etc/passwd "$ROOT"/etc/group "$ROOT"/etc/shadow "$ROOT"/etc/gshadow > "$ROOT/before.sum"
+           set +e; "$LABINIT" setup --root "$ROOT"; echo "rc=$?" >&2; set -e
+           ls -A "$ROOT/etc" | grep -vx .pwd.lock | sort > "$ROOT/after.list"
+           md5sum -c --quiet "$ROOT/before.sum" >&2"#,
+        &[],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("rc=125"), "exit 125: {err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("labinit: error:")).count(), 1, "{err}");
+    assert_eq!(
+        fs::read_to_string(root.join("before.list")).unwrap(),
+        fs::read_to_string(root.join("after.list")).unwrap(),
+        "no temp file, no truncated backup left (only glibc's lock file, as after any account tool)"
+    );
+}
+
+#[test]
+fn a_step_that_runs_too_long_is_named_in_a_warning() {
+    let root = common::fixture_root("debian-12");
+    let steps = root.join("opt/lab/setup_steps");
+    fs::create_dir_all(&steps).unwrap();
+    fs::write(steps.join("14_ssh_foreground"), "#!/bin/sh\nsleep 1\n").unwrap();
+    fs::set_permissions(steps.join("14_ssh_foreground"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = in_ns(&root, r#""$LABINIT" setup --root "$ROOT""#, &[("LABKIT_STEP_WARN", "0.2s")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("step 14_ssh_foreground is still running after"), "{}", stderr(&out));
+    // Negative control: the default threshold (60 s) stays silent.
+    let out = in_ns(&root, r#""$LABINIT" setup --root "$ROOT""#, &[]);
+    assert!(!stderr(&out).contains("still running"), "{}", stderr(&out));
+}

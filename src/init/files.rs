@@ -272,8 +272,8 @@ fn stage(root: &Root, u: &Update) -> io::Result<(Staged, File)> {
     };
     if exists {
         // Backup `<file>-` like shadow-utils, same owner and mode. It is never
-        // read back, so it is written directly and not synced; a failed backup
-        // does not stop the update.
+        // read back, so it is not synced; a failed backup does not stop the
+        // update.
         if let Ok(old) = fs::read(&path) {
             let _ = write_backup(&sibling(&path, "-", false), &old, mode, uid, gid);
         }
@@ -291,16 +291,15 @@ fn stage(root: &Root, u: &Update) -> io::Result<(Staged, File)> {
 }
 
 fn write_backup(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> io::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o000)
-        .custom_flags(libc_o_nofollow())
-        .open(path)?;
-    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
-    f.set_permissions(fs::Permissions::from_mode(mode))?;
-    f.write_all(data)
+    // Through a temp file too: on a full disk a truncated backup must not
+    // replace the previous, complete one.
+    let tmp = temp_path(path);
+    let _ = fs::remove_file(&tmp);
+    let done = create_exact(&tmp, data, mode, uid, gid).and_then(|_| fs::rename(&tmp, path));
+    if done.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    done
 }
 
 /// Replace one file (see [`replace_all`]).
