@@ -6,7 +6,7 @@ DIST := dist
 CACHE ?= /var/cache/labkit
 DEBIAN_ROOT := $(CACHE)/debian-12-root
 
-.PHONY: all labinit labkit test unit e2e bench bench-images clean debian-root
+.PHONY: all labinit labkit test unit e2e fuzz fuzz-ci bench bench-images clean debian-root
 
 all: labinit labkit
 
@@ -34,7 +34,7 @@ debian-root:
 
 # The one test command (README, .ci/run): the unit, namespace and chroot suites,
 # then the end-to-end run in real containers.
-test: unit e2e
+test: unit e2e fuzz-ci
 
 # Static build first: the tests use it.
 unit: labinit debian-root
@@ -47,6 +47,14 @@ unit: labinit debian-root
 # E2E_FULL=1 adds lab-pytorch and lab-python-ml (several GB; not in CI).
 e2e: labinit
 	E2E_CACHE=$(CACHE) tests/e2e/run.sh
+
+# Fuzz every parser 60 s per target and merge new coverage into fuzz/corpus/ (commit it).
+fuzz:
+	fuzz/run.sh 60 --merge
+
+# CI-bounded form: 15 s per target; the committed corpus is left alone.
+fuzz-ci:
+	fuzz/run.sh 15
 
 # Benchmarks against the legacy scripts and other inits (needs hyperfine).
 bench: labinit debian-root

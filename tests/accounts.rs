@@ -313,3 +313,21 @@ fn a_rename_interrupted_between_passwd_and_shadow_converges() {
     assert_ne!(crashed, full);
     assert_eq!(provision::plan(&crashed, &r).db, full);
 }
+
+#[test]
+fn duplicate_stale_names_all_go_so_the_name_resolves_to_the_uid() {
+    // Found by the provision fuzz target: two stale entries named alice.
+    let db = Database {
+        passwd: Table::parse(
+            Kind::Passwd,
+            b"alice:x:5:5::/h:/bin/sh\nalice:x:6:6::/h:/bin/sh\nbob:x:1000:1000::/home/bob:/bin/sh\n",
+        ),
+        group: Table::parse(Kind::Group, b"alice:x:1000:\n"),
+        shadow: None,
+        gshadow: None,
+    };
+    let r = req("alice", 1000, "alice", 1000);
+    let p = provision::plan(&db, &r);
+    assert_eq!(p.db.passwd.find_name("alice"), p.db.passwd.find_id(1000));
+    assert_eq!(provision::plan(&p.db, &r).db, p.db, "a second start changes nothing");
+}

@@ -199,10 +199,29 @@ impl Table {
     }
 
     /// Member list of a group or gshadow entry (column 3; gshadow admins are
-    /// column 2).
+    /// column 2), as raw bytes: member names of other users may not be UTF-8
+    /// and must survive an edit of the list byte for byte.
+    fn member_bytes(&self, idx: usize, col: usize) -> Vec<Vec<u8>> {
+        match &self.lines[idx].fields {
+            Some(f) => f[col].split(|b| *b == b',').filter(|m| !m.is_empty()).map(<[u8]>::to_vec).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Member names (lossy for odd bytes), for reading only.
     pub fn members(&self, idx: usize, col: usize) -> Vec<String> {
-        let f = self.field(idx, col);
-        f.split(',').filter(|m| !m.is_empty()).map(str::to_owned).collect()
+        self.member_bytes(idx, col).iter().map(|m| String::from_utf8_lossy(m).into_owned()).collect()
+    }
+
+    /// Replace a member column with `members` (bytes joined by commas).
+    fn set_members(&mut self, idx: usize, col: usize, members: &[Vec<u8>]) {
+        let line = &mut self.lines[idx];
+        let Some(fields) = line.fields.as_mut() else { return };
+        let joined = members.join(&b',');
+        if fields[col] != joined {
+            fields[col] = joined;
+            line.raw = fields.join(&b':');
+        }
     }
 
     /// Rename `old` to `new` in the member column `col` of every entry (group
@@ -210,21 +229,18 @@ impl Table {
     pub fn rename_member(&mut self, col: usize, old: &str, new: &str) -> usize {
         let mut changed = 0;
         for idx in 0..self.lines.len() {
-            if self.lines[idx].fields.is_none() {
+            let members = self.member_bytes(idx, col);
+            if !members.iter().any(|m| m == old.as_bytes()) {
                 continue;
             }
-            let members = self.members(idx, col);
-            if !members.iter().any(|m| m == old) {
-                continue;
-            }
-            let mut renamed: Vec<String> = Vec::new();
+            let mut renamed: Vec<Vec<u8>> = Vec::new();
             for m in members {
-                let m = if m == old { new.to_owned() } else { m };
+                let m = if m == old.as_bytes() { new.as_bytes().to_vec() } else { m };
                 if !renamed.contains(&m) {
                     renamed.push(m);
                 }
             }
-            self.set_field(idx, col, &renamed.join(","));
+            self.set_members(idx, col, &renamed);
             changed += 1;
         }
         changed
@@ -233,25 +249,22 @@ impl Table {
     /// Remove `name` from the member column `col` of every entry.
     pub fn remove_member(&mut self, col: usize, name: &str) {
         for idx in 0..self.lines.len() {
-            if self.lines[idx].fields.is_none() {
-                continue;
-            }
-            let members = self.members(idx, col);
-            if members.iter().any(|m| m == name) {
-                let kept: Vec<String> = members.into_iter().filter(|m| m != name).collect();
-                self.set_field(idx, col, &kept.join(","));
+            let members = self.member_bytes(idx, col);
+            if members.iter().any(|m| m == name.as_bytes()) {
+                let kept: Vec<Vec<u8>> = members.into_iter().filter(|m| m != name.as_bytes()).collect();
+                self.set_members(idx, col, &kept);
             }
         }
     }
 
     /// Add `name` to the member list (column `col`) of the entry at `idx`.
     pub fn add_member(&mut self, idx: usize, col: usize, name: &str) -> bool {
-        let mut members = self.members(idx, col);
-        if members.iter().any(|m| m == name) {
+        let mut members = self.member_bytes(idx, col);
+        if self.lines[idx].fields.is_none() || members.iter().any(|m| m == name.as_bytes()) {
             return false;
         }
-        members.push(name.to_owned());
-        self.set_field(idx, col, &members.join(","));
+        members.push(name.as_bytes().to_vec());
+        self.set_members(idx, col, &members);
         true
     }
 
@@ -334,6 +347,24 @@ mod tests {
         let mut t = Table::parse(Kind::Group, b"adm:x:4:syslog,ubuntu,alice\n");
         assert_eq!(t.rename_member(3, "ubuntu", "alice"), 1);
         assert_eq!(t.render(), b"adm:x:4:syslog,alice\n".to_vec());
+    }
+
+    #[test]
+    fn member_edits_keep_other_members_bytes() {
+        for edit in 0..3 {
+            let mut t = Table::parse(Kind::Group, b"adm:x:4:caf\xe9,ubuntu\n");
+            match edit {
+                0 => assert_eq!(t.rename_member(3, "ubuntu", "alice"), 1),
+                1 => t.remove_member(3, "ubuntu"),
+                _ => assert!(t.add_member(0, 3, "alice")),
+            }
+            let want: &[u8] = match edit {
+                0 => b"adm:x:4:caf\xe9,alice\n",
+                1 => b"adm:x:4:caf\xe9\n",
+                _ => b"adm:x:4:caf\xe9,ubuntu,alice\n",
+            };
+            assert_eq!(t.render(), want.to_vec(), "edit {edit}");
+        }
     }
 
     #[test]

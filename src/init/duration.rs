@@ -41,7 +41,9 @@ pub fn parse(value: &str) -> Result<Duration, String> {
         frac_ns += u64::from(b - b'0') * scale;
         scale /= 10;
     }
-    let secs = whole.saturating_mul(mult);
+    // Past u64 seconds the value is "never": Duration::MAX, whatever the
+    // fraction, so a larger number never gives a shorter duration.
+    let Some(secs) = whole.checked_mul(mult).filter(|_| whole != u64::MAX) else { return Ok(Duration::MAX) };
     let extra_ns = frac_ns.saturating_mul(mult); // < mult * 1e9, fits in u64
     let total = Duration::from_secs(secs).saturating_add(Duration::from_nanos(extra_ns));
     Ok(total)
@@ -112,6 +114,14 @@ mod tests {
         assert_eq!(ok("1.5h"), Duration::from_secs(5400));
         assert_eq!(ok("0.001"), Duration::from_millis(1));
         assert_eq!(ok("0.1234567891s"), Duration::from_nanos(123_456_789));
+    }
+
+    #[test]
+    fn saturation_keeps_the_order() {
+        let a = parse("5124095576030432h").unwrap();
+        let b = parse("5124095576030431.9h").unwrap();
+        assert!(b <= a, "{b:?} > {a:?}");
+        assert_eq!(parse("99999999999999999999d").unwrap(), Duration::MAX);
     }
 
     #[test]

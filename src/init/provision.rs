@@ -141,15 +141,21 @@ fn plan_user(db: &mut Database, req: &Request, group_name: &str, notes: &mut Vec
         (Some(i), by_name) => {
             let old = db.passwd.field(i, NAME);
             let old_home = db.passwd.field(i, PW_HOME);
-            if let Some(j) = by_name {
-                let stale_uid = db.passwd.field(j, ID);
-                notes.push(Note::Warn(format!(
-                    "user '{}' existed with uid {stale_uid} while uid {} belonged to '{old}'; removed the stale '{}' entry (uid {stale_uid}) so the name is unique",
-                    req.user, req.uid, req.user
-                )));
-                db.passwd.remove(j);
+            if by_name.is_some() {
+                // Every entry holding the name with another uid goes (an
+                // image can carry the same name twice; first match wins in
+                // libc, so one left over would still shadow ours).
+                while let Some(j) = db.passwd.find_name(&req.user).filter(|&j| db.passwd.id_at(j, ID) != Some(req.uid))
+                {
+                    let stale_uid = db.passwd.field(j, ID);
+                    notes.push(Note::Warn(format!(
+                        "user '{}' existed with uid {stale_uid} while uid {} belonged to '{old}'; removed the stale '{}' entry (uid {stale_uid}) so the name is unique",
+                        req.user, req.uid, req.user
+                    )));
+                    db.passwd.remove(j);
+                }
                 if let Some(sh) = db.shadow.as_mut() {
-                    if let Some(k) = sh.find_name(&req.user) {
+                    while let Some(k) = sh.find_name(&req.user) {
                         sh.remove(k);
                     }
                 }
