@@ -6,7 +6,7 @@ DIST := dist
 CACHE ?= /var/cache/labkit
 DEBIAN_ROOT := $(CACHE)/debian-12-root
 
-.PHONY: all labinit labkit test unit e2e fuzz fuzz-ci bench bench-images clean debian-root
+.PHONY: all labinit labkit deps test unit e2e fuzz fuzz-ci bench bench-images clean debian-root
 
 all: labinit labkit
 
@@ -34,7 +34,12 @@ debian-root:
 
 # The one test command (README, .ci/run): the unit, namespace and chroot suites,
 # then the end-to-end run in real containers.
-test: unit e2e fuzz-ci
+test: deps
+	$(MAKE) unit e2e fuzz-ci
+
+# Debian packages and the musl target the tests need (installed when missing).
+deps:
+	tests/tools/deps.sh
 
 # Static build first: the tests use it.
 unit: labinit debian-root
@@ -57,7 +62,7 @@ fuzz-ci:
 	fuzz/run.sh 15
 
 # Benchmarks against the legacy scripts and other inits (needs hyperfine).
-bench: labinit debian-root
+bench: deps labinit debian-root
 	tests/bench/run.sh $(DIST)/labinit $(DEBIAN_ROOT)
 	$(MAKE) bench-images
 

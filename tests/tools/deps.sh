@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install what the test suite needs on a Debian 12 machine (idempotent, quick
+# when everything is there): Debian packages and the musl Rust target.
+# Called by `make test` and by .ci/run.
+set -euo pipefail
+need=(busybox-static sudo file debootstrap python3 python3-psutil podman runc iptables
+      openssh-client openssh-server ca-certificates hyperfine shellcheck g++
+      tini catatonit dumb-init gosu)
+missing=()
+for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "deps: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
+        exit 1
+    fi
+    echo "deps: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+    rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 \
+        || echo "deps: musl target unavailable; make falls back to a glibc static build" >&2
+fi
