@@ -3,8 +3,8 @@
 # - a container start with user creation and two setup steps until the job's
 #   first instruction (/bin/true), labinit vs the legacy scripts, each run in
 #   the same throwaway Debian root with its own PID namespace; bare init
-#   overhead without a user against tini-static, catatonit and dumb-init;
-#   privilege drop alone against gosu-like setpriv;
+#   overhead without a user against tini-static, catatonit and dumb-init
+#   (privilege drop alone: bench-drop.sh);
 # - resident memory of each supervisor while its job sleeps;
 # - binary sizes.
 # Usage: bench-start.sh LABINIT DEBIAN_ROOT [RUNS]
