@@ -151,6 +151,8 @@ pub struct Watchdog {
     clk_tck: f64,
     /// (pid, starttime) -> CPU seconds at the previous check.
     prev: HashMap<(i32, u64), f64>,
+    /// The next check's map, kept so its allocation is reused.
+    spare_prev: HashMap<(i32, u64), f64>,
     first: bool,
     idle_for: Duration,
     last_busy: Option<Busy>,
@@ -169,6 +171,7 @@ impl Watchdog {
             cfg,
             clk_tck,
             prev: HashMap::new(),
+            spare_prev: HashMap::new(),
             first: true,
             idle_for: Duration::ZERO,
             last_busy: None,
@@ -194,7 +197,8 @@ impl Watchdog {
     ) -> Option<Busy> {
         let devices: HashSet<String> = matching_devices(&self.cfg.device_glob).into_iter().collect();
         let mut reason = None;
-        let mut next = HashMap::with_capacity(self.prev.len() + 16);
+        let mut next = std::mem::take(&mut self.spare_prev);
+        next.clear();
         let secs = elapsed.as_secs_f64().max(1e-3);
         let (cfg, clk_tck, prev) = (&self.cfg, self.clk_tck, &self.prev);
         self.reader.for_each(proc_root, clk_tck, |sample| {
@@ -225,7 +229,7 @@ impl Watchdog {
                 }
             }
         });
-        self.prev = next;
+        self.spare_prev = std::mem::replace(&mut self.prev, next);
         reason
     }
 

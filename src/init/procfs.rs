@@ -124,6 +124,8 @@ pub fn for_each(proc_root: &Path, mut f: impl FnMut(ProcStat)) {
 /// the slow way. A kernel without `schedstat` also gets the slow way.
 pub struct StatReader {
     kept: std::collections::HashMap<i32, Kept>,
+    /// The next scan's map, kept between scans so its allocation is reused.
+    spare: std::collections::HashMap<i32, Kept>,
     limit: usize,
 }
 
@@ -173,7 +175,7 @@ impl StatReader {
         let soft =
             nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map(|(s, _)| s).unwrap_or(0);
         let limit = soft.saturating_sub(64).min(1 << 16) as usize;
-        StatReader { kept: std::collections::HashMap::new(), limit }
+        StatReader { kept: std::collections::HashMap::new(), spare: std::collections::HashMap::new(), limit }
     }
 
     /// How many processes are followed through kept descriptors now.
@@ -186,7 +188,8 @@ impl StatReader {
         let Ok(rd) = std::fs::read_dir(proc_root) else { return };
         let Ok(dir) = std::fs::File::open(proc_root) else { return };
         let dirfd = dir.as_raw_fd();
-        let mut next = std::collections::HashMap::with_capacity(self.kept.len() + 16);
+        let mut next = std::mem::take(&mut self.spare);
+        next.clear();
         let mut buf = [0u8; 1024];
         let mut name_buf = [0u8; 64];
         for e in rd.flatten() {
@@ -199,10 +202,11 @@ impl StatReader {
             // Fast path: a process we already follow.
             if let Some(mut k) = self.kept.remove(&pid) {
                 let cpu = pread_into(&k.schedstat, &mut buf).and_then(schedstat_seconds);
-                let comm = pread_into(&k.comm, &mut name_buf).map(|c| String::from_utf8_lossy(c).trim_end().to_owned());
+                // The name only changes on exec: compare bytes, allocate on change.
+                let comm = pread_into(&k.comm, &mut name_buf).map(|c| c.strip_suffix(b"\n").unwrap_or(c));
                 if let (Some(cpu), Some(comm)) = (cpu, comm) {
-                    if comm != k.stat.name {
-                        k.stat.name = comm;
+                    if comm != k.stat.name.as_bytes() {
+                        k.stat.name = String::from_utf8_lossy(comm).into_owned();
                     }
                     f(Sample { stat: &k.stat, cpu_seconds: cpu });
                     next.insert(pid, k);
@@ -228,7 +232,8 @@ impl StatReader {
             f(Sample { stat: &stat, cpu_seconds: cpu_from_ticks });
         }
         // Descriptors of processes that vanished are closed here.
-        self.kept = next;
+        self.spare = std::mem::replace(&mut self.kept, next);
+        self.spare.clear();
     }
 }
 
