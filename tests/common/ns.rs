@@ -12,11 +12,10 @@
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
 
 use nix::libc;
 
-use crate::common::pidns::{expand, poll, procs, PATIENCE};
+use crate::common::pidns::{expand, kill_namespace, poll, procs, wait_code, PATIENCE};
 use crate::common::TempDir;
 
 pub struct Ns {
@@ -87,20 +86,15 @@ impl Ns {
         if let Some(c) = self.code {
             return c;
         }
-        let deadline = Instant::now() + PATIENCE;
-        let child = self.child.as_mut().expect("child");
-        loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                use std::os::unix::process::ExitStatusExt;
-                let c = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+        match wait_code(self.child.as_mut().expect("child")) {
+            Some(c) => {
                 self.code = Some(c);
-                return c;
+                c
             }
-            if Instant::now() > deadline {
+            None => {
                 self.kill();
                 panic!("the run did not end within {PATIENCE:?}; stderr:\n{}", self.stderr());
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
 
@@ -120,15 +114,7 @@ impl Ns {
     }
 
     fn kill(&mut self) {
-        let u = self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0);
-        if let Some(init) = procs().into_iter().find(|p| p.1 == u).map(|p| p.0) {
-            // SAFETY: plain syscall; SIGKILL to a namespace's init kills it all.
-            unsafe { libc::kill(init, libc::SIGKILL) };
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_namespace(self.child.take());
     }
 }
 

@@ -204,20 +204,15 @@ impl Run {
         if let Some(c) = self.code {
             return c;
         }
-        let deadline = Instant::now() + PATIENCE;
-        let child = self.child.as_mut().expect("child");
-        loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                use std::os::unix::process::ExitStatusExt;
-                let c = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+        match wait_code(self.child.as_mut().expect("child")) {
+            Some(c) => {
                 self.code = Some(c);
-                return c;
+                c
             }
-            if Instant::now() > deadline {
+            None => {
                 self.kill();
                 panic!("{:?}: the run did not end within {PATIENCE:?}; stderr:\n{}", self.mode, self.stderr());
             }
-            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -236,14 +231,7 @@ impl Run {
     }
 
     fn kill(&mut self) {
-        if let Some(init) = procs().into_iter().find(|p| p.1 == self.unshare_pid()).map(|p| p.0) {
-            // SAFETY: plain syscall; SIGKILL to a namespace's init kills it all.
-            unsafe { libc::kill(init, libc::SIGKILL) };
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_namespace(self.child.take());
     }
 }
 
@@ -251,6 +239,29 @@ impl Drop for Run {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Wait up to PATIENCE for `child` (an `unshare`); its exit code, 128+N
+/// when killed by signal N, or `None` when it is still running.
+pub fn wait_code(child: &mut Child) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    poll(|| match child.try_wait() {
+        Ok(Some(st)) => Some(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))),
+        _ => None,
+    })
+}
+
+/// Kill the PID namespace that `child` (an `unshare --fork`) created:
+/// SIGKILL to its PID 1 takes every process in it along, then reap `child`.
+pub fn kill_namespace(child: Option<Child>) {
+    let Some(mut c) = child else { return };
+    let u = c.id() as i32;
+    if let Some(init) = procs().into_iter().find(|p| p.1 == u).map(|p| p.0) {
+        // SAFETY: plain syscall; SIGKILL to a namespace's init kills it all.
+        unsafe { libc::kill(init, libc::SIGKILL) };
+    }
+    let _ = c.kill();
+    let _ = c.wait();
 }
 
 /// Poll `f` every few milliseconds until it gives a value or PATIENCE ends.
