@@ -61,6 +61,14 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     Some(ProcStat { pid, name, state, ppid, pgrp, session, ticks: utime + stime, starttime })
 }
 
+/// A `/proc` directory entry that names a process: its digits and pid.
+fn pid_entry(name: &[u8]) -> Option<(&[u8], i32)> {
+    if name.is_empty() || name.len() > 10 || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some((name, std::str::from_utf8(name).ok()?.parse().ok()?))
+}
+
 /// Every process visible under `proc_root` (normally `/proc`). A process
 /// that vanishes between the directory listing and the read is skipped.
 ///
@@ -80,31 +88,13 @@ pub fn for_each(proc_root: &Path, mut f: impl FnMut(ProcStat)) {
     let Ok(rd) = std::fs::read_dir(proc_root) else { return };
     let Ok(dir) = std::fs::File::open(proc_root) else { return };
     let dirfd = dir.as_raw_fd();
-    let mut path = [0u8; 40];
     let mut buf = [0u8; 1024];
     for e in rd.flatten() {
         let name = e.file_name();
-        let pid = name.as_bytes();
-        if pid.is_empty() || pid.len() > 20 || !pid.iter().all(u8::is_ascii_digit) {
-            continue;
-        }
-        path[..pid.len()].copy_from_slice(pid);
-        path[pid.len()..pid.len() + 6].copy_from_slice(b"/stat\0");
-        // SAFETY: NUL-terminated path in a local buffer; read into a local
-        // buffer of the given length; closing our own fd.
-        let n = unsafe {
-            let fd = libc::openat(dirfd, path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
-            if fd < 0 {
-                continue;
-            }
-            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-            libc::close(fd);
-            n
-        };
-        if n <= 0 {
-            continue;
-        }
-        if let Some(s) = parse_stat(&String::from_utf8_lossy(&buf[..n as usize])) {
+        let Some((pid, _)) = pid_entry(name.as_bytes()) else { continue };
+        let Some(fd) = open_at(dirfd, pid, b"stat\0") else { continue };
+        let Some(text) = pread_into(&fd, &mut buf) else { continue };
+        if let Some(s) = parse_stat(&String::from_utf8_lossy(text)) {
             f(s);
         }
     }
@@ -194,11 +184,7 @@ impl StatReader {
         let mut name_buf = [0u8; 64];
         for e in rd.flatten() {
             let name = e.file_name();
-            let digits = name.as_bytes();
-            if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
-                continue;
-            }
-            let Ok(pid) = std::str::from_utf8(digits).unwrap_or("").parse::<i32>() else { continue };
+            let Some((digits, pid)) = pid_entry(name.as_bytes()) else { continue };
             // Fast path: a process we already follow.
             if let Some(mut k) = self.kept.remove(&pid) {
                 let cpu = pread_into(&k.schedstat, &mut buf).and_then(schedstat_seconds);
