@@ -10,6 +10,8 @@ pub mod exit;
 pub mod files;
 pub mod home;
 pub mod idle;
+pub mod json;
+pub mod jupyter;
 pub mod log;
 pub mod memory;
 pub mod privileges;
