@@ -81,10 +81,10 @@ pub fn parse_build_arg(s: &str) -> Result<(String, String), String> {
 }
 
 /// Hash of the files `labkit build` ships into every context besides labinit
-/// (setup_steps/ and services/), so changing a step changes the plan.
+/// (setup_steps/, services/, images/files/), so changing a step changes the plan.
 pub fn shipped_files_hash(layout: &Layout) -> String {
     let mut h = InputHasher::new();
-    for dir in ["setup_steps", "services"] {
+    for (dir, _) in super::build::SHIPPED_DIRS {
         let top = layout.root.join(dir);
         for rel in super::render::list_files(&top) {
             let path = top.join(&rel);

@@ -9,6 +9,13 @@
 //! a process name containing one of `busy_names` (default `python`, like the
 //! sleeper). GPU file descriptors are only scanned when a device matching the
 //! glob exists, so a CPU-only container never pays for the fd walk.
+//!
+//! A Jupyter server whose API answers is judged by its own activity instead
+//! ([`crate::init::jupyter`]): busy while a kernel executes or a client was
+//! active since the previous check. The server and its direct children
+//! (kernels, terminals) then count by that rule alone; their descendants (a
+//! `!python train.py &` from a cell, a command in a Jupyter terminal) keep
+//! the CPU and GPU rules but not the name rule.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -17,6 +24,7 @@ use std::time::Duration;
 
 use crate::init::duration;
 use crate::init::exit::Fatal;
+use crate::init::jupyter;
 use crate::init::procfs;
 
 /// Watchdog settings (`LABKIT_IDLE_*`).
@@ -32,6 +40,11 @@ pub struct IdleConfig {
     /// Substrings of process names that count as busy.
     pub busy_names: Vec<String>,
     pub log_file: Option<PathBuf>,
+    /// The Jupyter rule (`LABKIT_IDLE_JUPYTER`, on by default).
+    pub jupyter: bool,
+    /// Where Jupyter servers leave their runtime files
+    /// ([`jupyter::runtime_dirs`]); set once the job's user is known.
+    pub jupyter_runtime_dirs: Vec<PathBuf>,
 }
 
 impl Default for IdleConfig {
@@ -43,6 +56,8 @@ impl Default for IdleConfig {
             device_glob: "/dev/nvidia[0-9]*".into(),
             busy_names: vec!["python".into()],
             log_file: None,
+            jupyter: true,
+            jupyter_runtime_dirs: Vec::new(),
         }
     }
 }
@@ -53,6 +68,7 @@ pub enum Busy {
     Cpu { pid: i32, name: String, percent: f64 },
     Gpu { pid: i32, name: String, device: String },
     Name { pid: i32, name: String },
+    Jupyter(jupyter::Reason),
 }
 
 impl std::fmt::Display for Busy {
@@ -61,6 +77,7 @@ impl std::fmt::Display for Busy {
             Busy::Cpu { pid, name, percent } => write!(f, "{name} (pid {pid}) used {percent:.0}% CPU"),
             Busy::Gpu { pid, name, device } => write!(f, "{name} (pid {pid}) holds {device} open"),
             Busy::Name { pid, name } => write!(f, "{name} (pid {pid}) is running"),
+            Busy::Jupyter(r) => write!(f, "{r}"),
         }
     }
 }
@@ -159,6 +176,26 @@ pub struct Watchdog {
     busy: bool,
     reminded_at: Duration,
     reader: procfs::StatReader,
+    /// Finds and asks Jupyter servers; `None` with the rule off.
+    jupyter: Option<jupyter::Finder>,
+    /// Log lines of the last check besides the state change (a Jupyter
+    /// server found or not answering).
+    notes: Vec<String>,
+    /// One scan's processes, kept when Jupyter servers answer: the rule
+    /// needs the whole tree before judging (the buffer is reused).
+    seen: Vec<Seen>,
+}
+
+/// A process of one scan, for judging after the Jupyter tree is known.
+struct Seen {
+    pid: i32,
+    ppid: i32,
+    /// CPU use over the interval, fraction of one core.
+    used: f64,
+    /// Whether the name matches `busy_names`.
+    named: bool,
+    /// The name, kept only when `used` or `named` may be reported.
+    name: String,
 }
 
 /// Log a reminder every this long while idle.
@@ -167,6 +204,8 @@ pub const REMINDER: Duration = Duration::from_secs(5 * 60);
 impl Watchdog {
     pub fn new(cfg: IdleConfig) -> Watchdog {
         let clk_tck = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
+        let jupyter = (cfg.jupyter && !cfg.jupyter_runtime_dirs.is_empty())
+            .then(|| jupyter::Finder::new(cfg.jupyter_runtime_dirs.clone(), PathBuf::from("/proc")));
         Watchdog {
             cfg,
             clk_tck,
@@ -178,7 +217,15 @@ impl Watchdog {
             busy: false,
             reminded_at: Duration::ZERO,
             reader: procfs::StatReader::new(),
+            jupyter,
+            notes: Vec::new(),
+            seen: Vec::new(),
         }
+    }
+
+    /// The log lines of the last check besides its state change.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 
     pub fn config(&self) -> &IdleConfig {
@@ -196,6 +243,21 @@ impl Watchdog {
         elapsed: Duration,
     ) -> Option<Busy> {
         let devices: HashSet<String> = matching_devices(&self.cfg.device_glob).into_iter().collect();
+        if let Some(finder) = self.jupyter.as_mut() {
+            let check = finder.check(jupyter::now_micros(), elapsed);
+            self.notes.extend(check.notes);
+            if !check.servers.is_empty() {
+                let other = self.busy_reason_with_jupyter(
+                    proc_root,
+                    excluded_sessions,
+                    excluded_pids,
+                    elapsed,
+                    &devices,
+                    &check.servers,
+                );
+                return check.busy.map(Busy::Jupyter).or(other);
+            }
+        }
         let mut reason = None;
         let mut next = std::mem::take(&mut self.spare_prev);
         next.clear();
@@ -230,6 +292,64 @@ impl Watchdog {
             }
         });
         self.spare_prev = std::mem::replace(&mut self.prev, next);
+        reason
+    }
+
+    /// [`Watchdog::busy_reason`] when Jupyter servers answer: the scan is
+    /// kept whole, then the servers and their children are left to the
+    /// Jupyter rule and their deeper descendants to the CPU and GPU rules.
+    fn busy_reason_with_jupyter(
+        &mut self,
+        proc_root: &Path,
+        excluded_sessions: &[i32],
+        excluded_pids: &[i32],
+        elapsed: Duration,
+        devices: &HashSet<String>,
+        servers: &[i32],
+    ) -> Option<Busy> {
+        let mut next = std::mem::take(&mut self.spare_prev);
+        next.clear();
+        let mut seen = std::mem::take(&mut self.seen);
+        seen.clear();
+        let secs = elapsed.as_secs_f64().max(1e-3);
+        let (cfg, clk_tck, prev) = (&self.cfg, self.clk_tck, &self.prev);
+        self.reader.for_each(proc_root, clk_tck, |sample| {
+            let p = sample.stat;
+            let key = (p.pid, p.starttime);
+            next.insert(key, sample.cpu_seconds);
+            if p.is_zombie() || excluded_pids.contains(&p.pid) || excluded_sessions.contains(&p.session) {
+                return;
+            }
+            let used = prev.get(&key).map_or(0.0, |before| (sample.cpu_seconds - *before).max(0.0) / secs);
+            let named = cfg.busy_names.iter().any(|n| !n.is_empty() && p.name.contains(n.as_str()));
+            let name = if used >= cfg.cpu || named || !devices.is_empty() { p.name.clone() } else { String::new() };
+            seen.push(Seen { pid: p.pid, ppid: p.ppid, used, named, name });
+        });
+        self.spare_prev = std::mem::replace(&mut self.prev, next);
+        let pairs: Vec<(i32, i32)> = seen.iter().map(|s| (s.pid, s.ppid)).collect();
+        let depth = jupyter::tree_depths(&pairs, servers);
+        let mut reason = None;
+        for s in &seen {
+            let d = depth.get(&s.pid).copied();
+            if matches!(d, Some(0 | 1)) {
+                continue; // the server, its kernels and terminals: Jupyter's rule
+            }
+            if s.used >= self.cfg.cpu {
+                reason = Some(Busy::Cpu { pid: s.pid, name: s.name.clone(), percent: s.used * 100.0 });
+            } else if s.named && d.is_none() {
+                reason = Some(Busy::Name { pid: s.pid, name: s.name.clone() });
+            } else if !devices.is_empty() {
+                reason = open_device(proc_root, s.pid, devices).map(|device| Busy::Gpu {
+                    pid: s.pid,
+                    name: s.name.clone(),
+                    device,
+                });
+            }
+            if reason.is_some() {
+                break;
+            }
+        }
+        self.seen = seen;
         reason
     }
 
@@ -337,6 +457,9 @@ pub fn config_from_env(
         }
         cfg.device_glob = v;
     }
+    if let Some(v) = var("LABKIT_IDLE_JUPYTER") {
+        cfg.jupyter = crate::init::config::parse_bool("LABKIT_IDLE_JUPYTER", v.trim())?;
+    }
     if let Some(v) = var("LABKIT_IDLE_LOG") {
         if !v.starts_with('/') {
             return Err(Fatal::config(format!("LABKIT_IDLE_LOG={v:?} must be an absolute path")));
@@ -347,6 +470,26 @@ pub fn config_from_env(
         return Ok(None);
     }
     Ok(Some(cfg))
+}
+
+/// The variable labinit sets in the job's environment while the watchdog
+/// is on: its timeout in whole seconds, for tools in the job that follow it
+/// (lab-pytorch's Jupyter configuration culls idle kernels after it).
+/// `LABKIT_*` variables never reach the job, hence another prefix.
+pub const TIMEOUT_VAR: &str = "LABINIT_IDLE_TIMEOUT";
+
+/// Complete the watchdog's settings with the job's environment `env`: the
+/// Jupyter runtime directories its servers will use, and [`TIMEOUT_VAR`]
+/// added to `env`. Pure.
+pub fn for_job(cfg: Option<IdleConfig>, env: &mut Vec<(std::ffi::OsString, std::ffi::OsString)>) -> Option<IdleConfig> {
+    let mut cfg = cfg?;
+    let get = |k: &str| env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.to_string_lossy().into_owned());
+    if cfg.jupyter {
+        cfg.jupyter_runtime_dirs = jupyter::runtime_dirs(&get, None);
+    }
+    env.retain(|(k, _)| k != TIMEOUT_VAR);
+    env.push((TIMEOUT_VAR.into(), cfg.timeout.as_secs().max(1).to_string().into()));
+    Some(cfg)
 }
 
 fn last_busy_text(b: &Option<Busy>) -> String {
@@ -602,6 +745,31 @@ mod tests {
         );
         let exp = message(&Event::Expired { idle_for: Duration::from_secs(1800), last_busy: None }, &cfg).unwrap();
         assert!(exp.contains("stopping the container") && exp.contains("nothing was busy"), "{exp}");
+    }
+
+    #[test]
+    fn jupyter_switch_and_job_environment() {
+        let none = |_: &str| None;
+        assert!(config_from_env(&none, Duration::from_secs(60)).unwrap().unwrap().jupyter, "on by default");
+        let off = |k: &str| (k == "LABKIT_IDLE_JUPYTER").then(|| "0".to_owned());
+        let cfg = config_from_env(&off, Duration::from_secs(90)).unwrap().unwrap();
+        assert!(!cfg.jupyter);
+        let bad = |k: &str| (k == "LABKIT_IDLE_JUPYTER").then(|| "maybe".to_owned());
+        assert!(config_from_env(&bad, Duration::from_secs(60)).unwrap_err().message.contains("LABKIT_IDLE_JUPYTER"));
+        // The job learns the timeout in seconds; the watchdog where Jupyter writes.
+        let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> =
+            vec![("HOME".into(), "/home/alice".into()), (TIMEOUT_VAR.into(), "5".into())];
+        let on = config_from_env(&none, Duration::from_secs(1800)).unwrap();
+        let c = for_job(on, &mut env).unwrap();
+        assert_eq!(env, vec![("HOME".into(), "/home/alice".into()), (TIMEOUT_VAR.into(), "1800".into())]);
+        assert_eq!(c.jupyter_runtime_dirs[0], PathBuf::from("/home/alice/.local/share/jupyter/runtime"));
+        // Rule off: no directories, so no Jupyter lookups; the timeout is still exported.
+        let mut env = Vec::new();
+        assert!(for_job(Some(cfg), &mut env).unwrap().jupyter_runtime_dirs.is_empty());
+        assert_eq!(env, vec![(TIMEOUT_VAR.into(), "90".into())]);
+        // Watchdog off: nothing exported.
+        let mut env = Vec::new();
+        assert!(for_job(None, &mut env).is_none() && env.is_empty());
     }
 
     #[test]

@@ -552,7 +552,8 @@ fn start(req: Request) -> Result<i32, Fatal> {
     let me = std::process::id();
     let identity = outcome.identity.as_ref();
     // Resolved before the services start, so a bad command starts nothing.
-    let launch = prepare(&req, &env, identity, &outcome.exports, start_dir.as_deref(), me)?;
+    let mut launch = prepare(&req, &env, identity, &outcome.exports, start_dir.as_deref(), me)?;
+    let idle = idle::for_job(extras.idle.clone(), &mut launch.env);
     let services = start_services(&req.root, &env, &extras, identity, nested);
     let pid = match spawn(&launch) {
         Ok(pid) => pid,
@@ -573,7 +574,7 @@ fn start(req: Request) -> Result<i32, Fatal> {
     // SAFETY: isatty has no preconditions.
     let tty = unsafe { libc::isatty(0) } == 1;
     crate::init::memory::release_startup_pages();
-    Ok(Supervisor::new(pid, policy, tty).with_idle(extras.idle).with_services(services, extras.service_grace).run())
+    Ok(Supervisor::new(pid, policy, tty).with_idle(idle).with_services(services, extras.service_grace).run())
 }
 
 /// `labinit wait` (legacy `setup_and_wait.sh`, `sleeper`, and `labinit`
@@ -606,7 +607,9 @@ fn start_wait(root: &Path) -> Result<i32, Fatal> {
         ),
         None => "set up; waiting. Connect with: kubectl exec -it POD -- /opt/lab/labinit shell".to_owned(),
     });
-    let supervisor = Supervisor::waiting(policy).with_idle(extras.idle).with_services(services, extras.service_grace);
+    let mut job = job_env(&env, outcome.identity.as_ref(), &outcome.exports, None);
+    let idle = idle::for_job(extras.idle.clone(), &mut job);
+    let supervisor = Supervisor::waiting(policy).with_idle(idle).with_services(services, extras.service_grace);
     crate::init::memory::release_startup_pages();
     Ok(supervisor.run())
 }
