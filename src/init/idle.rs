@@ -173,6 +173,8 @@ pub struct Watchdog {
     first: bool,
     idle_for: Duration,
     last_busy: Option<Busy>,
+    /// The kernels logged as executing in this busy period.
+    logged_kernels: Vec<String>,
     busy: bool,
     reminded_at: Duration,
     reader: procfs::StatReader,
@@ -214,6 +216,7 @@ impl Watchdog {
             first: true,
             idle_for: Duration::ZERO,
             last_busy: None,
+            logged_kernels: Vec::new(),
             busy: false,
             reminded_at: Duration::ZERO,
             reader: procfs::StatReader::new(),
@@ -363,7 +366,22 @@ impl Watchdog {
                 self.idle_for = Duration::ZERO;
                 self.reminded_at = Duration::ZERO;
                 self.last_busy = Some(b.clone());
-                if was_busy && !first {
+                if !was_busy || first {
+                    self.logged_kernels.clear();
+                }
+                // A kernel that starts a cell while the container is busy
+                // anyway (the notebook's own requests) is worth one line:
+                // it says why the container stays up.
+                let new_kernel = match &b {
+                    Busy::Jupyter(jupyter::Reason::Executing { kernel, .. }) => {
+                        !self.logged_kernels.contains(kernel) && {
+                            self.logged_kernels.push(kernel.clone());
+                            true
+                        }
+                    }
+                    _ => false,
+                };
+                if was_busy && !first && !new_kernel {
                     Event::Quiet
                 } else {
                     Event::Busy(b)
@@ -646,6 +664,26 @@ mod tests {
         assert_eq!(w.observe(None, ten), Event::Idle { last_busy: Some(py.clone()) });
         assert_eq!(w.observe(None, ten), Event::Quiet);
         assert_eq!(w.observe(Some(py.clone()), ten), Event::Busy(py));
+    }
+
+    #[test]
+    fn a_kernel_starting_a_cell_is_logged_once_per_busy_period() {
+        let mut w = wd(3600);
+        let ten = Duration::from_secs(10);
+        let active = Busy::Jupyter(jupyter::Reason::Active { server: 5, ago: Duration::from_secs(1) });
+        let exec =
+            |k: &str| Busy::Jupyter(jupyter::Reason::Executing { server: 5, kernel: k.into(), name: "python3".into() });
+        assert_eq!(w.observe(Some(active.clone()), ten), Event::Busy(active.clone()));
+        assert_eq!(w.observe(Some(exec("k1")), ten), Event::Busy(exec("k1")), "the cell is news");
+        assert_eq!(w.observe(Some(active.clone()), ten), Event::Quiet);
+        assert_eq!(w.observe(Some(exec("k1")), ten), Event::Quiet, "the same kernel again: not news");
+        assert_eq!(w.observe(Some(exec("k2")), ten), Event::Busy(exec("k2")));
+        assert!(matches!(w.observe(None, ten), Event::Idle { .. }));
+        assert_eq!(w.observe(Some(exec("k1")), ten), Event::Busy(exec("k1")), "a new busy period");
+        assert_eq!(w.observe(Some(exec("k1")), ten), Event::Quiet);
+        // Other reasons keep the one-line-per-change rule.
+        let py = Busy::Name { pid: 7, name: "python3".into() };
+        assert_eq!(w.observe(Some(py), ten), Event::Quiet);
     }
 
     #[test]

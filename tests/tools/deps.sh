@@ -3,7 +3,7 @@
 # when everything is there): Debian packages and the musl Rust target.
 # Called by `make test` and by .ci/run.
 set -euo pipefail
-need=(busybox-static sudo file debootstrap python3 python3-psutil podman runc iptables
+need=(busybox-static sudo file debootstrap python3 python3-psutil python3-venv podman runc iptables
       openssh-client openssh-server ca-certificates hyperfine shellcheck g++
       tini catatonit dumb-init gosu)
 missing=()
@@ -21,4 +21,8 @@ fi
 if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
     rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 \
         || echo "deps: musl target unavailable; make falls back to a glibc static build" >&2
+fi
+# A real Jupyter for tests/jupyter.rs (pinned; PyPI), where the Makefile says.
+if [ -n "${JUPYTER_VENV:-}" ]; then
+    "$(dirname "$0")/jupyter-venv.sh" "$JUPYTER_VENV"
 fi

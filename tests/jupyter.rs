@@ -1,0 +1,300 @@
+//! The idle watchdog with a real Jupyter server (jupyter_server and ipykernel
+//! from the pinned venv of `tests/tools/jupyter-venv.sh`, `make unit` passes
+//! it as LABKIT_TEST_JUPYTER; a missing venv fails these tests). labinit is
+//! PID 1 of a PID namespace and runs `jupyter server` as the job; the test
+//! drives it like a notebook front end (tests/helpers/jupyter_driver.py:
+//! REST API for kernels, the kernel's own channels for cells).
+//!
+//! - a kernel that imported modules and sits idle: the container stops
+//!   (exit 0) although the kernel, a process named python3, still runs;
+//! - a cell running (a quiet loop, no CPU to speak of): it stays up past the
+//!   timeout, then stops once the cell ends;
+//! - controls: with the Jupyter rule unavailable (no runtime file where
+//!   labinit looks, LABKIT_IDLE_JUPYTER=0, or a token the server refuses)
+//!   the python3 kernel keeps the container busy, as before;
+//! - lab-pytorch's Jupyter configuration culls the idle kernel after
+//!   labinit's timeout, and does nothing with the watchdog off.
+
+mod common;
+#[path = "common/ns.rs"]
+mod ns;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::libc;
+use ns::Ns;
+
+const TIMEOUT: &str = "5s";
+
+fn venv() -> PathBuf {
+    let v = std::env::var_os("LABKIT_TEST_JUPYTER").map(PathBuf::from).unwrap_or_else(|| {
+        panic!("LABKIT_TEST_JUPYTER is not set: run `make unit`, or tests/tools/jupyter-venv.sh DIR and set it to DIR")
+    });
+    assert!(
+        v.join("bin/jupyter-server").is_file(),
+        "no Jupyter in LABKIT_TEST_JUPYTER={}: run tests/tools/jupyter-venv.sh {0}",
+        v.display()
+    );
+    v
+}
+
+fn env(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut e = vec![
+        ("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"),
+        ("LABKIT_STEPS_DIR", "/steps"),
+        ("LABKIT_SERVICES_DIR", "/services"),
+        ("LABKIT_IDLE_INTERVAL", "0.5s"),
+        ("LABKIT_GRACE", "5s"),
+        ("HOME", "{D}/home"),
+    ];
+    e.extend_from_slice(extra);
+    e
+}
+
+/// `jupyter server` on a free loopback port, as root (the namespace's).
+fn server_cmd(v: &Path) -> String {
+    format!(
+        "{}/bin/jupyter server --allow-root --no-browser --port=0 --ServerApp.ip=127.0.0.1 --ServerApp.root_dir={{D}}",
+        v.display()
+    )
+}
+
+/// labinit (PID 1) running `job` with the idle settings `extra`.
+fn start(job: &str, extra: &[(&'static str, &'static str)]) -> Ns {
+    let script = format!("mkdir -p {{D}}/home\nexec {{L}} --root {{D}}/root run -- {job}");
+    Ns::start(&[], &script, &env(extra), |_| {})
+}
+
+/// The default runtime directory for HOME={D}/home.
+const RUNTIME: &str = "home/.local/share/jupyter/runtime";
+
+/// Wait for the server's runtime file in `dir`.
+fn wait_for_server(run: &Ns, dir: &Path) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        let found = std::fs::read_dir(dir)
+            .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with("jpserver-")))
+            .unwrap_or(false);
+        if found {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no jpserver-*.json in {} after 60 s; stderr:\n{}", dir.display(), run.stderr());
+}
+
+/// Run the driver: `start`, `run ID CODE`, `send ID CODE`, `kernels`.
+fn driver(v: &Path, runtime: &Path, args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/jupyter_driver.py");
+    let out = Command::new(v.join("bin/python"))
+        .arg(script)
+        .arg(runtime)
+        .args(args)
+        .env("HOME", runtime.parent().unwrap())
+        .output()
+        .expect("run the venv's python");
+    assert!(
+        out.status.success(),
+        "jupyter_driver.py {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Whether a process whose command line mentions `what` runs (host view).
+fn process_with(what: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).map(|c| String::from_utf8_lossy(&c).contains(what)).unwrap_or(false)
+    })
+}
+
+fn line_of(text: &str, what: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(what))
+}
+
+#[test]
+fn idle_kernel_that_imported_modules_lets_the_container_stop() {
+    let v = venv();
+    let mut run = start(&server_cmd(&v), &[("LABKIT_IDLE_TIMEOUT", TIMEOUT)]);
+    let rt = run.path(RUNTIME);
+    wait_for_server(&run, &rt);
+    let kernel = driver(&v, &rt, &["start"]);
+    driver(&v, &rt, &["run", &kernel, "import json, email.parser, sqlite3\nx = json.dumps({'a': 1})"]);
+    // The watchdog declares the container idle while the kernel still runs.
+    assert!(run.logged("idle watchdog: idle (last busy: jupyter"), "{}", run.stderr());
+    assert!(process_with(&format!("kernel-{kernel}.json")), "the kernel is gone too early:\n{}", run.stderr());
+    assert_eq!(run.wait(), 0, "{}", run.stderr());
+    let err = run.stderr();
+    let found = line_of(&err, "idle watchdog: jupyter server (pid ").expect(&err);
+    assert!(err.lines().nth(found).unwrap().contains(") found: its kernels count as busy while they execute"), "{err}");
+    // Busy first (starting up, then API activity: one line, on the change).
+    let busy = line_of(&err, "idle watchdog: busy: ").expect(&err);
+    let idle = line_of(&err, "idle watchdog: idle (last busy: jupyter server (pid ").expect(&err);
+    let stop = line_of(&err, "stopping the container").expect(&err);
+    assert!(busy < idle && found < idle && idle < stop, "{err}");
+    assert!(err.lines().nth(idle).unwrap().contains("ago (a client request or kernel output)"), "{err}");
+    assert!(err.contains("Jupyter notebooks count while a kernel executes"), "{err}");
+    assert!(!err.contains("busy: python"), "the kernel's name must not count:\n{err}");
+    assert!(err.contains("exiting with code 0 (idle)"), "{err}");
+    assert!(!process_with(&format!("kernel-{kernel}.json")), "the kernel outlived the container");
+}
+
+#[test]
+fn running_cell_keeps_the_container_busy() {
+    let v = venv();
+    let mut run = start(&server_cmd(&v), &[("LABKIT_IDLE_TIMEOUT", TIMEOUT)]);
+    let rt = run.path(RUNTIME);
+    wait_for_server(&run, &rt);
+    let kernel = driver(&v, &rt, &["start"]);
+    // Idle first, so that the cell is a change the log shows.
+    assert!(run.logged("idle watchdog: idle (last busy: "), "{}", run.stderr());
+    let stop = run.path("stop");
+    let cell =
+        format!("import os, time\nwhile not os.path.exists({:?}):\n    time.sleep(0.2)", stop.display().to_string());
+    driver(&v, &rt, &["send", &kernel, &cell]);
+    let executing = format!("idle watchdog: busy: jupyter kernel {}… (python3) executing", &kernel[..8]);
+    assert!(run.logged(&executing), "{}", run.stderr());
+    // More than the timeout with the cell running: still up, busy logged once.
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(run.running(), "stopped while a cell ran:\n{}", run.stderr());
+    let err = run.stderr();
+    assert!(!err.contains("stopping the container"), "{err}");
+    assert_eq!(err.lines().filter(|l| l.contains(&executing)).count(), 1, "{err}");
+    // The cell ends: idle, then stopped.
+    std::fs::write(&stop, "").unwrap();
+    assert_eq!(run.wait(), 0, "{}", run.stderr());
+    let err = run.stderr();
+    let busy = line_of(&err, &executing).unwrap();
+    let idle =
+        err.lines().skip(busy).position(|l| l.contains("idle watchdog: idle (last busy: jupyter")).expect(&err) + busy;
+    assert!(idle < line_of(&err, "stopping the container").expect(&err), "{err}");
+}
+
+/// Without the Jupyter rule, the old rules apply: the kernel is named
+/// python3, so the container stays busy. Three ways to lose the rule. The
+/// CPU rule is off, so only names count: a process named `holdon` keeps the
+/// container up while Jupyter starts (however long a loaded machine takes),
+/// then it is killed and the kernel alone must keep the container busy.
+#[test]
+fn without_the_jupyter_rule_the_python_kernel_keeps_it_busy() {
+    let v = venv();
+    let server = server_cmd(&v);
+    for (case, runtime_env, extra, rt) in [
+        ("no runtime file where labinit looks", "JUPYTER_RUNTIME_DIR={D}/hidden ", None, "hidden"),
+        ("LABKIT_IDLE_JUPYTER=0", "", Some(("LABKIT_IDLE_JUPYTER", "0")), RUNTIME),
+        ("the server refuses the token", "", None, RUNTIME),
+    ] {
+        let job =
+            format!("sh -c 'cp /bin/sleep {{D}}/holdon; ( ( {{D}}/holdon 600 & ) & ); {runtime_env}exec {server}'");
+        let mut e = vec![
+            ("LABKIT_IDLE_TIMEOUT", TIMEOUT),
+            ("LABKIT_IDLE_CPU", "100000"),
+            ("LABKIT_IDLE_BUSY", "python,holdon"),
+        ];
+        e.extend(extra);
+        let mut run = start(&job, &e);
+        let rt = run.path(rt);
+        wait_for_server(&run, &rt);
+        let holdon = format!("{}\0600\0", run.path("holdon").display());
+        let kill_holdon = || {
+            let pid = std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .find(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == holdon.as_bytes()))
+                .and_then(|e| e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()))
+                .expect("holdon runs");
+            // SAFETY: plain syscall on a process this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        };
+        if case.contains("token") {
+            let kernel = driver(&v, &rt, &["start"]);
+            driver(&v, &rt, &["run", &kernel, "import json"]);
+            assert!(run.logged("jupyter server (pid "), "{case}: {}", run.stderr());
+            // Same owner, same pid: only the token is wrong now.
+            let f = std::fs::read_dir(&rt)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    p.file_name().unwrap().to_string_lossy().starts_with("jpserver-")
+                        && p.extension().is_some_and(|x| x == "json")
+                })
+                .unwrap();
+            let text = std::fs::read_to_string(&f).unwrap();
+            let token = text.split("\"token\": \"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+            std::fs::write(&f, text.replace(&token, "wrong")).unwrap();
+            assert!(run.logged("cannot ask its API"), "{case}: {}", run.stderr());
+            kill_holdon();
+        } else {
+            kill_holdon();
+            assert!(run.logged("idle watchdog: idle (last busy: holdon (pid"), "{case}: {}", run.stderr());
+            let kernel = driver(&v, &rt, &["start"]);
+            driver(&v, &rt, &["run", &kernel, "import json"]);
+            assert!(run.logged("idle watchdog: busy: python3 (pid"), "{case}: {}", run.stderr());
+        }
+        let from = run.stderr().lines().count();
+        // Twice the timeout.
+        std::thread::sleep(Duration::from_secs(10));
+        assert!(run.running(), "{case}: stopped although python3 runs:\n{}", run.stderr());
+        let err = run.stderr();
+        assert!(!err.lines().skip(from).any(|l| l.contains("idle watchdog: idle")), "{case}: {err}");
+        run.signal(libc::SIGTERM);
+        run.wait();
+        let err = run.stderr();
+        assert!(!err.contains("stopping the container"), "{case}: {err}");
+        if case.contains("token") {
+            let n = err.lines().filter(|l| l.contains("cannot ask its API")).count();
+            assert_eq!(n, 1, "{case}: logged once:\n{err}");
+            assert!(err.contains("(403)") && err.contains("token is not accepted"), "{case}: {err}");
+            // Asked once, then left alone for a minute: one refusal in Jupyter's log.
+            assert_eq!(err.lines().filter(|l| l.contains("403 GET /api/status")).count(), 1, "{case}: {err}");
+        } else {
+            assert!(!err.contains("busy: jupyter"), "{case}: {err}");
+            assert!(!err.contains("jupyter server (pid"), "{case}: {err}");
+        }
+    }
+}
+
+/// lab-pytorch's /etc/jupyter/jupyter_server_config.py (here through
+/// JUPYTER_CONFIG_PATH): with the watchdog on, labinit exports
+/// LABINIT_IDLE_TIMEOUT and Jupyter culls the idle kernel after it. A
+/// process named like python keeps labinit's watchdog from stopping the
+/// container meanwhile. Control: the watchdog off (LABKIT_IDLE_TIMEOUT=0),
+/// nothing exported, the kernel stays.
+#[test]
+fn lab_pytorch_jupyter_config_culls_idle_kernels_after_the_timeout() {
+    let v = venv();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/files/jupyter");
+    let job = format!(
+        "sh -c 'cp /bin/sleep {{D}}/python-keeper; ( ( {{D}}/python-keeper 600 & ) & ); JUPYTER_CONFIG_PATH={} exec {}'",
+        config.display(),
+        server_cmd(&v)
+    );
+    for control in [false, true] {
+        let timeout = if control { "0" } else { "3s" };
+        let mut run = start(&job, &[("LABKIT_IDLE_TIMEOUT", timeout), ("LABKIT_IDLE_BUSY", "python-keeper")]);
+        let rt = run.path(RUNTIME);
+        wait_for_server(&run, &rt);
+        let kernel = driver(&v, &rt, &["start"]);
+        driver(&v, &rt, &["run", &kernel, "import os\nprint(os.environ.get('LABINIT_IDLE_TIMEOUT'))"]);
+        let t = Instant::now();
+        let mut culled = false;
+        while t.elapsed() < Duration::from_secs(12) && !culled {
+            std::thread::sleep(Duration::from_millis(500));
+            culled = !driver(&v, &rt, &["kernels"]).contains(&kernel);
+        }
+        let err = run.stderr();
+        assert_eq!(culled, !control, "control={control}:\n{err}");
+        assert_eq!(err.contains("Culling 'idle' kernel"), !control, "{err}");
+        if !control {
+            assert!(err.contains("Culling kernels with idle durations > 3 seconds at 1 second intervals"), "{err}");
+            assert!(err.contains("Will shut down after 3 seconds with no kernels"), "{err}");
+        }
+        assert!(run.running(), "{}", run.stderr());
+        run.signal(libc::SIGTERM);
+        run.wait();
+    }
+}
