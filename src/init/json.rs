@@ -322,6 +322,66 @@ mod tests {
         assert!(parse(&"[".repeat(100_000)).is_err());
     }
 
+    /// Differential, against serde_json (in the build with the `images`
+    /// feature): on random mutations of JSON texts, whatever serde_json
+    /// accepts we accept with the same strings and structure.
+    #[cfg(feature = "images")]
+    #[test]
+    fn accepts_what_serde_json_accepts() {
+        fn same(a: &Json, b: &serde_json::Value) -> bool {
+            use serde_json::Value as V;
+            match (a, b) {
+                (Json::Null, V::Null) => true,
+                (Json::Bool(x), V::Bool(y)) => x == y,
+                (Json::Num(n), V::Number(m)) => n.parse::<f64>().ok() == m.as_f64(),
+                (Json::Str(x), V::String(y)) => x == y,
+                (Json::Arr(x), V::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
+                (Json::Obj(x), V::Object(y)) => {
+                    y.iter().all(|(k, v)| x.iter().rev().find(|(xk, _)| xk == k).is_some_and(|(_, xv)| same(xv, v)))
+                }
+                _ => false,
+            }
+        }
+        let seeds = [
+            r#"{"connections": 2, "kernels": 1, "last_activity": "2026-11-30T07:40:00.123456Z"}"#,
+            r#"[{"id": "d6c6", "name": "py\u00e9\ud83d\ude00", "execution_state": "busy", "connections": 0}]"#,
+            r#"{"a": [1, -2.5e3, 0.5E-2, true, false, null, {"b": "\"\\\/\b\f\n\r\t"}], "a": {}}"#,
+        ];
+        let alphabet: Vec<char> = "{}[]\",:.-+eE0123456789 \t\ntrufalsn\\u/dDaé😀\u{1}".chars().collect();
+        let mut r: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            r
+        };
+        let (mut agreed, mut both) = (0, 0);
+        for i in 0..20_000 {
+            let mut t: Vec<char> = seeds[i % seeds.len()].chars().collect();
+            for _ in 0..(next() % 4) {
+                let at = (next() % (t.len() as u64 + 1)) as usize;
+                match next() % 3 {
+                    0 if at < t.len() => {
+                        t.remove(at);
+                    }
+                    1 if at < t.len() => t[at] = alphabet[(next() % alphabet.len() as u64) as usize],
+                    _ => t.insert(at, alphabet[(next() % alphabet.len() as u64) as usize]),
+                }
+            }
+            let text: String = t.into_iter().collect();
+            let ours = parse(&text);
+            if let Ok(theirs) = serde_json::from_str::<serde_json::Value>(&text) {
+                let v = ours.as_ref().unwrap_or_else(|e| panic!("{text:?}: serde_json accepts, we refuse: {e}"));
+                assert!(same(v, &theirs), "{text:?}: {v:?} vs {theirs:?}");
+                both += 1;
+            } else if ours.is_err() {
+                agreed += 1;
+            }
+        }
+        // Both sides of the comparison were exercised.
+        assert!(both > 1000 && agreed > 1000, "accepted by both {both}, refused by both {agreed}");
+    }
+
     /// Property: whatever we write with the serializer below parses back to
     /// the same value (strings with every kind of character, nested values).
     #[test]

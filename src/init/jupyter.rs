@@ -912,6 +912,52 @@ mod tests {
         assert!(e.contains("refused"), "{e}");
     }
 
+    /// The runtime directory is the user's: links, FIFOs, other owners and
+    /// big files are refused without blocking and without reading them.
+    #[test]
+    fn runtime_files_are_read_the_careful_way() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let dir = std::env::temp_dir().join(format!("labkit-jupyter-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        let other = me.wrapping_add(4242);
+        std::fs::write(dir.join("good.json"), "{\"pid\": 1}").unwrap();
+        std::fs::write(dir.join("secret"), "root's").unwrap();
+        std::fs::set_permissions(dir.join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        symlink(dir.join("secret"), dir.join("link.json")).unwrap();
+        nix::unistd::mkfifo(&dir.join("fifo.json"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        std::fs::write(dir.join("big.json"), vec![b' '; MAX_FILE as usize + 1]).unwrap();
+        std::fs::create_dir(dir.join("dir.json")).unwrap();
+        let dfd = open_dir(&dir).unwrap();
+        assert_eq!(read_runtime_file(&dfd, b"good.json", me).unwrap(), "{\"pid\": 1}");
+        let t = Instant::now();
+        for (name, why) in [
+            ("link.json", "cannot open"),
+            ("fifo.json", "not a regular file"),
+            ("big.json", "larger than"),
+            ("dir.json", "not a regular file"),
+            ("missing.json", "cannot open"),
+        ] {
+            let e = read_runtime_file(&dfd, name.as_bytes(), me).unwrap_err();
+            assert!(e.contains(why), "{name}: {e}");
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "a FIFO must not block");
+        // Owned by someone else than the server's user (and not root).
+        if me == 0 {
+            std::os::unix::fs::chown(dir.join("good.json"), Some(other), None).unwrap();
+            let e = read_runtime_file(&dfd, b"good.json", 1000).unwrap_err();
+            assert!(e.contains(&format!("belongs to uid {other}")), "{e}");
+            // Root's own file is accepted for any server (root wrote it).
+            std::os::unix::fs::chown(dir.join("good.json"), Some(0), None).unwrap();
+            assert!(read_runtime_file(&dfd, b"good.json", 1000).is_ok());
+        } else {
+            let e = read_runtime_file(&dfd, b"good.json", other).unwrap_err();
+            assert!(e.contains("belongs to uid"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn failures_are_logged_once_and_retried_later() {
         let t = Instant::now();
