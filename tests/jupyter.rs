@@ -298,3 +298,34 @@ fn lab_pytorch_jupyter_config_culls_idle_kernels_after_the_timeout() {
         run.wait();
     }
 }
+
+/// What a notebook starts (`!python train.py &`, subprocess) is not Jupyter's
+/// to judge: a CPU-bound child of the kernel keeps the container busy after
+/// its cell ended; when it ends, the container stops. (The kernel and the
+/// server themselves never count by CPU, name or GPU while the API answers.)
+#[test]
+fn work_a_notebook_started_in_the_background_keeps_the_container_busy() {
+    let v = venv();
+    let mut run = start(&server_cmd(&v), &[("LABKIT_IDLE_TIMEOUT", TIMEOUT)]);
+    let rt = run.path(RUNTIME);
+    wait_for_server(&run, &rt);
+    let kernel = driver(&v, &rt, &["start"]);
+    let stop = run.path("stop");
+    let cell =
+        format!("import subprocess\nsubprocess.Popen(['sh', '-c', 'while [ ! -e {} ]; do :; done'])", stop.display());
+    driver(&v, &rt, &["run", &kernel, &cell]);
+    let from = run.stderr().lines().count();
+    // The cell is long done; the loop keeps the container for more than the timeout.
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(run.running(), "stopped while the notebook's background work ran:\n{}", run.stderr());
+    std::fs::write(&stop, "").unwrap();
+    assert_eq!(run.wait(), 0, "{}", run.stderr());
+    let err = run.stderr();
+    // The first idle line after the cell names the loop as what was busy last
+    // (a busy state is logged on the change only; the notebook's own
+    // activity may have been the reason that was logged).
+    let idle = err.lines().skip(from).position(|l| l.contains("idle watchdog: idle (")).expect(&err) + from;
+    assert!(err.lines().nth(idle).unwrap().contains("idle (last busy: sh (pid "), "{err}");
+    assert!(err.lines().nth(idle).unwrap().contains("% CPU"), "{err}");
+    assert!(idle < line_of(&err, "stopping the container").expect(&err), "{err}");
+}
