@@ -329,3 +329,45 @@ fn work_a_notebook_started_in_the_background_keeps_the_container_busy() {
     assert!(err.lines().nth(idle).unwrap().contains("% CPU"), "{err}");
     assert!(idle < line_of(&err, "stopping the container").expect(&err), "{err}");
 }
+
+/// The idle timeout reaches what Jupyter's configuration reads: the job of
+/// `run` and a `labinit shell` in a waiting container (30 minutes by
+/// default there) get LABINIT_IDLE_TIMEOUT in seconds. Controls: the
+/// watchdog off (LABKIT_IDLE_TIMEOUT=0, or `run` without it): not set.
+#[test]
+fn the_idle_timeout_reaches_the_job_and_shells() {
+    for (timeout, want) in [(Some("90s"), "90"), (None, "")] {
+        let mut e = vec![];
+        e.extend(timeout.map(|t| ("LABKIT_IDLE_TIMEOUT", t)));
+        let mut run = start("sh -c 'echo \"t=$LABINIT_IDLE_TIMEOUT\" > {D}/t; exec sleep 60'", &e);
+        assert!(common::pidns::poll(|| run.read("t").contains('\n').then_some(())).is_some(), "{}", run.stderr());
+        assert_eq!(run.read("t").trim(), format!("t={want}"), "{}", run.stderr());
+        run.signal(libc::SIGTERM);
+        run.wait();
+    }
+    for (timeout, want) in [(None, "1800"), (Some("2h"), "7200"), (Some("0"), "")] {
+        let mut e = env(&[]);
+        e.extend(timeout.map(|t| ("LABKIT_IDLE_TIMEOUT", t)));
+        let mut run = Ns::start(&[], "mkdir -p {D}/home\nexec {L} --root {D}/root wait", &e, |_| {});
+        assert!(run.logged("set up; waiting"), "{}", run.stderr());
+        let l = common::labinit().display().to_string();
+        let out = run
+            .exec(
+                &["-p", "-m"],
+                &[&l, "--root", "{D}/root", "shell", "--", "sh", "-c", "echo \"t=$LABINIT_IDLE_TIMEOUT\""],
+                &e,
+            )
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            text.trim(),
+            format!("t={want}"),
+            "{timeout:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            run.stderr()
+        );
+        run.signal(libc::SIGTERM);
+        assert_eq!(run.wait(), 0, "{}", run.stderr());
+    }
+}

@@ -715,12 +715,14 @@ fn start_services(
 /// environment and the step exports PID 1's setup kept) and start the login
 /// shell in the home, or CMD. Nothing is set up and nothing supervised: the
 /// process becomes the shell. Returns only on failure.
-pub fn shell(root: PathBuf, cmd: Vec<OsString>) -> i32 {
+/// `pid1_waits`: PID 1 is a waiting labinit ([`crate::init::cli::waits`]),
+/// whose idle timeout defaults to 30 minutes.
+pub fn shell(root: PathBuf, cmd: Vec<OsString>, pid1_waits: bool) -> i32 {
     let env = container_env();
     // musl's getcwd hands back "(unreachable)/…" for a directory outside
     // this mount namespace (nsenter): only an absolute path is a start.
     let start_dir = std::env::current_dir().ok().filter(|p| p.is_absolute());
-    let launch = match prepare_shell(&root, cmd, &env, start_dir.as_deref()) {
+    let launch = match prepare_shell(&root, cmd, &env, start_dir.as_deref(), pid1_waits) {
         Ok(l) => l,
         Err(f) => {
             log::error(&f.message);
@@ -747,6 +749,7 @@ fn prepare_shell(
     cmd: Vec<OsString>,
     env: &[(OsString, OsString)],
     start_dir: Option<&Path>,
+    pid1_waits: bool,
 ) -> Result<Launch, Fatal> {
     let mut identity = setup::resolve_identity(root, &env_for_setup(env))?;
     let euid = nix::unistd::geteuid().as_raw();
@@ -762,7 +765,16 @@ fn prepare_shell(
     let identity = identity.as_ref();
     let exports = setup::load_exports(root);
     let marker = pid1_is_labinit().then_some(1);
-    let env_out = job_env(env, identity, &exports, marker);
+    let mut env_out = job_env(env, identity, &exports, marker);
+    if marker.is_some() {
+        // The idle timeout PID 1 enforces, for a Jupyter started from this
+        // shell (its configuration follows LABINIT_IDLE_TIMEOUT).
+        let default = if pid1_waits { DEFAULT_IDLE_TIMEOUT } else { std::time::Duration::ZERO };
+        let get = |name: &str| env_get(env, name).map(|v| v.to_string_lossy().into_owned());
+        if let Ok(cfg) = idle::config_from_env(&get, default) {
+            idle::for_job(cfg, &mut env_out);
+        }
+    }
     let login = cmd.is_empty();
     let (argv, candidates) = if login {
         let shell = shell_for(identity, env);
