@@ -371,3 +371,57 @@ fn the_idle_timeout_reaches_the_job_and_shells() {
         assert_eq!(run.wait(), 0, "{}", run.stderr());
     }
 }
+
+/// The usual case on the cluster: Jupyter runs as the cluster user (here
+/// alice, uid 123456, from the Debian fixture), its runtime file in her home
+/// and owned by her. labinit (root) finds and reads it, and her idle kernel
+/// lets the container stop.
+#[test]
+fn the_cluster_users_server_is_found_in_her_home() {
+    let v = venv();
+    let root = common::fixture_root("debian-12");
+    let r = root.path().display().to_string();
+    std::fs::create_dir_all(root.join("home")).unwrap();
+    std::fs::create_dir_all(root.join("steps")).unwrap();
+    let e: Vec<(&str, &str)> = vec![
+        ("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"),
+        ("HOME", "/root"),
+        ("LABKIT_STEPS_DIR", "/steps"),
+        ("LABKIT_SERVICES_DIR", "/services"),
+        ("LABKIT_ROOT", &r),
+        ("LABKIT_IDLE_TIMEOUT", TIMEOUT),
+        ("LABKIT_IDLE_INTERVAL", "0.5s"),
+        ("LABKIT_GRACE", "5s"),
+        ("CLUSTER_USER", "alice"),
+        ("CLUSTER_USER_ID", "123456"),
+        ("CLUSTER_GROUP_NAME", "CVLAB-unit"),
+        ("CLUSTER_GROUP_ID", "11166"),
+    ];
+    let server = format!(
+        "{}/bin/jupyter server --no-browser --port=0 --ServerApp.ip=127.0.0.1 --ServerApp.root_dir={{D}}",
+        v.display()
+    );
+    let script = format!("mount --bind {r}/home /home && exec {{L}} run -- {server}");
+    let mut run = Ns::start(&["--mount"], &script, &e, |_| {});
+    let rt = root.join("home/alice/.local/share/jupyter/runtime");
+    wait_for_server(&run, &rt);
+    let file = std::fs::read_dir(&rt)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with("jpserver-")
+                && p.extension().is_some_and(|x| x == "json")
+        })
+        .unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().uid(), 123456, "the runtime file is alice's");
+    let kernel = driver(&v, &rt, &["start"]);
+    driver(&v, &rt, &["run", &kernel, "import json, os\nassert os.getuid() == 123456"]);
+    assert_eq!(run.wait(), 0, "{}", run.stderr());
+    let err = run.stderr();
+    assert!(err.contains(") found: its kernels count as busy while they execute"), "{err}");
+    assert!(err.contains("idle watchdog: idle (last busy: jupyter server (pid "), "{err}");
+    assert!(!err.contains("busy: python"), "{err}");
+    assert!(err.contains("exiting with code 0 (idle)"), "{err}");
+}
