@@ -10,12 +10,12 @@
 //! sleeper). GPU file descriptors are only scanned when a device matching the
 //! glob exists, so a CPU-only container never pays for the fd walk.
 //!
-//! A Jupyter server whose API answers is judged by its own activity instead
+//! A Jupyter server whose API answers is also judged by its own activity
 //! ([`crate::init::jupyter`]): busy while a kernel executes or a client was
-//! active since the previous check. The server and its direct children
-//! (kernels, terminals) then count by that rule alone; their descendants (a
-//! `!python train.py &` from a cell, a command in a Jupyter terminal) keep
-//! the CPU and GPU rules but not the name rule.
+//! active since the previous check. The server process counts by that alone.
+//! Below it the name rule does not count, nor the GPU rule for its direct
+//! children (kernels, terminals); the CPU rule does (an idle kernel uses
+//! none; a thread or a `!python train.py &` a cell left running does).
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -186,17 +186,22 @@ pub struct Watchdog {
     /// One scan's processes, kept when Jupyter servers answer: the rule
     /// needs the whole tree before judging (the buffer is reused).
     seen: Vec<Seen>,
+    /// (pid, starttime) -> CPU ticks of all threads, for the processes
+    /// below a Jupyter server (see [`Watchdog::busy_reason_with_jupyter`]).
+    tree_ticks: HashMap<(i32, u64), u64>,
 }
 
 /// A process of one scan, for judging after the Jupyter tree is known.
 struct Seen {
     pid: i32,
     ppid: i32,
+    starttime: u64,
     /// CPU use over the interval, fraction of one core.
     used: f64,
     /// Whether the name matches `busy_names`.
     named: bool,
-    /// The name, kept only when `used` or `named` may be reported.
+    /// The name, kept only when it may be reported (`used`, `named`, or a
+    /// GPU device exists).
     name: String,
 }
 
@@ -223,6 +228,7 @@ impl Watchdog {
             jupyter,
             notes: Vec::new(),
             seen: Vec::new(),
+            tree_ticks: HashMap::new(),
         }
     }
 
@@ -299,8 +305,8 @@ impl Watchdog {
     }
 
     /// [`Watchdog::busy_reason`] when Jupyter servers answer: the scan is
-    /// kept whole, then the servers and their children are left to the
-    /// Jupyter rule and their deeper descendants to the CPU and GPU rules.
+    /// kept whole, then each process is judged by the rules its place in a
+    /// server's tree leaves (module doc).
     fn busy_reason_with_jupyter(
         &mut self,
         proc_root: &Path,
@@ -326,22 +332,53 @@ impl Watchdog {
             let used = prev.get(&key).map_or(0.0, |before| (sample.cpu_seconds - *before).max(0.0) / secs);
             let named = cfg.busy_names.iter().any(|n| !n.is_empty() && p.name.contains(n.as_str()));
             let name = if used >= cfg.cpu || named || !devices.is_empty() { p.name.clone() } else { String::new() };
-            seen.push(Seen { pid: p.pid, ppid: p.ppid, used, named, name });
+            seen.push(Seen { pid: p.pid, ppid: p.ppid, starttime: p.starttime, used, named, name });
         });
         self.spare_prev = std::mem::replace(&mut self.prev, next);
         let pairs: Vec<(i32, i32)> = seen.iter().map(|s| (s.pid, s.ppid)).collect();
         let depth = jupyter::tree_depths(&pairs, servers);
+        // The scan's CPU time is the main thread's (`schedstat`); a kernel
+        // whose cell left a thread training is busy in another thread. So
+        // below a server, where the name rule is gone, CPU use is taken
+        // from `stat`, which sums every thread (a few processes: cheap).
+        let mut tree_ticks = HashMap::new();
+        for s in seen.iter_mut().filter(|s| depth.get(&s.pid).is_some_and(|d| *d >= 1)) {
+            let text = fs::read_to_string(proc_root.join(s.pid.to_string()).join("stat")).unwrap_or_default();
+            let Some(st) = procfs::parse_stat(&text).filter(|st| st.starttime == s.starttime) else { continue };
+            if let Some(before) = self.tree_ticks.get(&(s.pid, s.starttime)) {
+                let all = st.ticks.saturating_sub(*before) as f64 / self.clk_tck / secs;
+                if all > s.used {
+                    s.used = all;
+                    if s.name.is_empty() {
+                        s.name = st.name.clone();
+                    }
+                }
+            }
+            tree_ticks.insert((s.pid, s.starttime), st.ticks);
+        }
+        self.tree_ticks = tree_ticks;
         let mut reason = None;
         for s in &seen {
             let d = depth.get(&s.pid).copied();
-            if matches!(d, Some(0 | 1)) {
-                continue; // the server, its kernels and terminals: Jupyter's rule
-            }
-            if s.used >= self.cfg.cpu {
+            // The server itself answers to its API alone: its CPU use is
+            // mostly serving clients (labinit's own requests included),
+            // which its activity already tells. Its kernels and what they
+            // start keep the CPU rule: an idle kernel uses next to none
+            // (measured: 0.05 % of a core), and a silent thread a cell left
+            // training must not be killed. The name rule never counts in a
+            // server's tree, the GPU rule not for its kernels, whose open
+            // GPU is the point.
+            let (cpu_rule, name_rule, gpu_rule) = match d {
+                None => (true, true, true),
+                Some(0) => (false, false, false),
+                Some(1) => (true, false, false),
+                Some(_) => (true, false, true),
+            };
+            if cpu_rule && s.used >= self.cfg.cpu {
                 reason = Some(Busy::Cpu { pid: s.pid, name: s.name.clone(), percent: s.used * 100.0 });
-            } else if s.named && d.is_none() {
+            } else if s.named && name_rule {
                 reason = Some(Busy::Name { pid: s.pid, name: s.name.clone() });
-            } else if !devices.is_empty() {
+            } else if gpu_rule && !devices.is_empty() {
                 reason = open_device(proc_root, s.pid, devices).map(|device| Busy::Gpu {
                     pid: s.pid,
                     name: s.name.clone(),
