@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod duration;
+pub mod each;
 pub mod exit;
 pub mod files;
 pub mod home;
