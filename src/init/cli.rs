@@ -23,7 +23,7 @@ use crate::init::setup;
 #[derive(Debug, Parser)]
 #[command(
     name = "labinit",
-    version,
+    version = crate::init::summary::version(),
     about = "The lab's container entrypoint: set up the cluster user, run the job as that user, supervise it as PID 1",
     after_help = "labinit CMD [ARGS…] is labinit run -- CMD [ARGS…]; labinit alone is labinit wait. Legacy names (symlinks): setup_and_run_command.sh 'STRING', setup.sh, setup_and_wait.sh, sleeper."
 )]

@@ -22,5 +22,6 @@ pub mod setup;
 pub mod signals;
 pub mod steps;
 pub mod sudo;
+pub mod summary;
 pub mod supervisor;
 pub mod validate;

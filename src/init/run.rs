@@ -549,6 +549,9 @@ fn start(req: Request) -> Result<i32, Fatal> {
     let nested = outer_supervisor(&env).is_some();
     let start_dir = std::env::current_dir().ok().filter(|p| p.is_absolute());
     let outcome = boot(&req.root, &env, nested)?;
+    if !nested {
+        crate::init::summary::log_start(&env, &req.root);
+    }
     let me = std::process::id();
     let identity = outcome.identity.as_ref();
     // Resolved before the services start, so a bad command starts nothing.
@@ -569,6 +572,12 @@ fn start(req: Request) -> Result<i32, Fatal> {
             .map(|i| format!(" as {} (uid {}, gid {}, groups {:?})", i.name, i.uid, i.gid, i.groups))
             .unwrap_or_default(),
         if me == 1 { "" } else { " as a subreaper (not PID 1)" }
+    ));
+    log::info(crate::init::summary::job_line(
+        policy.timeout,
+        policy.grace,
+        crate::init::summary::now(),
+        crate::init::summary::first_dir(&launch.dirs),
     ));
     // SAFETY: isatty has no preconditions.
     let tty = unsafe { libc::isatty(0) } == 1;
@@ -598,13 +607,14 @@ fn start_wait(root: &Path) -> Result<i32, Fatal> {
         log::info(format!("running under labinit (pid {outer}): no second setup or services; waiting"));
     }
     let outcome = boot(root, &env, nested.is_some())?;
+    if nested.is_none() {
+        crate::init::summary::log_start(&env, root);
+    }
     let services = start_services(root, &env, &extras, outcome.identity.as_ref(), nested.is_some());
+    let connect = crate::init::summary::connect_hint(&env, root);
     log::info(match &outcome.identity {
-        Some(i) => format!(
-            "set up; waiting. Connect with: kubectl exec -it POD -- /opt/lab/labinit shell (you become {}, uid {})",
-            i.name, i.uid
-        ),
-        None => "set up; waiting. Connect with: kubectl exec -it POD -- /opt/lab/labinit shell".to_owned(),
+        Some(i) => format!("set up; waiting. Connect with: {connect} (you become {}, uid {})", i.name, i.uid),
+        None => format!("set up; waiting. Connect with: {connect}"),
     });
     let supervisor = Supervisor::waiting(policy).with_idle(extras.idle).with_services(services, extras.service_grace);
     crate::init::memory::release_startup_pages();
