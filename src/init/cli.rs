@@ -25,7 +25,14 @@ use crate::init::setup;
     name = "labinit",
     version = crate::init::summary::version(),
     about = "The lab's container entrypoint: set up the cluster user, run the job as that user, supervise it as PID 1",
-    after_help = "labinit CMD [ARGS…] is labinit run -- CMD [ARGS…]; labinit alone is labinit wait. Legacy names (symlinks): setup_and_run_command.sh 'STRING', setup.sh, setup_and_wait.sh, sleeper."
+    after_help = concat!(
+        "labinit CMD [ARGS…] is labinit run -- CMD [ARGS…]; labinit alone is labinit wait. Legacy names (symlinks): setup_and_run_command.sh 'STRING', setup.sh, setup_and_wait.sh, sleeper.\n",
+        "labinit --help adds the environment variables and exit statuses."
+    ),
+    after_long_help = concat!(
+        "labinit CMD [ARGS…] is labinit run -- CMD [ARGS…]; labinit alone is labinit wait. Legacy names (symlinks): setup_and_run_command.sh 'STRING', setup.sh, setup_and_wait.sh, sleeper.\n\n",
+        include_str!(concat!(env!("OUT_DIR"), "/reference.txt"))
+    )
 )]
 struct Cli {
     /// Prefix every file setup touches with DIR (tests); also LABKIT_ROOT. Default /.
