@@ -6,7 +6,7 @@ DIST := dist
 CACHE ?= /var/cache/labkit
 DEBIAN_ROOT := $(CACHE)/debian-12-root
 
-.PHONY: all labinit labkit deps test unit e2e fuzz fuzz-ci bench bench-images clean debian-root
+.PHONY: all try labinit labkit deps test unit e2e fuzz fuzz-ci bench bench-images clean debian-root
 
 all: labinit labkit
 
@@ -28,6 +28,12 @@ labkit:
 	@mkdir -p $(DIST)
 	cargo build --release --locked --bin labkit
 	cp target/release/labkit $(DIST)/labkit
+
+# The README's first command: install what is missing, build, make the local
+# base, build lab-base (cpu) with podman and run a researcher's job in it,
+# stopped with SIGTERM like a deleted pod (tools/try.sh).
+try: deps all
+	CACHE=$(CACHE) tools/try.sh
 
 debian-root:
 	tests/tools/debian-root.sh $(DEBIAN_ROOT)
