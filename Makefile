@@ -39,12 +39,13 @@ test: deps
 
 # Debian packages and the musl target the tests need (installed when missing).
 deps:
-	tests/tools/deps.sh
+	LABKIT_TOOLS_DIR=$(CACHE)/tools tests/tools/deps.sh
 
 # Static build first: the tests use it.
 unit: labinit debian-root
 	cargo run --locked --quiet --bin labkit -- check
 	LABKIT_TEST_LABINIT=$(CURDIR)/$(DIST)/labinit LABKIT_TEST_DEBIAN_ROOT=$(DEBIAN_ROOT) \
+	  LABKIT_TEST_KUBERNETES_VALIDATE=$(CACHE)/tools/bin/kubernetes-validate \
 	  cargo test --locked -- --test-threads=2
 
 # End to end (tests/e2e/README.md): lab-base (cpu) built by labkit with podman on a
