@@ -6,7 +6,7 @@ DIST := dist
 CACHE ?= /var/cache/labkit
 DEBIAN_ROOT := $(CACHE)/debian-12-root
 
-.PHONY: all labinit labkit deps test unit e2e fuzz fuzz-ci bench bench-images clean debian-root
+.PHONY: all labinit labkit labkit-static deps test unit e2e fuzz fuzz-ci bench bench-images clean debian-root
 
 all: labinit labkit
 
@@ -28,6 +28,18 @@ labkit:
 	@mkdir -p $(DIST)
 	cargo build --release --locked --bin labkit
 	cp target/release/labkit $(DIST)/labkit
+
+# labkit for researchers' laptops and the cluster's login node: one static
+# x86_64 Linux binary (musl) that needs nothing installed (README, "labkit job").
+labkit-static:
+	@mkdir -p $(DIST)
+	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
+	cargo build --release --locked --bin labkit --target $(MUSL_TARGET)
+	cp target/$(MUSL_TARGET)/release/labkit $(DIST)/labkit-static
+	@file $(DIST)/labkit-static
+	@file $(DIST)/labkit-static | grep -Eq 'statically linked|static-pie linked' \
+	  || { echo "make: $(DIST)/labkit-static is not static" >&2; exit 1; }
+	@ls -l $(DIST)/labkit-static
 
 debian-root:
 	tests/tools/debian-root.sh $(DEBIAN_ROOT)
