@@ -304,6 +304,13 @@ fn init(path: &Path, a: &InitArgs) -> Result<u8> {
         &pick(&a.gid, "-g")?,
         &pick(&a.group, "-gn")?,
     )?;
+    if user.uid == 0 && a.uid.is_none() {
+        // Root here is a laptop or a container, not a cluster account: a job
+        // as root writes files the NFS server squashes to nobody.
+        bail!(
+            "you are root on this machine, which is not your cluster account; run `labkit job init` as yourself on the cluster's login node, or give --user, --uid, --group and --gid (from `id` there)"
+        );
+    }
     let mut volumes = Vec::new();
     for v in &a.volumes {
         volumes.push(profile::parse_volume_flag(v)?);
