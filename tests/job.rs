@@ -70,6 +70,8 @@ fn bad_input_is_one_error_before_anything_is_printed() {
         ),
         (vec!["x", "--to", "runai", "--grace", "21s"], "20s or less", vec!["x", "--to", "runai", "--grace", "20s"]),
         (vec!["x", "-c", "true", "--", "true"], "not both", vec!["x", "-c", "true"]),
+        (vec!["x", "--", "-m", "pkg"], "must be the program", vec!["x", "--", "python", "-m", "pkg"]),
+        (vec!["x", "--", "", "a"], "must be the program", vec!["x", "--", "a", ""]),
         (
             vec!["x", "--workers", "2", "--port", "29500", "--", "t.py"],
             "rendezvous",

@@ -162,6 +162,12 @@ pub fn check(req: &Request, profile: &Profile) -> Result<Spec> {
         }
     }
 
+    if let (Command::Words(w), None) = (&command, &req.workers) {
+        if w[0].starts_with('-') || w[0].is_empty() {
+            bail!("COMMAND starts with {:?}: the first word after -- must be the program to run (e.g. -- python train.py)", w[0]);
+        }
+    }
+
     // Combinations.
     if form == Form::Runai {
         if req.priority.is_some() {
