@@ -341,7 +341,7 @@ fn id_value(key: &str, v: &toml::Value, root_name: bool) -> Result<u32> {
     let s = match v {
         toml::Value::Integer(n) => n.to_string(),
         toml::Value::String(s) => s.clone(),
-        other => bail!("{key} is a {}, not a number", other.type_str()),
+        other => bail!("{key} is a {}, not a whole number", other.type_str()),
     };
     validate::id(key, &s, root_name).map_err(|f| anyhow!(f.message))
 }
@@ -351,7 +351,7 @@ pub fn priority_value(key: &str, v: &toml::Value) -> Result<u32> {
     match v {
         toml::Value::Integer(n) => parse_priority(key, &n.to_string()),
         toml::Value::String(s) => parse_priority(key, s),
-        other => bail!("{key} is a {}, not a number", other.type_str()),
+        other => bail!("{key} is a {}, not a whole number", other.type_str()),
     }
 }
 
