@@ -323,13 +323,19 @@ fn workers_render_an_indexed_job_a_headless_service_and_torchrun() {
 /// terminated, plus PWD and JOB_COMPLETION_INDEX.
 fn fake_printer(dir: &std::path::Path, name: &str) {
     let p = dir.join(name);
-    std::fs::write(&p, "#!/bin/sh\nprintf 'PWD=%s\\0' \"$PWD\"\nprintf '%s\\0' \"$(basename \"$0\")\" \"$@\"\n")
-        .unwrap();
+    std::fs::write(
+        &p,
+        "#!/bin/sh\nprintf 'PWD=%s\\0UID=%s\\0' \"$PWD\" \"$(id -u)\"\nprintf '%s\\0' \"$(basename \"$0\")\" \"$@\"\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// NUL-terminated words (empty words kept).
 fn nul_words(out: &[u8]) -> Vec<String> {
-    out.split(|b| *b == 0).filter(|w| !w.is_empty()).map(|w| String::from_utf8_lossy(w).into_owned()).collect()
+    let mut v: Vec<String> = out.split(|b| *b == 0).map(|w| String::from_utf8_lossy(w).into_owned()).collect();
+    assert_eq!(v.pop().as_deref(), Some(""), "output must end with NUL: {out:?}");
+    v
 }
 
 /// Words that break naive quoting: `$`, `$(…)` (kubelet syntax), quotes,
@@ -357,17 +363,28 @@ fn nasty() -> Vec<String> {
     .to_vec()
 }
 
-/// The container's command from the YAML, expanded as the kubelet does, run
-/// by the real labinit with the YAML's environment (minus CLUSTER_*, which
-/// would make it create accounts on this host): the program gets exactly the
-/// researcher's words, in the workdir.
+/// The container's command and environment from the YAML, expanded as the
+/// kubelet does, run by the real labinit (in a private root: `LABKIT_ROOT`
+/// holds copies of the account files, the host's are never touched): the
+/// account from the profile is created, and the program runs as that user,
+/// in the workdir, with exactly the researcher's words.
 #[test]
 fn yaml_command_reaches_the_program_intact_through_kubelet_and_labinit() {
     let s = Scratch::new("journey");
+    std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let work = s.join("work dir $x");
     let bin = s.join("bin");
-    std::fs::create_dir_all(&work).unwrap();
-    std::fs::create_dir_all(&bin).unwrap();
+    let root = s.join("root");
+    for d in [&work, &bin, &root.join("etc")] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for f in ["passwd", "group"] {
+        std::fs::copy(format!("/etc/{f}"), root.join("etc").join(f)).unwrap();
+    }
+    for f in ["shadow", "gshadow"] {
+        std::fs::write(root.join("etc").join(f), "").unwrap();
+    }
     fake_printer(&bin, "show");
     let wd = work.to_str().unwrap().to_string();
     let p = profile_arg(&s.profile(|t| {
@@ -380,9 +397,11 @@ fn yaml_command_reaches_the_program_intact_through_kubelet_and_labinit() {
     let c = container(doc);
     let env: Vec<(String, String)> = env_pairs(c)
         .into_iter()
-        .filter(|(k, _)| !k.starts_with("CLUSTER_"))
         .map(|(k, v)| (k, kubelet_expand(&v, &[])))
-        .chain([("PATH".to_string(), format!("{}:/usr/bin:/bin", bin.display()))])
+        .chain([
+            ("PATH".to_string(), format!("{}:/usr/bin:/bin", bin.display())),
+            ("LABKIT_ROOT".to_string(), root.to_str().unwrap().to_string()),
+        ])
         .collect();
     assert!(env.contains(&("LITERAL".to_string(), "$(HOME) $$ $X".to_string())), "env values are literal: {env:?}");
     let argv: Vec<String> =
@@ -399,12 +418,20 @@ fn yaml_command_reaches_the_program_intact_through_kubelet_and_labinit() {
         .current_dir("/")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
     let words = nul_words(&out.stdout);
     assert_eq!(words[0], format!("PWD={wd}"));
+    let uid = if nix::unistd::getuid().is_root() { 123456 } else { nix::unistd::getuid().as_raw() };
+    assert_eq!(words[1], format!("UID={uid}"), "{log}");
+    if uid == 123456 {
+        let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+        assert!(passwd.lines().any(|l| l.starts_with("alice:x:123456:11166:")), "{passwd}");
+        assert!(!std::fs::read_to_string("/etc/passwd").unwrap().contains(":123456:11166:"), "host untouched");
+    }
     let mut want = vec!["show".to_string()];
-    want.extend(nasty().into_iter().filter(|w| !w.is_empty()));
-    assert_eq!(&words[1..], &want[..]);
+    want.extend(nasty());
+    assert_eq!(&words[2..], &want[..]);
     // Negative control: the same command without the kubelet's expansion
     // applied differs (the escaping is really needed and really undone).
     let raw = c["command"][3].as_str().unwrap();
@@ -455,7 +482,7 @@ fn runai_line_is_shell_quoted_and_round_trips() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let words = nul_words(&out.stdout)[1..].to_vec();
+    let words = nul_words(&out.stdout)[2..].to_vec();
     // shlex reads it the same way.
     assert_eq!(shlex::split(&line).unwrap()[1..], words[1..]);
     let pos = |w: &str| words.iter().position(|x| x == w).unwrap_or_else(|| panic!("{w} not in {words:?}"));
@@ -485,8 +512,8 @@ fn runai_line_is_shell_quoted_and_round_trips() {
     let got = nul_words(&out.stdout);
     assert_eq!(got[0], format!("PWD={wd}"));
     let mut want = vec!["show".to_string()];
-    want.extend(nasty().into_iter().filter(|w| !w.is_empty()));
-    assert_eq!(&got[1..], &want[..]);
+    want.extend(nasty());
+    assert_eq!(&got[2..], &want[..]);
 }
 
 /// `-c STRING` keeps shell syntax (pipes, &&) and runs in the workdir.
@@ -535,7 +562,7 @@ fn workers_rank_comes_from_the_completion_index() {
             .unwrap();
         let w = nul_words(&out.stdout);
         assert_eq!(
-            w[1..],
+            w[2..],
             [
                 "torchrun",
                 "--nnodes=4",

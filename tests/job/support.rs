@@ -61,9 +61,11 @@ impl Drop for Scratch {
 }
 
 /// `labkit job ARGS…` with a clean environment (HOME points into nowhere,
-/// so a missing --profile never reads the developer's own).
+/// so a missing --profile never reads the developer's own), started in `/`:
+/// outside any checkout, as on a laptop (the other subcommands need one).
 pub fn labkit_job(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_labkit"))
+        .current_dir("/")
         .arg("job")
         .args(args)
         .env_clear()
