@@ -276,7 +276,11 @@ fn execute(inv: &wrap::Invocation, dry_run: bool) -> Result<u8> {
 
 fn print_out(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|_| out.flush()).context("cannot write to stdout")
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        // `labkit job render … | head`: the reader has what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write to stdout"),
+    }
 }
 
 /// The edge of `init`: ask `id`, build the text (pure), write it.
