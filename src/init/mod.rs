@@ -22,4 +22,5 @@ pub mod signals;
 pub mod steps;
 pub mod sudo;
 pub mod supervisor;
+pub mod trusted;
 pub mod validate;

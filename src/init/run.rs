@@ -274,7 +274,9 @@ impl Raw {
             .dirs
             .iter()
             .map(|d| {
-                format!("labinit: warning: cannot enter {}; trying the next directory\n", d.display()).into_bytes()
+                let mut w = log::line("warning", &format!("cannot enter {}; trying the next directory", d.display()));
+                w.push('\n');
+                w.into_bytes()
             })
             .collect();
         let scratch = launch.creds.as_ref().map(Credentials::scratch).unwrap_or_default();
@@ -302,11 +304,31 @@ fn failure_to_fatal(launch: &Launch, f: Failure) -> Fatal {
             let detail = if f.errno != 0 { format!(": {err}") } else { String::new() };
             Fatal::config(format!("cannot drop privileges: {stage}{detail}; the job was not started"))
         }
+        // Too big an environment or argument list is not the command's fault
+        // (exit 126 would say it is): name the sizes and the largest variable.
+        _ if f.errno == libc::E2BIG => Fatal::config(too_big(launch, &err)),
         _ if f.errno == libc::ENOENT || f.errno == libc::ENOTDIR => {
             Fatal::with_code(exit::NOT_FOUND, format!("{program}: command not found"))
         }
         _ => Fatal::with_code(exit::NOT_EXECUTABLE, format!("{program}: cannot execute: {err}")),
     }
+}
+
+/// The message for an exec that failed with `E2BIG`.
+fn too_big(launch: &Launch, err: &std::io::Error) -> String {
+    let program = launch.argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+    let env_bytes: usize = launch.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let arg_bytes: usize = launch.argv.iter().map(|a| a.len() + 1).sum();
+    let largest = launch
+        .env
+        .iter()
+        .max_by_key(|(k, v)| k.len() + v.len())
+        .map(|(k, v)| format!("; the largest variable is {} ({} bytes)", k.to_string_lossy(), k.len() + v.len() + 1))
+        .unwrap_or_default();
+    format!(
+        "cannot start {program}: the environment ({env_bytes} bytes in {} variables) and arguments ({arg_bytes} bytes) are more than the kernel accepts ({err}){largest}; the command is not at fault: shorten that variable (a step's LABKIT_ENV export or the pod's env)",
+        launch.env.len()
+    )
 }
 
 /// Fork, set the child up and exec the job. Returns the child's pid once
@@ -548,7 +570,7 @@ fn start(req: Request) -> Result<i32, Fatal> {
     }
     let nested = outer_supervisor(&env).is_some();
     let start_dir = std::env::current_dir().ok().filter(|p| p.is_absolute());
-    let outcome = boot(&req.root, &env, nested)?;
+    let outcome = boot(&req.root, &env, nested, policy.grace)?;
     let me = std::process::id();
     let identity = outcome.identity.as_ref();
     // Resolved before the services start, so a bad command starts nothing.
@@ -597,7 +619,7 @@ fn start_wait(root: &Path) -> Result<i32, Fatal> {
     if let Some(outer) = nested {
         log::info(format!("running under labinit (pid {outer}): no second setup or services; waiting"));
     }
-    let outcome = boot(root, &env, nested.is_some())?;
+    let outcome = boot(root, &env, nested.is_some(), policy.grace)?;
     let services = start_services(root, &env, &extras, outcome.identity.as_ref(), nested.is_some());
     log::info(match &outcome.identity {
         Some(i) => format!(
@@ -641,14 +663,23 @@ impl Extras {
 /// What `run` and `wait` share before their supervisor: leave the working
 /// directory, become a subreaper when not PID 1, set up (unless nested), take
 /// the signals over. A stop signal received meanwhile ends it with 128+N.
-fn boot(root: &Path, env: &[(OsString, OsString)], nested: bool) -> Result<setup::SetupOutcome, Fatal> {
+fn boot(
+    root: &Path,
+    env: &[(OsString, OsString)],
+    nested: bool,
+    grace: std::time::Duration,
+) -> Result<setup::SetupOutcome, Fatal> {
     // labinit itself must not pin a mount point.
     let _ = std::env::set_current_dir("/");
     if std::process::id() != 1 {
         // Orphans of the job become ours, not the real init's (catatonit).
         let _ = nix::sys::prctl::set_child_subreaper(true);
     }
-    let outcome = if nested { setup::SetupOutcome::default() } else { setup::setup(root, &env_for_setup(env))? };
+    let outcome = if nested {
+        setup::SetupOutcome::default()
+    } else {
+        setup::setup_with_grace(root, &env_for_setup(env), Some(grace))?
+    };
     signals::take_over();
     setup::release_signals();
     if let Some(sig) = setup::pending_signal().or_else(signals::take_pending_stop) {
