@@ -365,4 +365,16 @@ mod tests {
         assert_eq!(text.lines().count(), 2);
         assert!(text.lines().all(|l| l.starts_with("s: ")));
     }
+
+    #[test]
+    fn output_control_characters_are_escaped() {
+        // sshd logs names remote users choose: "\r" or ESC must not reach the log raw.
+        let input: &[u8] = b"Invalid user \rlabinit: error: forged\x1b[2K from 10.0.0.1\nplain\n";
+        let mut out = Vec::new();
+        prefix_lines("ssh", input, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ssh: Invalid user \\rlabinit: error: forged\\x1b[2K from 10.0.0.1\nssh: plain\n"
+        );
+    }
 }

@@ -397,4 +397,59 @@ mod tests {
         assert_eq!(verdict(1000, REG | 0o755, 1000, false), Ok(()));
         assert!(verdict(1001, REG | 0o755, 1000, false).is_err());
     }
+
+    fn temp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("labkit-trusted-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn chmod(p: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn nofollow_refuses_links_where_others_can_write_and_follows_them_elsewhere() {
+        let d = temp("nofollow");
+        std::fs::write(d.join("victim"), "v").unwrap();
+        for (mode, follows) in [(0o777, false), (0o755, true)] {
+            let shared = d.join(format!("shared-{mode:o}"));
+            std::fs::create_dir(&shared).unwrap();
+            chmod(&shared, mode);
+            std::os::unix::fs::symlink(d.join("victim"), shared.join("log")).unwrap();
+            let r = open_nofollow(&shared.join("log"), libc::O_RDONLY, 0);
+            assert_eq!(r.is_ok(), follows, "mode {mode:o}");
+            if !follows {
+                assert_eq!(r.err().and_then(|e| e.raw_os_error()), Some(libc::ELOOP));
+            }
+            // A plain file in the same place is always fine.
+            std::fs::write(shared.join("plain"), "p").unwrap();
+            assert!(open_nofollow(&shared.join("plain"), libc::O_RDONLY, 0).is_ok());
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn trusted_open_names_the_writable_directory() {
+        let d = temp("strict");
+        std::fs::create_dir(d.join("steps")).unwrap();
+        std::fs::write(d.join("steps/x"), "").unwrap();
+        chmod(&d.join("steps/x"), 0o755);
+        chmod(&d.join("steps"), 0o755);
+        let dir = open_trusted(&d.join("steps"), libc::O_PATH | libc::O_DIRECTORY).unwrap();
+        assert!(open_trusted_in(&dir, OsStr::new("x")).is_ok());
+        assert_eq!(names(&dir).unwrap(), vec![OsString::from("x")]);
+        chmod(&d.join("steps"), 0o775);
+        match open_trusted(&d.join("steps"), libc::O_PATH | libc::O_DIRECTORY) {
+            Err(OpenError::Untrusted(u)) => {
+                assert_eq!(u.path, d.join("steps"));
+                assert_eq!(u.why, "writable by group or others");
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a group-writable directory passed"),
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }
