@@ -324,12 +324,13 @@ pub fn open_trusted(path: &Path, flags: i32) -> Result<Opened, OpenError> {
 
 /// Open `name` inside the checked directory `dir` read-only, with the same
 /// rules as [`open_trusted`] (a link may lead out of `dir`; where it leads is
-/// checked from `/`).
+/// checked from `/`). Non-blocking and without taking a terminal, so a FIFO
+/// or device found there cannot hang or affect labinit.
 pub fn open_trusted_in(dir: &Opened, name: &OsStr) -> Result<Opened, OpenError> {
     walk(
         Some((std::os::fd::AsFd::as_fd(&dir.fd), &dir.path)),
         Path::new(name),
-        libc::O_RDONLY,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
         0,
         Rules { me: me(), strict: true },
     )
