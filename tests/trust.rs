@@ -233,3 +233,20 @@ fn services_the_user_can_change_are_refused() {
         }
     }
 }
+
+/// Entries that are not files (a FIFO, a directory, a dangling link) are
+/// skipped without blocking; the ordinary step beside them runs (control).
+#[test]
+fn fifos_directories_and_dangling_links_are_skipped() {
+    assert!(is_root(), "needs root (chown), as CI runs it");
+    let t = TempDir::new("trust-odd");
+    layout(&t);
+    nix::unistd::mkfifo(&t.join("r/steps/40_fifo.sh"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    fs::create_dir(t.join("r/steps/41_dir.sh")).unwrap();
+    symlink(t.join("nowhere"), t.join("r/steps/42_dangling.sh")).unwrap();
+    let err = stderr(&start(&t, &[]));
+    assert!(ran(&t, "x"), "{err}");
+    assert!(err.contains("step 40_fifo.sh: skipped (not a regular file)"), "{err}");
+    assert!(err.contains("step 41_dir.sh: skipped (not a regular file)"), "{err}");
+    assert!(err.contains("step 42_dangling.sh: skipped (dangling link)"), "{err}");
+}
