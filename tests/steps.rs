@@ -247,3 +247,19 @@ fn a_step_name_cannot_forge_a_log_line() {
     assert!(!err.lines().any(|l| l.starts_with("labinit: error: forged")), "{err}");
     assert!(err.contains("step 10_a\\nlabinit: error: forged.sh: ok"), "{err}");
 }
+
+/// A step writing a flood of bad lines gets ten warnings and one count, not
+/// one line each. Control: a good line among them still reaches the job.
+#[test]
+fn a_flood_of_bad_export_lines_is_summarized() {
+    let t = root_with_steps(&[(
+        "10_flood.sh",
+        "#!/bin/sh\ni=0\nwhile [ $i -lt 1000 ]; do echo 'not a line'; i=$((i+1)); done >> \"$LABKIT_ENV\"\necho GOOD=1 >> \"$LABKIT_ENV\"\n",
+    )]);
+    let out = labinit_in(&t, &["/bin/sh", "-c", "echo $GOOD > {O}/good"], &[]).output().unwrap();
+    let err = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(err.lines().filter(|l| l.contains("step 10_flood.sh: LABKIT_ENV line")).count(), 10, "{err}");
+    assert!(err.contains("step 10_flood.sh: 990 more bad LABKIT_ENV lines ignored (up to line 1001)"), "{err}");
+    assert_eq!(fs::read_to_string(t.join("out/good")).unwrap().trim(), "1");
+}

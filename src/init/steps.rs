@@ -287,11 +287,17 @@ pub struct EnvReader {
     line: usize,
     partial: Vec<u8>,
     over_limit: bool,
+    /// Bad lines of the current step (warned up to [`MAX_LINE_WARNINGS`]).
+    bad: usize,
 }
+
+/// Bad `LABKIT_ENV` lines warned about one by one per step; the rest are
+/// counted in one line, so a runaway step cannot flood the log.
+pub const MAX_LINE_WARNINGS: usize = 10;
 
 impl EnvReader {
     pub fn new() -> EnvReader {
-        EnvReader { offset: 0, line: 0, partial: Vec::new(), over_limit: false }
+        EnvReader { offset: 0, line: 0, partial: Vec::new(), over_limit: false, bad: 0 }
     }
 
     /// Parse what `step` appended. `Err(signal)` when a stop signal
@@ -344,6 +350,14 @@ impl EnvReader {
         if !self.partial.is_empty() {
             self.line_done(step, &[], exports);
         }
+        let bad = std::mem::take(&mut self.bad);
+        if bad > MAX_LINE_WARNINGS {
+            log::warn(format!(
+                "step {step}: {} more bad LABKIT_ENV lines ignored (up to line {})",
+                bad - MAX_LINE_WARNINGS,
+                self.line
+            ));
+        }
         Ok(())
     }
 
@@ -357,7 +371,10 @@ impl EnvReader {
             None => Ok(()),
         });
         if let Err(why) = result {
-            log::warn(format!("step {step}: LABKIT_ENV line {}: {why}; line ignored", self.line));
+            self.bad += 1;
+            if self.bad <= MAX_LINE_WARNINGS {
+                log::warn(format!("step {step}: LABKIT_ENV line {}: {why}; line ignored", self.line));
+            }
         }
         self.partial.clear();
     }
@@ -776,5 +793,14 @@ mod tests {
         let mut ex = Exports::default();
         assert_eq!(EnvReader::new().collect("a", &f, &mut ex, &|| Some(15)), Err(15));
         assert!(ex.into_vec().is_empty());
+    }
+
+    #[test]
+    fn bad_lines_are_counted_not_warned_one_by_one() {
+        let f = temp_file("bad line\n".repeat(1000).as_bytes());
+        let mut ex = Exports::default();
+        let mut r = EnvReader::new();
+        r.collect("a", &f, &mut ex, &|| None).unwrap();
+        assert_eq!((r.line, r.bad), (1000, 0), "the count is per step and reset");
     }
 }
