@@ -96,19 +96,28 @@ pub fn job_env(
     exports: &[(String, String)],
     supervisor_pid: Option<u32>,
 ) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = Vec::with_capacity(container.len() + 8);
+    // Linear: an index of names (tens of thousands of exports are possible).
+    let mut env: Vec<Option<(OsString, OsString)>> = Vec::with_capacity(container.len() + 8);
+    let mut index: std::collections::HashMap<OsString, usize> = std::collections::HashMap::new();
     for (k, v) in container {
         if k.as_bytes().starts_with(b"LABKIT_") && k != SUPERVISOR_VAR {
             continue;
         }
-        env.retain(|(n, _)| n != k);
-        env.push((k.clone(), v.clone()));
+        // A repeated name: the last one wins, at the last place.
+        if let Some(i) = index.insert(k.clone(), env.len()) {
+            env[i] = None;
+        }
+        env.push(Some((k.clone(), v.clone())));
     }
-    let mut set = |k: &str, v: OsString| {
-        if let Some(slot) = env.iter_mut().find(|(n, _)| n == k) {
-            slot.1 = v;
-        } else {
-            env.push((k.into(), v));
+    let mut set = |k: &str, v: OsString| match index.get(OsStr::new(k)) {
+        Some(&i) => {
+            if let Some(slot) = env[i].as_mut() {
+                slot.1 = v;
+            }
+        }
+        None => {
+            index.insert(k.into(), env.len());
+            env.push(Some((k.into(), v)));
         }
     };
     if let Some(id) = identity {
@@ -125,7 +134,7 @@ pub fn job_env(
     if let Some(pid) = supervisor_pid {
         set(SUPERVISOR_VAR, pid.to_string().into());
     }
-    env
+    env.into_iter().flatten().collect()
 }
 
 /// Where the job starts, in order of preference (the child takes the first
