@@ -76,8 +76,10 @@ fn a_steps_directory_the_user_owns_is_refused() {
         if owner == USER {
             assert!(!ran(&t, "x"), "a step in a user-owned directory ran as root:\n{err}");
             assert!(
-                err.contains("setup steps in")
-                    && err.contains("r/steps is owned by uid 123456 with mode 0755 (not owned by root)"),
+                err.contains(&format!(
+                    "setup steps refused: {} is owned by uid 123456 with mode 0755 (not owned by root)",
+                    t.join("r/steps").display()
+                )),
                 "{err}"
             );
         } else {
@@ -228,7 +230,7 @@ fn services_the_user_can_change_are_refused() {
         assert_eq!(out.status.code(), Some(0), "{err}");
         assert_eq!(ran(&t, "svc"), owner == 0, "{what} owned by {owner}: {err}");
         if owner == USER {
-            let name = if what == "dir" { "services in" } else { "service hello.sh refused" };
+            let name = if what == "dir" { "services refused: " } else { "service hello.sh refused" };
             assert!(err.contains(name) && err.contains("uid 123456"), "{what}: {err}");
         }
     }

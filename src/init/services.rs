@@ -97,10 +97,10 @@ impl Services {
         s.env = env;
         let entries = match steps::list(dir) {
             Ok(e) => e,
-            Err(steps::ListError::Untrusted(why)) => {
+            Err(steps::ListError::Untrusted(u)) => {
                 log::warn(format!(
-                    "services in {} refused: {why}; {}. No service started",
-                    dir.display(),
+                    "{}; {}. No service started",
+                    steps::refused_dir("services", dir, &u),
                     steps::OWNERSHIP_RULE
                 ));
                 return s;

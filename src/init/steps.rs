@@ -150,15 +150,25 @@ impl Runnable {
 pub enum ListError {
     Io(io::Error),
     /// The directory, or one above it, fails the ownership rule.
-    Untrusted(String),
+    Untrusted(trusted::Untrusted),
 }
 
 impl std::fmt::Display for ListError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ListError::Io(e) => e.fmt(f),
-            ListError::Untrusted(why) => f.write_str(why),
+            ListError::Untrusted(u) => u.fmt(f),
         }
+    }
+}
+
+/// "WHAT refused: …" for a directory that fails the ownership rule, naming
+/// the directory only when the culprit is another one (a parent, a link).
+pub fn refused_dir(what: &str, dir: &Path, u: &trusted::Untrusted) -> String {
+    if u.path == dir {
+        format!("{what} refused: {u}")
+    } else {
+        format!("{what} in {} refused: {u}", dir.display())
     }
 }
 
@@ -176,7 +186,7 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, ListError> {
         Ok(d) => d,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Vec::new()),
         Err(trusted::OpenError::Io { err, .. }) => return Err(ListError::Io(err)),
-        Err(trusted::OpenError::Untrusted(u)) => return Err(ListError::Untrusted(u.to_string())),
+        Err(trusted::OpenError::Untrusted(u)) => return Err(ListError::Untrusted(u)),
     };
     let mut names = trusted::names(&opened).map_err(ListError::Io)?;
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
@@ -413,8 +423,8 @@ fn stopped_by(sig: i32, name: &str) -> Fatal {
 pub fn run_all(opts: &StepOptions, pending: &dyn Fn() -> Option<i32>) -> Result<Vec<Export>, Fatal> {
     let steps = match list(&opts.dir) {
         Ok(s) => s,
-        Err(ListError::Untrusted(why)) => {
-            let msg = format!("setup steps in {} refused: {why}; {OWNERSHIP_RULE}. No step runs", opts.dir.display());
+        Err(ListError::Untrusted(u)) => {
+            let msg = format!("{}; {OWNERSHIP_RULE}. No step runs", refused_dir("setup steps", &opts.dir, &u));
             if opts.abort_on_failure {
                 return Err(Fatal::config(format!("{msg} (LABKIT_STEP_FAILURE=abort)")));
             }
