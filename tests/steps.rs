@@ -53,6 +53,10 @@ fn stop_signal_ends_a_stopped_step() {
             "{mode:?}: {err}"
         );
         assert!(!err.contains("grace period expired"), "{mode:?}: SIGCONT should have been enough:\n{err}");
+        assert!(
+            err.contains("step 10_stopped.sh was stopped by SIGSTOP"),
+            "{mode:?}: the stop was not reported:\n{err}"
+        );
         assert!(!run.exists("a.ready"), "{mode:?}: the job started");
     }
 }
@@ -262,4 +266,27 @@ fn a_flood_of_bad_export_lines_is_summarized() {
     assert_eq!(err.lines().filter(|l| l.contains("step 10_flood.sh: LABKIT_ENV line")).count(), 10, "{err}");
     assert!(err.contains("step 10_flood.sh: 990 more bad LABKIT_ENV lines ignored (up to line 1001)"), "{err}");
     assert_eq!(fs::read_to_string(t.join("out/good")).unwrap().trim(), "1");
+}
+
+/// A step whose `#!` interpreter is missing is reported as such (errno
+/// kept), counts as failed (126) and the next step runs. Control: the same
+/// script with an existing interpreter runs.
+#[test]
+fn a_missing_interpreter_is_named() {
+    for (interp, ok) in [("/nonexistent/bash", false), ("/bin/sh", true)] {
+        let t = root_with_steps(&[
+            ("10_a.sh", &format!("#!{interp}\ntouch {{O}}/a\n")),
+            ("20_b.sh", "#!/bin/sh\ntouch {O}/b\n"),
+        ]);
+        let out = labinit_in(&t, &["/bin/true"], &[]).output().unwrap();
+        let err = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert_eq!(t.join("out/a").exists(), ok, "{err}");
+        assert!(t.join("out/b").exists(), "{err}");
+        let named = "step 10_a.sh: could not start: No such file or directory (os error 2) (the interpreter its #! line names is not in this image)";
+        assert_eq!(err.contains(named), !ok, "{err}");
+        if !ok {
+            assert!(err.contains("step 10_a.sh failed with exit code 126"), "{err}");
+        }
+    }
 }

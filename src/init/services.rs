@@ -241,13 +241,6 @@ impl Services {
     }
 }
 
-fn describe_err(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(libc::ENOENT) => format!("{e} (is /proc mounted? services are run through /proc/self/fd)"),
-        _ => e.to_string(),
-    }
-}
-
 /// Start one service: own session, stdin from /dev/null, stdout and stderr
 /// into a pipe read by a thread that prefixes each line with the name.
 fn spawn(s: &Service, env: &[(OsString, OsString)]) -> Result<i32, String> {
@@ -273,7 +266,7 @@ fn spawn(s: &Service, env: &[(OsString, OsString)]) -> Result<i32, String> {
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|e| describe_err(&e))?;
+    let child = cmd.spawn().map_err(|e| steps::start_error(&e))?;
     drop(cmd); // closes our copies of the write end: EOF when the service's side is gone
     let pid = child.id() as i32;
     let name = s.name.clone();

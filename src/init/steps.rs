@@ -469,7 +469,7 @@ pub fn run_all(opts: &StepOptions, pending: &dyn Fn() -> Option<i32>) -> Result<
         let code = match &outcome {
             Ok(o) => o.code,
             Err(e) => {
-                log::warn(format!("step {name}: could not start: {e}"));
+                log::warn(format!("step {name}: could not start: {}", start_error(e)));
                 exit::NOT_EXECUTABLE
             }
         };
@@ -503,6 +503,20 @@ pub fn run_all(opts: &StepOptions, pending: &dyn Fn() -> Option<i32>) -> Result<
         }
     }
     Ok(exports.into_vec())
+}
+
+/// Why a step or service could not be started, errno kept: ENOENT for a
+/// file that was just opened means its `#!` interpreter is missing, or
+/// `/proc` (through which it runs) is not mounted.
+pub fn start_error(e: &io::Error) -> String {
+    if e.raw_os_error() != Some(libc::ENOENT) {
+        return e.to_string();
+    }
+    if Path::new("/proc/self/fd").is_dir() {
+        format!("{e} (the interpreter its #! line names is not in this image)")
+    } else {
+        format!("{e} (/proc is not mounted: steps and services are run through /proc/self/fd)")
+    }
 }
 
 /// How a step ended.
@@ -589,6 +603,7 @@ fn run_one(
     let warn_at = started + opts.warn_after;
     let timeout_at = opts.timeout.filter(|t| !t.is_zero()).and_then(|t| started.checked_add(t));
     let mut warned = false;
+    let mut said_stopped = false;
     let mut seen = STOP_SIGNALS.load(Ordering::SeqCst);
     let mut stopped_by = None;
     let mut timed_out = false;
@@ -601,8 +616,16 @@ fn run_one(
         if main.is_none() {
             let mut status = 0;
             // SAFETY: waiting for our own child.
-            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-            if r == pid {
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+            if r == pid && libc::WIFSTOPPED(status) {
+                // Only said: a stop signal or LABKIT_STEP_TIMEOUT ends it.
+                if !std::mem::replace(&mut said_stopped, true) {
+                    log::warn(format!(
+                        "step {name} was stopped by {} (a terminal stops a background process that uses it); setup waits until it is continued (a stop signal to the container or LABKIT_STEP_TIMEOUT ends it)",
+                        signals::name(libc::WSTOPSIG(status))
+                    ));
+                }
+            } else if r == pid {
                 main = Some(if libc::WIFSIGNALED(status) {
                     exit::SIGNAL_BASE + libc::WTERMSIG(status)
                 } else {
