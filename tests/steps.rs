@@ -290,3 +290,45 @@ fn a_missing_interpreter_is_named() {
         }
     }
 }
+
+/// In a bare chroot without /proc (and without /dev/null) a checked step
+/// still runs, by its checked path (`$0` is that path), reading an empty
+/// pipe; with /proc mounted the same step runs through its descriptor (`$0`
+/// is /proc/self/fd/N). A static busybox is the shell.
+#[test]
+fn steps_run_in_a_chroot_without_proc() {
+    let busybox = ["/usr/bin/busybox", "/bin/busybox"].into_iter().find(|p| std::path::Path::new(p).exists());
+    let busybox = busybox.expect("busybox (static) is needed: tests/tools/deps.sh installs it");
+    for with_proc in [false, true] {
+        let t = TempDir::new("chroot-noproc");
+        let r = t.join("r");
+        for d in ["bin", "steps", "opt/lab", "out", "proc", "tmp"] {
+            fs::create_dir_all(r.join(d)).unwrap();
+        }
+        fs::copy(busybox, r.join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", r.join("bin/sh")).unwrap();
+        fs::copy(common::labinit(), r.join("opt/lab/labinit")).unwrap();
+        fs::write(r.join("steps/10_a.sh"), "#!/bin/sh\necho \"$0\" > /out/zero\n").unwrap();
+        fs::set_permissions(r.join("steps/10_a.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        let mount = if with_proc { "mount -t proc proc \"$0/proc\" && " } else { "" };
+        let out = Command::new("unshare")
+            .args(["--mount", "--pid", "--fork", "sh", "-c"])
+            .arg(format!("{mount}exec chroot \"$0\" /opt/lab/labinit run -- /bin/sh -c 'echo job > /out/job'"))
+            .arg(&r)
+            .env_clear()
+            .env("PATH", "/bin:/usr/bin:/usr/sbin:/sbin")
+            .env("LABKIT_STEPS_DIR", "/steps")
+            .env("LABKIT_SERVICES_DIR", "/svc")
+            .output()
+            .unwrap();
+        let err = text(&out);
+        assert_eq!(out.status.code(), Some(0), "proc {with_proc}: {err}");
+        assert_eq!(fs::read_to_string(r.join("out/job")).unwrap_or_default(), "job\n", "{err}");
+        let zero = fs::read_to_string(r.join("out/zero")).unwrap_or_default();
+        if with_proc {
+            assert!(zero.starts_with("/proc/self/fd/"), "control: with /proc: {zero:?}\n{err}");
+        } else {
+            assert_eq!(zero, "/steps/10_a.sh\n", "{err}");
+        }
+    }
+}

@@ -256,7 +256,7 @@ fn spawn(s: &Service, env: &[(OsString, OsString)]) -> Result<i32, String> {
     cmd.env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir("/")
-        .stdin(Stdio::null())
+        .stdin(steps::empty_stdin())
         .stdout(Stdio::from(wr))
         .stderr(Stdio::from(wr2));
     // SAFETY: setsid is async-signal-safe (the signal reset is in `command`).

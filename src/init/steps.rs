@@ -102,16 +102,26 @@ pub struct Entry {
 
 /// A checked file, executed through its descriptor (`/proc/self/fd/N`), so
 /// what runs is what was checked even if the path changes meanwhile.
+/// Without `/proc` (a bare chroot) the path it was reached by, links
+/// resolved, is executed instead: every directory on that path passed the
+/// ownership rule, so only root could change what it names.
 pub struct Runnable {
     fd: OwnedFd,
     /// Where it was found (for messages and `argv[0]`).
     pub path: PathBuf,
+    /// The path it was opened by, links resolved (all of it checked).
+    real: PathBuf,
 }
 
 impl Runnable {
-    /// The path that reaches this descriptor in the child.
+    /// The path that reaches this file in the child: its descriptor, or
+    /// without `/proc` its checked path.
     pub fn proc_path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+        if Path::new("/proc/self/fd").is_dir() {
+            PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+        } else {
+            self.real.clone()
+        }
     }
 
     /// A command running this file (`shell` for a `*.sh` without the
@@ -200,8 +210,11 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, ListError> {
         let (kind, file) = match trusted::open_trusted_in(&opened, OsStr::from_bytes(raw.as_bytes())) {
             Ok(f) => {
                 let kind = classify(&name, f.is_regular(), f.mode);
-                let file = matches!(kind, StepKind::Executable | StepKind::ShellScript)
-                    .then(|| Runnable { fd: f.fd, path: dir.join(&raw) });
+                let file = matches!(kind, StepKind::Executable | StepKind::ShellScript).then(|| Runnable {
+                    fd: f.fd,
+                    path: dir.join(&raw),
+                    real: f.path,
+                });
                 (kind, file)
             }
             Err(trusted::OpenError::Untrusted(u)) => (StepKind::Refused(u.to_string()), None),
@@ -462,7 +475,7 @@ pub fn run_all(opts: &StepOptions, pending: &dyn Fn() -> Option<i32>) -> Result<
         };
         let Some(file) = &entry.file else { continue };
         let mut cmd = file.command(shell);
-        cmd.env_clear().envs(opts.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).process_group(0);
+        cmd.env_clear().envs(opts.env.iter().map(|(k, v)| (k, v))).stdin(empty_stdin()).process_group(0);
         let started = Instant::now();
         let outcome = run_one(&name, &mut cmd, opts, pending);
         let ms = started.elapsed().as_millis();
@@ -505,17 +518,31 @@ pub fn run_all(opts: &StepOptions, pending: &dyn Fn() -> Option<i32>) -> Result<
     Ok(exports.into_vec())
 }
 
-/// Why a step or service could not be started, errno kept: ENOENT for a
-/// file that was just opened means its `#!` interpreter is missing, or
-/// `/proc` (through which it runs) is not mounted.
-pub fn start_error(e: &io::Error) -> String {
-    if e.raw_os_error() != Some(libc::ENOENT) {
-        return e.to_string();
+/// Standard input for a step or service: `/dev/null`, or where a bare root
+/// has none, a pipe whose writing end is already closed (reads see EOF).
+pub fn empty_stdin() -> Stdio {
+    if let Ok(f) = std::fs::File::open("/dev/null") {
+        return Stdio::from(f);
     }
-    if Path::new("/proc/self/fd").is_dir() {
+    let mut fds = [0; 2];
+    // SAFETY: valid array for pipe2; both ends are owned right away.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
+        use std::os::fd::FromRawFd;
+        let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        drop(wr);
+        return Stdio::from(rd);
+    }
+    Stdio::null()
+}
+
+/// Why a step or service could not be started, errno kept: ENOENT for a
+/// file that was just opened and checked means its `#!` interpreter is
+/// missing.
+pub fn start_error(e: &io::Error) -> String {
+    if e.raw_os_error() == Some(libc::ENOENT) {
         format!("{e} (the interpreter its #! line names is not in this image)")
     } else {
-        format!("{e} (/proc is not mounted: steps and services are run through /proc/self/fd)")
+        e.to_string()
     }
 }
 
