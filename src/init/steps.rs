@@ -7,7 +7,14 @@
 //! A failing step is a warning and the next step runs (the legacy behaviour
 //! images built on ours rely on) unless `LABKIT_STEP_FAILURE=abort`. Steps hand
 //! variables to the job by appending `NAME=value` lines to the file named by
-//! `LABKIT_ENV`; see [`parse_env_line`] for the exact grammar.
+//! `LABKIT_ENV`; see [`parse_env_line`] for the exact grammar and
+//! [`EnvReader`] for the bounds.
+//!
+//! As steps (and services, listed the same way by [`list`]) run as root, only
+//! what passes the ownership rule of [`trusted`] runs, and the descriptor that
+//! was checked is what is executed. Each step is supervised like the job
+//! (`run_one`): stdin `/dev/null`, a stop signal passed to its process group
+//! with SIGCONT and SIGKILL after the grace, `LABKIT_STEP_TIMEOUT`.
 
 use std::ffi::OsStr;
 use std::io;

@@ -4,7 +4,7 @@
 //! - [`open_nofollow`]: a file in a place a user may control (the idle log
 //!   on a shared volume): no component may be a symbolic link, so a link a
 //!   user planted can never send a root write elsewhere.
-//! - [`open_trusted`] and [`list_trusted`]: what root runs (setup steps,
+//! - [`open_trusted`], [`open_trusted_in`] and [`names`]: what root runs (setup steps,
 //!   services). Every directory from `/` down and the file itself must be
 //!   owned by root (or by labinit's own uid when it is not root) and
 //!   writable by nobody else — the rule OpenSSH's `StrictModes` applies to
