@@ -384,7 +384,7 @@ impl SignalGuard {
                 signal_hook::low_level::register(sig, move || {
                     PENDING_SIGNAL.store(sig, Ordering::SeqCst);
                     // The running step's supervision passes it on.
-                    steps::STOP_SIGNALS.fetch_add(1, Ordering::SeqCst);
+                    steps::note_stop_signal();
                 })
             };
             if let Ok(id) = id {

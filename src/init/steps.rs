@@ -41,6 +41,36 @@ pub static CURRENT_STEP_PGID: AtomicI32 = AtomicI32::new(0);
 /// new one even when the same signal arrives twice.
 pub static STOP_SIGNALS: AtomicUsize = AtomicUsize::new(0);
 
+/// Write end of the pipe that wakes a step's supervision when a stop signal
+/// arrives (-1 until [`run_all`] made it): a signal landing just before the
+/// wait would otherwise only be seen at the next timeout.
+static WAKE_WRITE: AtomicI32 = AtomicI32::new(-1);
+static WAKE_READ: AtomicI32 = AtomicI32::new(-1);
+
+/// Called by setup's signal handler: count the stop signal and wake the
+/// running step's supervision. Async-signal-safe (an atomic and `write`).
+pub fn note_stop_signal() {
+    STOP_SIGNALS.fetch_add(1, Ordering::SeqCst);
+    let fd = WAKE_WRITE.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: write(2) of one byte from a static; a full pipe is fine.
+        unsafe { libc::write(fd, b"!".as_ptr().cast(), 1) };
+    }
+}
+
+/// Make the wake-up pipe once (non-blocking, close-on-exec, kept for good).
+fn wake_pipe() {
+    if WAKE_READ.load(Ordering::SeqCst) >= 0 {
+        return;
+    }
+    let mut fds = [0; 2];
+    // SAFETY: valid array for pipe2.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } == 0 {
+        WAKE_READ.store(fds[0], Ordering::SeqCst);
+        WAKE_WRITE.store(fds[1], Ordering::SeqCst);
+    }
+}
+
 /// Longest `NAME=value` line a step may export: the job's whole environment
 /// must fit the kernel's limit at exec (128 KiB for one string, a quarter of
 /// the stack limit for all), and a value that does not makes the job itself
@@ -455,6 +485,7 @@ pub fn run_all(opts: &StepOptions, pending: &dyn Fn() -> Option<i32>) -> Result<
     };
     let mut exports = Exports::default();
     let mut reader = EnvReader::new();
+    wake_pipe();
     for entry in steps {
         let name = entry.name;
         if let Some(sig) = pending() {
@@ -593,21 +624,25 @@ fn signal_group(pgid: i32, sig: i32) {
     }
 }
 
-/// Sleep until `pid` changes state, a signal arrives (a handler runs), or
-/// `timeout` passes.
+/// Sleep until `pid` changes state (its pidfd), a stop signal arrives (the
+/// wake-up pipe), or `timeout` passes. Without a pidfd (kernel before 5.3)
+/// in steps of at most 50 ms.
 fn wait_event(pidfd: Option<&OwnedFd>, timeout: Duration) {
-    let ms = timeout.as_millis().clamp(1, 1000) as i32;
-    match pidfd {
-        Some(fd) => {
-            let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-            // SAFETY: one valid pollfd.
-            unsafe { libc::poll(&mut p, 1, ms) };
-        }
-        // No pidfd (kernel before 5.3): poll in short steps.
-        None => {
-            // SAFETY: poll without descriptors is an interruptible sleep.
-            unsafe { libc::poll(std::ptr::null_mut(), 0, ms.min(50)) };
-        }
+    let mut ms = timeout.as_millis().clamp(1, 1000) as i32;
+    let wake = WAKE_READ.load(Ordering::SeqCst);
+    let mut fds = [
+        libc::pollfd { fd: wake, events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: pidfd.map_or(-1, |f| f.as_raw_fd()), events: libc::POLLIN, revents: 0 },
+    ];
+    if pidfd.is_none() {
+        ms = ms.min(50);
+    }
+    // SAFETY: two valid pollfds (a negative fd is ignored by poll).
+    unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+    if wake >= 0 && fds[0].revents != 0 {
+        let mut buf = [0u8; 64];
+        // SAFETY: draining our own non-blocking pipe into a local buffer.
+        while unsafe { libc::read(wake, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
     }
 }
 
