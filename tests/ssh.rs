@@ -166,3 +166,78 @@ fn private_dirs(d: &common::TempDir, pubkey: &str) {
     }
     std::fs::write(d.join("roothome/.ssh/authorized_keys"), pubkey).unwrap();
 }
+
+/// Run the service script with `sh` (a shell command, e.g. `busybox sh`),
+/// SSH_PORT=`port` and a good key; the key writer (`LABKIT_LABINIT`) and
+/// sshd are recorders, the key writer fails so the script stops there.
+/// Returns the output and whether a recorder was reached.
+fn port_check(sh: &[&str], port: &str) -> (String, bool) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::TempDir::new("ssh-port");
+    let mark = dir.join("reached");
+    for (name, body) in [("labinit", "cat >/dev/null\nexit 1"), ("sshd", "exit 0")] {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\ntouch {}\n{body}\n", mark.display())).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGqHd3Hq7S4bXx3fXWm5xg0Qy5sQm8m9p7oQwq4s0Ruk alice@laptop";
+    let out = Command::new(sh[0])
+        .args(&sh[1..])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/services/ssh"))
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+        .env("SSH_PUBLIC_KEY", key)
+        .env("SSH_PORT", port)
+        .env("LABKIT_USER", "alice")
+        .env("LABKIT_UID", "123456")
+        .env("LABKIT_GID", "11166")
+        .env("LABKIT_HOME", dir.join("home"))
+        .env("LABKIT_LABINIT", dir.join("labinit"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "a refused port is not a service failure: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (text, mark.exists())
+}
+
+/// SSH_PORT is checked as a string before any arithmetic: a number too big
+/// for the shell (`[ -gt ]` fails inside `if`, which reads as "not greater")
+/// and every other non-port gets one `error:` line, no key file and no sshd,
+/// with dash and busybox sh. Controls: ports 1, 22 and 65535 reach the key
+/// writer.
+#[test]
+fn ssh_port_is_checked_as_a_string_first() {
+    let mut shells: Vec<Vec<&str>> = vec![vec!["/bin/sh"]];
+    for bb in ["/usr/bin/busybox", "/bin/busybox"] {
+        if Path::new(bb).exists() {
+            shells.push(vec![bb, "sh"]);
+            break;
+        }
+    }
+    let bad = [
+        "99999999999999999999",
+        "18446744073709551638",
+        "65536",
+        "100000",
+        "022",
+        "0",
+        "+22",
+        "-1",
+        " 22",
+        "22 ",
+        "0x16",
+        "2222\nlabinit: error: forged",
+    ];
+    for sh in &shells {
+        for port in bad {
+            let (text, reached) = port_check(sh, port);
+            assert!(!reached, "{sh:?} SSH_PORT={port:?}: the key writer or sshd was reached:\n{text}");
+            assert_eq!(text.lines().filter(|l| l.contains("error: SSH_PORT=")).count(), 1, "{sh:?} {port:?}:\n{text}");
+            assert_eq!(text.lines().count(), 1, "{sh:?} {port:?}: one line only:\n{text}");
+        }
+        for port in ["1", "22", "65535"] {
+            let (text, reached) = port_check(sh, port);
+            assert!(reached, "control {sh:?} SSH_PORT={port}: a valid port was refused:\n{text}");
+        }
+    }
+}

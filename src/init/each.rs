@@ -422,14 +422,12 @@ fn pump(
     got
 }
 
-/// A command string for a log line: one line, at most 200 characters.
+/// A command string for a log line: at most 200 characters, control
+/// characters escaped.
 fn log_text(s: &str) -> String {
-    let one: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if one.chars().count() > 200 {
-        format!("{}…", one.chars().take(200).collect::<String>())
-    } else {
-        one
-    }
+    let short: String = s.chars().take(200).collect();
+    let more = if s.chars().count() > 200 { "…" } else { "" };
+    format!("{}{more}", log::escape(&short))
 }
 
 #[cfg(test)]

@@ -24,4 +24,5 @@ pub mod steps;
 pub mod sudo;
 pub mod summary;
 pub mod supervisor;
+pub mod trusted;
 pub mod validate;

@@ -96,19 +96,28 @@ pub fn job_env(
     exports: &[(String, String)],
     supervisor_pid: Option<u32>,
 ) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = Vec::with_capacity(container.len() + 8);
+    // Linear: an index of names (tens of thousands of exports are possible).
+    let mut env: Vec<Option<(OsString, OsString)>> = Vec::with_capacity(container.len() + 8);
+    let mut index: std::collections::HashMap<OsString, usize> = std::collections::HashMap::new();
     for (k, v) in container {
         if k.as_bytes().starts_with(b"LABKIT_") && k != SUPERVISOR_VAR {
             continue;
         }
-        env.retain(|(n, _)| n != k);
-        env.push((k.clone(), v.clone()));
+        // A repeated name: the last one wins, at the last place.
+        if let Some(i) = index.insert(k.clone(), env.len()) {
+            env[i] = None;
+        }
+        env.push(Some((k.clone(), v.clone())));
     }
-    let mut set = |k: &str, v: OsString| {
-        if let Some(slot) = env.iter_mut().find(|(n, _)| n == k) {
-            slot.1 = v;
-        } else {
-            env.push((k.into(), v));
+    let mut set = |k: &str, v: OsString| match index.get(OsStr::new(k)) {
+        Some(&i) => {
+            if let Some(slot) = env[i].as_mut() {
+                slot.1 = v;
+            }
+        }
+        None => {
+            index.insert(k.into(), env.len());
+            env.push(Some((k.into(), v)));
         }
     };
     if let Some(id) = identity {
@@ -125,7 +134,7 @@ pub fn job_env(
     if let Some(pid) = supervisor_pid {
         set(SUPERVISOR_VAR, pid.to_string().into());
     }
-    env
+    env.into_iter().flatten().collect()
 }
 
 /// Where the job starts, in order of preference (the child takes the first
@@ -274,7 +283,9 @@ impl Raw {
             .dirs
             .iter()
             .map(|d| {
-                format!("labinit: warning: cannot enter {}; trying the next directory\n", d.display()).into_bytes()
+                let mut w = log::line("warning", &format!("cannot enter {}; trying the next directory", d.display()));
+                w.push('\n');
+                w.into_bytes()
             })
             .collect();
         let scratch = launch.creds.as_ref().map(Credentials::scratch).unwrap_or_default();
@@ -302,11 +313,31 @@ fn failure_to_fatal(launch: &Launch, f: Failure) -> Fatal {
             let detail = if f.errno != 0 { format!(": {err}") } else { String::new() };
             Fatal::config(format!("cannot drop privileges: {stage}{detail}; the job was not started"))
         }
+        // Too big an environment or argument list is not the command's fault
+        // (exit 126 would say it is): name the sizes and the largest variable.
+        _ if f.errno == libc::E2BIG => Fatal::config(too_big(launch, &err)),
         _ if f.errno == libc::ENOENT || f.errno == libc::ENOTDIR => {
             Fatal::with_code(exit::NOT_FOUND, format!("{program}: command not found"))
         }
         _ => Fatal::with_code(exit::NOT_EXECUTABLE, format!("{program}: cannot execute: {err}")),
     }
+}
+
+/// The message for an exec that failed with `E2BIG`.
+fn too_big(launch: &Launch, err: &std::io::Error) -> String {
+    let program = launch.argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+    let env_bytes: usize = launch.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let arg_bytes: usize = launch.argv.iter().map(|a| a.len() + 1).sum();
+    let largest = launch
+        .env
+        .iter()
+        .max_by_key(|(k, v)| k.len() + v.len())
+        .map(|(k, v)| format!("; the largest variable is {} ({} bytes)", k.to_string_lossy(), k.len() + v.len() + 1))
+        .unwrap_or_default();
+    format!(
+        "cannot start {program}: the environment ({env_bytes} bytes in {} variables) and arguments ({arg_bytes} bytes) are more than the kernel accepts ({err}){largest}; the command is not at fault: shorten that variable (a step's LABKIT_ENV export or the pod's env)",
+        launch.env.len()
+    )
 }
 
 /// Fork, set the child up and exec the job. Returns the child's pid once
@@ -548,7 +579,7 @@ fn start(req: Request) -> Result<i32, Fatal> {
     }
     let nested = outer_supervisor(&env).is_some();
     let start_dir = std::env::current_dir().ok().filter(|p| p.is_absolute());
-    let outcome = boot(&req.root, &env, nested)?;
+    let outcome = boot(&req.root, &env, nested, policy.grace)?;
     if !nested {
         crate::init::summary::log_start(&env, &req.root);
     }
@@ -606,7 +637,7 @@ fn start_wait(root: &Path) -> Result<i32, Fatal> {
     if let Some(outer) = nested {
         log::info(format!("running under labinit (pid {outer}): no second setup or services; waiting"));
     }
-    let outcome = boot(root, &env, nested.is_some())?;
+    let outcome = boot(root, &env, nested.is_some(), policy.grace)?;
     if nested.is_none() {
         crate::init::summary::log_start(&env, root);
     }
@@ -651,14 +682,23 @@ impl Extras {
 /// What `run` and `wait` share before their supervisor: leave the working
 /// directory, become a subreaper when not PID 1, set up (unless nested), take
 /// the signals over. A stop signal received meanwhile ends it with 128+N.
-fn boot(root: &Path, env: &[(OsString, OsString)], nested: bool) -> Result<setup::SetupOutcome, Fatal> {
+fn boot(
+    root: &Path,
+    env: &[(OsString, OsString)],
+    nested: bool,
+    grace: std::time::Duration,
+) -> Result<setup::SetupOutcome, Fatal> {
     // labinit itself must not pin a mount point.
     let _ = std::env::set_current_dir("/");
     if std::process::id() != 1 {
         // Orphans of the job become ours, not the real init's (catatonit).
         let _ = nix::sys::prctl::set_child_subreaper(true);
     }
-    let outcome = if nested { setup::SetupOutcome::default() } else { setup::setup(root, &env_for_setup(env))? };
+    let outcome = if nested {
+        setup::SetupOutcome::default()
+    } else {
+        setup::setup_with_grace(root, &env_for_setup(env), Some(grace))?
+    };
     signals::take_over();
     setup::release_signals();
     if let Some(sig) = setup::pending_signal().or_else(signals::take_pending_stop) {

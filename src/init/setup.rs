@@ -61,7 +61,20 @@ pub fn pending_signal() -> Option<i32> {
 /// `root` prefixes every file path (`/` in production, a temp dir in tests);
 /// `env` is the container's environment.
 pub fn setup(root: &Path, env: &[(String, String)]) -> Result<SetupOutcome, Fatal> {
-    let cfg = SetupConfig::from_env(env)?;
+    setup_with_grace(root, env, None)
+}
+
+/// [`setup`] with the grace period of `labinit run --grace` (else
+/// `LABKIT_GRACE`) for a step a stop signal or `LABKIT_STEP_TIMEOUT` ends.
+pub fn setup_with_grace(
+    root: &Path,
+    env: &[(String, String)],
+    grace: Option<std::time::Duration>,
+) -> Result<SetupOutcome, Fatal> {
+    let mut cfg = SetupConfig::from_env(env)?;
+    if let Some(g) = grace {
+        cfg.grace = g;
+    }
     log::set_quiet(cfg.quiet);
     let root = Root::new(root);
     install_signal_guard();
@@ -296,7 +309,9 @@ fn run_steps(
         let _ = std::fs::create_dir_all(parent);
     }
     let _ = std::fs::remove_file(&env_file);
-    std::fs::OpenOptions::new()
+    // Kept open: the exports are read through this descriptor, never by path.
+    let env_fd = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(0o600)
@@ -328,7 +343,9 @@ fn run_steps(
         dir,
         abort_on_failure: cfg.step_abort,
         warn_after: cfg.step_warn,
-        env_file: env_file.clone(),
+        timeout: cfg.step_timeout,
+        grace: cfg.grace,
+        env_file: env_fd,
         env: step_env,
         shell,
     };
@@ -349,7 +366,8 @@ fn env_file_path(root: &Root) -> PathBuf {
 
 /// Handlers for TERM/INT/HUP/QUIT while setup runs: as PID 1 a signal without
 /// a handler is silently dropped by the kernel, and the legacy ignored them.
-/// The handler records the signal and passes it to the running step's group.
+/// The handler records the signal; the running step's supervision passes it
+/// on ([`steps::run_all`]).
 struct SignalGuard {
     ids: Vec<signal_hook::SigId>,
 }
@@ -365,10 +383,8 @@ impl SignalGuard {
             let id = unsafe {
                 signal_hook::low_level::register(sig, move || {
                     PENDING_SIGNAL.store(sig, Ordering::SeqCst);
-                    let pg = steps::CURRENT_STEP_PGID.load(Ordering::SeqCst);
-                    if pg > 0 {
-                        libc::kill(-pg, sig);
-                    }
+                    // The running step's supervision passes it on.
+                    steps::note_stop_signal();
                 })
             };
             if let Ok(id) = id {

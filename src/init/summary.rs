@@ -140,13 +140,10 @@ pub fn gather(env: &[(OsString, OsString)], root: &Path) -> Facts {
     }
 }
 
-/// A value from the environment, safe for one log line: control characters
-/// become `\u{..}` escapes, at most 200 characters.
+/// A value from the environment, safe for one log line: at most 200
+/// characters, control characters escaped ([`crate::init::log::escape`]).
 fn printable(s: &str) -> String {
-    s.chars()
-        .take(200)
-        .flat_map(|c| if c.is_control() { c.escape_unicode().collect::<Vec<_>>() } else { vec![c] })
-        .collect()
+    crate::init::log::escape(&s.chars().take(200).collect::<String>()).into_owned()
 }
 
 /// Logs the identity lines and the `/dev/shm` warning (run and wait).
@@ -257,7 +254,7 @@ mod tests {
     fn environment_values_cannot_forge_lines() {
         let env = vec![(OsString::from("LAB_IMAGE"), OsString::from("x\nlabinit: forged"))];
         let f = gather(&env, Path::new("/nonexistent"));
-        assert_eq!(f.image.as_deref(), Some("x\\u{a}labinit: forged"));
+        assert_eq!(f.image.as_deref(), Some("x\\nlabinit: forged"));
         assert!(!identity_lines(&f)[0].contains('\n'));
     }
 
