@@ -99,8 +99,9 @@ pub type Export = (String, String);
 
 /// Parse one `LABKIT_ENV` line. Blank lines and `#` comments give `None`.
 /// Grammar: `NAME=value`, NAME = `[A-Za-z_][A-Za-z0-9_]*` and not `LABKIT_*`
-/// (labinit's own), value taken literally to the end of the line (no quotes,
-/// no expansion), without NUL.
+/// (labinit's own) nor HOME, USER, LOGNAME, SHELL (the account's: see
+/// [`crate::init::job::reserved_export`]), value taken literally to the end
+/// of the line (no quotes, no expansion), without NUL.
 pub fn parse_env_line(line: &str) -> Result<Option<Export>, String> {
     let trimmed = line.trim_start();
     if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -116,6 +117,9 @@ pub fn parse_env_line(line: &str) -> Result<Option<Export>, String> {
     }
     if name.starts_with("LABKIT_") {
         return Err(format!("{name} is reserved for labinit"));
+    }
+    if let Some(why) = crate::init::job::reserved_export(name) {
+        return Err(why);
     }
     if value.contains('\0') {
         return Err("the value contains a NUL byte".into());
