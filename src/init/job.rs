@@ -500,4 +500,220 @@ mod tests {
         assert_eq!(shell_argv(Path::new("/bin/sh"), "true", true)[2], "true");
         assert_eq!(shell_argv(Path::new("/bin/bash"), "true", false)[2], "true");
     }
+
+    fn req() -> AccountRequest {
+        AccountRequest { user: "alice".into(), uid: 123456, group: "CVLAB-unit".into(), gid: 11166 }
+    }
+
+    fn tables(passwd: &str, group: &str) -> (Table, Table) {
+        use crate::init::accounts::Kind;
+        (Table::parse(Kind::Passwd, passwd.as_bytes()), Table::parse(Kind::Group, group.as_bytes()))
+    }
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nalice:x:123456:11166::/home/alice:/bin/bash\n";
+
+    /// Issue 11 §4: a step's `usermod -aG video alice` reaches the job.
+    #[test]
+    fn a_group_a_step_added_is_in_the_identity() {
+        let (p, g) = tables(PASSWD, "root:x:0:\nvideo:x:44:alice\nCVLAB-unit:x:11166:\n");
+        let id = identity_from_accounts(&p, &g, &req(), &[], "/bin/sh");
+        assert_eq!(id.groups, vec![11166, 44]);
+        // Negative control: the same files before the step.
+        let (p, g) = tables(PASSWD, "root:x:0:\nvideo:x:44:\nCVLAB-unit:x:11166:\n");
+        assert_eq!(identity_from_accounts(&p, &g, &req(), &[], "/bin/sh").groups, vec![11166]);
+    }
+
+    #[test]
+    fn runtime_groups_are_kept_and_roots_own_are_not() {
+        let (p, g) = tables(PASSWD, "root:x:0:\ndisk:x:6:root\nvideo:x:44:alice\n");
+        let id = identity_from_accounts(&p, &g, &req(), &[0, 6, 555], "/bin/sh");
+        assert_eq!(id.groups, vec![11166, 44, 555]);
+    }
+
+    #[test]
+    fn home_and_shell_come_from_the_users_entry_as_the_steps_left_it() {
+        let moved = PASSWD.replace("/home/alice:/bin/bash", "/data/alice:/usr/bin/zsh");
+        let (p, g) = tables(&moved, "");
+        let id = identity_from_accounts(&p, &g, &req(), &[], "/bin/sh");
+        assert_eq!((id.home.as_path(), id.shell.as_path()), (Path::new("/data/alice"), Path::new("/usr/bin/zsh")));
+        // No entry (read-only /etc), or alice's name on another uid: the defaults.
+        for passwd in ["root:x:0:0:root:/root:/bin/bash\n", "alice:x:1000:1000::/evil:/bin/evil\n"] {
+            let (p, g) = tables(passwd, "");
+            let id = identity_from_accounts(&p, &g, &req(), &[], "/bin/sh");
+            assert_eq!((id.home.as_path(), id.shell.as_path()), (Path::new("/home/alice"), Path::new("/bin/sh")));
+        }
+        // Empty or relative fields are not a home or a shell.
+        let (p, g) = tables("alice:x:123456:11166::data:\n", "");
+        let id = identity_from_accounts(&p, &g, &req(), &[], "/bin/sh");
+        assert_eq!((id.home.as_path(), id.shell.as_path()), (Path::new("/home/alice"), Path::new("/bin/sh")));
+    }
+
+    /// Issue 11 §4: a step cannot export one identity variable alone.
+    #[test]
+    fn steps_cannot_export_the_identity_variables() {
+        for name in IDENTITY_VARS {
+            let why = reserved_export(name).expect(name);
+            assert!(why.contains("usermod"), "{why}");
+            let line = format!("{name}=/data/x");
+            assert!(crate::init::steps::parse_env_line(&line).unwrap_err().contains("from the account"), "{line}");
+        }
+        // Controls: names that merely resemble them are ordinary exports.
+        for name in ["HOMEDIR", "TORCH_HOME", "CONDA_SHELL", "home", "USERNAME"] {
+            assert_eq!(reserved_export(name), None, "{name}");
+            assert!(crate::init::steps::parse_env_line(&format!("{name}=1")).unwrap().is_some());
+        }
+    }
+
+    #[test]
+    fn identity_exports_never_split_the_identity_in_any_child() {
+        let exports: Vec<(String, String)> = [("HOME", "/data/x"), ("LOGNAME", "bob"), ("CONDA_PREFIX", "/opt/conda")]
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        let env = job_env(&os(&[("HOME", "/root"), ("USER", "root")]), Some(&alice()), &exports, None);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.to_string_lossy().into_owned());
+        assert_eq!(get("HOME").as_deref(), Some("/home/alice"));
+        assert_eq!(get("LOGNAME").as_deref(), Some("alice"));
+        assert_eq!(get("USER").as_deref(), Some("alice"));
+        assert_eq!(get("CONDA_PREFIX").as_deref(), Some("/opt/conda"), "control: other exports apply");
+        // Without a user, the container's identity stays whole as well.
+        let env = job_env(&os(&[("HOME", "/root"), ("USER", "root")]), None, &exports, None);
+        assert_eq!(env, os(&[("HOME", "/root"), ("USER", "root"), ("CONDA_PREFIX", "/opt/conda")]));
+    }
+
+    #[test]
+    fn steps_get_the_container_and_who_the_job_runs_as() {
+        let container: Vec<(String, String)> =
+            [("PATH", "/bin"), ("LABKIT_USER", "mallory"), ("HOME", "/root"), ("LABKIT_ENV", "/tmp/x")]
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect();
+        let caller = Caller { uid: 0, gid: 0 };
+        let env = step_env(&container, Some(&alice()), caller, Path::new("/run/labkit/step-env"));
+        let want: Vec<(String, String)> = [
+            ("PATH", "/bin"),
+            ("HOME", "/root"),
+            ("LABKIT_USER", "alice"),
+            ("LABKIT_UID", "123456"),
+            ("LABKIT_GID", "11166"),
+            ("LABKIT_HOME", "/home/alice"),
+            ("LABKIT_ENV", "/run/labkit/step-env"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
+        assert_eq!(env, want);
+        let env = step_env(&container, None, Caller { uid: 1010, gid: 100 }, Path::new("/tmp/e"));
+        assert!(env.contains(&("LABKIT_UID".into(), "1010".into())));
+        assert!(env.contains(&("LABKIT_HOME".into(), "/root".into())));
+        assert!(env.contains(&("LABKIT_USER".into(), "".into())));
+    }
+
+    #[test]
+    fn services_get_the_exports_and_run_as_root() {
+        let container = os(&[("PATH", "/usr/bin:/bin"), ("HOME", "/root"), ("LABKIT_LABINIT", "/evil")]);
+        let exports = vec![("PATH".to_owned(), "/opt/conda/bin:/usr/bin".to_owned())];
+        let caller = Caller { uid: 0, gid: 0 };
+        let env = service_env(
+            &container,
+            Some(&alice()),
+            &exports,
+            caller,
+            Path::new("/opt/lab/labinit"),
+            Some(Path::new("/run/labkit/s")),
+        );
+        let want = os(&[
+            ("PATH", "/opt/conda/bin:/usr/bin"),
+            ("HOME", "/root"),
+            ("LABKIT_USER", "alice"),
+            ("LABKIT_UID", "123456"),
+            ("LABKIT_GID", "11166"),
+            ("LABKIT_HOME", "/home/alice"),
+            ("LABKIT_LABINIT", "/opt/lab/labinit"),
+            ("LABKIT_SSHD_SETENV", "/run/labkit/s"),
+        ]);
+        assert_eq!(env, want);
+        let env = service_env(&container, None, &[], caller, Path::new("/l"), None);
+        assert!(!env.iter().any(|(k, _)| k == "LABKIT_SSHD_SETENV"));
+    }
+
+    #[test]
+    fn ssh_sessions_get_the_job_env_but_not_what_sshd_sets() {
+        let job = os(&[
+            ("PATH", "/opt/conda/bin:/usr/bin"),
+            ("HOME", "/home/alice"),
+            ("USER", "alice"),
+            ("LOGNAME", "alice"),
+            ("SHELL", "/bin/bash"),
+            ("TERM", "xterm"),
+            ("PWD", "/"),
+            ("SSH_AUTH_SOCK", "/x"),
+            ("LD_LIBRARY_PATH", "/usr/local/nvidia/lib64"),
+            ("NVIDIA_VISIBLE_DEVICES", "all"),
+            ("LABKIT_SUPERVISOR", "1"),
+        ]);
+        let want = os(&[
+            ("PATH", "/opt/conda/bin:/usr/bin"),
+            ("LD_LIBRARY_PATH", "/usr/local/nvidia/lib64"),
+            ("NVIDIA_VISIBLE_DEVICES", "all"),
+            ("LABKIT_SUPERVISOR", "1"),
+        ]);
+        assert_eq!(session_env(&job), want);
+    }
+
+    #[test]
+    fn sshd_setenv_quotes_every_word_and_refuses_line_breaks() {
+        let env = os(&[("PATH", "/usr/bin"), ("ODD", "a b\t\"c\" \\d 'e' #f $g"), ("EMPTY", "")]);
+        let (line, warnings) = sshd_setenv(&env);
+        assert!(warnings.is_empty());
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "SetEnv \"PATH=/usr/bin\" \"ODD=a b\t\\\"c\\\" \\\\d 'e' #f $g\" \"EMPTY=\"\n"
+        );
+        // A line break would start a new configuration line ("PermitRootLogin yes").
+        let evil = os(&[("A", "1"), ("X", "y\nPermitRootLogin yes"), ("Y\rZ", "1"), ("B", "2")]);
+        let (line, warnings) = sshd_setenv(&evil);
+        assert_eq!(String::from_utf8(line).unwrap(), "SetEnv \"A=1\" \"B=2\"\n");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("X is not passed"), "{warnings:?}");
+        // Nothing to set: no line (sshd refuses `SetEnv` without arguments).
+        assert_eq!(sshd_setenv(&[]), (Vec::new(), Vec::new()));
+    }
+
+    #[test]
+    fn sshd_setenv_stays_under_sshds_limit() {
+        let env: Vec<(OsString, OsString)> =
+            (0..SSHD_MAX_VARS + 5).map(|i| (format!("V{i}").into(), "x".into())).collect();
+        let (line, warnings) = sshd_setenv(&env);
+        let words = String::from_utf8(line).unwrap().matches(" \"V").count();
+        assert_eq!(words, SSHD_MAX_VARS);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains(&format!("V{SSHD_MAX_VARS} and later")), "{warnings:?}");
+    }
+
+    #[test]
+    fn whom_labinit_shell_becomes() {
+        let bob = Identity { name: "bob".into(), uid: 2000, ..alice() };
+        let mut recorded = alice();
+        recorded.groups = vec![11166, 44];
+        // The record for the requested user wins: it has the job's groups.
+        assert_eq!(
+            shell_identity(Some(alice()), true, Some(Some(&recorded))),
+            (Some(recorded.clone()), ShellSource::Recorded)
+        );
+        // No CLUSTER_* in the exec: PID 1's user, not root.
+        assert_eq!(
+            shell_identity(None, false, Some(Some(&recorded))),
+            (Some(recorded.clone()), ShellSource::RecordedWithoutRequest)
+        );
+        // Control: without a record the exec stays who it is.
+        assert_eq!(shell_identity(None, false, None), (None, ShellSource::Caller));
+        // A record for another user does not override an explicit request.
+        assert_eq!(shell_identity(Some(bob.clone()), true, Some(Some(&recorded))), (Some(bob), ShellSource::Requested));
+        assert_eq!(shell_identity(Some(alice()), true, None), (Some(alice()), ShellSource::Requested));
+        // PID 1 runs the job without a user; so does the shell.
+        assert_eq!(shell_identity(None, false, Some(None)), (None, ShellSource::Caller));
+        // CLUSTER_USER=root asked explicitly: root, whatever the record says.
+        assert_eq!(shell_identity(None, true, Some(Some(&recorded))), (None, ShellSource::Caller));
+    }
 }
