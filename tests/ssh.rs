@@ -5,7 +5,10 @@
 //! files never touch the host. `ssh -i KEY -p PORT alice@127.0.0.1 id` on the
 //! namespace's loopback shows the cluster uid; root login and password login
 //! are refused. Controls: an unknown key is refused by the same server, and
-//! without SSH_PUBLIC_KEY the service exits 0 at once (no sshd).
+//! without SSH_PUBLIC_KEY the service exits 0 at once (no sshd). A session
+//! gets the job's environment: every variable `labinit shell` gets (the
+//! container's, the steps' exports, the job's PATH), odd characters intact,
+//! except what sshd sets per session.
 
 mod common;
 #[path = "common/ns.rs"]
@@ -32,6 +35,10 @@ fn keygen(path: &Path) {
 }
 
 fn ssh(c: &Ns, key: &str, who: &str, extra: &[&str]) -> Output {
+    ssh_run(c, key, who, extra, "id")
+}
+
+fn ssh_run(c: &Ns, key: &str, who: &str, extra: &[&str], command: &str) -> Output {
     let mut argv = vec![
         "ssh",
         "-F",
@@ -51,7 +58,7 @@ fn ssh(c: &Ns, key: &str, who: &str, extra: &[&str]) -> Output {
     ];
     argv.extend_from_slice(extra);
     argv.push(who);
-    argv.push("id");
+    argv.push(command);
     c.exec(&["-n"], &argv, &[("PATH", "/usr/bin:/bin")]).output().expect("ssh")
 }
 
@@ -124,6 +131,102 @@ fn sshd_lets_alice_in_with_her_key_only() {
     c.signal(libc::SIGTERM);
     assert_eq!(c.wait(), 0, "{}", c.stderr());
     assert!(c.stderr().contains("sent SIGTERM to the services"), "{}", c.stderr());
+}
+
+/// `env -0` output as sorted `NAME=value` entries.
+fn env_entries(out: &[u8]) -> std::collections::BTreeSet<String> {
+    out.split(|b| *b == 0).filter(|e| !e.is_empty()).map(|e| String::from_utf8_lossy(e).into_owned()).collect()
+}
+
+/// Case init/20: an ssh session has the job's environment — the container's
+/// variables (LD_LIBRARY_PATH, NVIDIA_*, values with blanks, quotes,
+/// backslashes, `#`, `$`), the steps' exports and the job's PATH — compared
+/// entry by entry with what `labinit shell` gets in the same container.
+/// Only what sshd, the client's terminal or the session's shell set differs
+/// (SSH_*, MAIL, TERM, PWD, SHLVL, _). Controls: the container's HOME and TERM do not override the
+/// session's, labinit's own LABKIT_* do not leak, and a value with a line
+/// break (which would inject sshd configuration) is left out with a warning.
+#[test]
+fn sessions_get_the_jobs_environment() {
+    if !have("/usr/sbin/sshd") || !have("/usr/bin/ssh") {
+        eprintln!("skipped: needs openssh-server and openssh-client");
+        return;
+    }
+    let keys = common::TempDir::new("ssh-keys");
+    keygen(&keys.join("key"));
+    let pubkey = std::fs::read_to_string(keys.join("key.pub")).unwrap();
+    let key = keys.join("key").display().to_string();
+    let services = format!("{}/services", env!("CARGO_MANIFEST_DIR"));
+    let env = [
+        ("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"),
+        ("HOME", "/root"),
+        ("TERM", "dumb"),
+        ("CLUSTER_USER", "alice"),
+        ("CLUSTER_USER_ID", "123456"),
+        ("CLUSTER_GROUP_NAME", "CVLAB-unit"),
+        ("CLUSTER_GROUP_ID", "11166"),
+        ("LD_LIBRARY_PATH", "/usr/local/nvidia/lib64:/usr/local/cuda/lib64"),
+        ("NVIDIA_VISIBLE_DEVICES", "all"),
+        ("CUDA_HOME", "/usr/local/cuda"),
+        ("ODD", "a  b\t\"c\" \\d 'e' #f $g"),
+        ("BROKEN", "x\nPermitRootLogin yes"),
+        ("SSH_PORT", PORT),
+        ("SSH_PUBLIC_KEY", pubkey.trim()),
+        ("LABKIT_SERVICES_DIR", services.as_str()),
+        ("LABKIT_STEPS_DIR", "{D}/steps"),
+        ("LABKIT_IDLE_TIMEOUT", "0"),
+        ("LABKIT_SERVICE_GRACE", "2s"),
+    ];
+    let mut c = Ns::start(&["--net", "--mount"], SCRIPT, &env, |d| {
+        private_dirs(d, "");
+        std::fs::create_dir_all(d.join("steps")).unwrap();
+        let step = d.join("steps/10_conda");
+        std::fs::write(&step, "#!/bin/sh\necho CONDA_PREFIX=/opt/conda >> \"$LABKIT_ENV\"\necho PATH=/opt/conda/bin:/usr/bin:/bin >> \"$LABKIT_ENV\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&step, std::fs::Permissions::from_mode(0o755)).unwrap();
+    });
+    assert!(c.logged("ssh: Server listening on"), "sshd did not start:\n{}", c.stderr());
+    let out = ssh_run(&c, &key, "alice@127.0.0.1", &[], "env -0");
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), c.stderr());
+    let session = env_entries(&out.stdout);
+    // What `kubectl exec … labinit shell -- env -0` gets (the pod's environment).
+    let l = common::labinit().display().to_string();
+    let exec_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, *v)).collect();
+    let shell = c.exec(&["-p", "-m"], &[&l, "shell", "--", "env", "-0"], &exec_env).output().unwrap();
+    assert!(shell.status.success(), "{}", String::from_utf8_lossy(&shell.stderr));
+    let shell = env_entries(&shell.stdout);
+    // Set per session by sshd (SSH_*, MAIL), by the client's terminal (TERM)
+    // or by the login shell that runs the command (PWD, SHLVL, _).
+    let per_session = |e: &String| ["SSH_", "MAIL=", "TERM=", "PWD=", "SHLVL=", "_="].iter().any(|p| e.starts_with(p));
+
+    let only_session: Vec<&String> = session.iter().filter(|e| !shell.contains(*e) && !per_session(e)).collect();
+    let only_shell: Vec<&String> =
+        shell.iter().filter(|e| !session.contains(*e) && !per_session(e) && !e.starts_with("BROKEN=")).collect();
+    assert!(
+        only_session.is_empty() && only_shell.is_empty(),
+        "only in ssh: {only_session:?}\nonly in labinit shell: {only_shell:?}"
+    );
+    for want in [
+        "PATH=/opt/conda/bin:/usr/bin:/bin",
+        "CONDA_PREFIX=/opt/conda",
+        "LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/cuda/lib64",
+        "NVIDIA_VISIBLE_DEVICES=all",
+        "ODD=a  b\t\"c\" \\d 'e' #f $g",
+        "HOME=/home/alice",
+        "USER=alice",
+        "LOGNAME=alice",
+    ] {
+        assert!(session.contains(want), "{want} missing in the session: {session:?}");
+    }
+    let leaked = |e: &&String| {
+        e.starts_with("TERM=")
+            || e.starts_with("BROKEN=")
+            || (e.starts_with("LABKIT_") && !e.starts_with("LABKIT_SUPERVISOR="))
+    };
+    assert_eq!(session.iter().filter(leaked).count(), 0, "{session:?}");
+    assert!(c.stderr().contains("BROKEN is not passed to ssh sessions"), "{}", c.stderr());
+    c.signal(libc::SIGTERM);
+    assert_eq!(c.wait(), 0, "{}", c.stderr());
 }
 
 /// Without SSH_PUBLIC_KEY the service is not wanted: it exits 0 at once and
