@@ -224,7 +224,7 @@ fn sessions_get_the_jobs_environment() {
             || (e.starts_with("LABKIT_") && !e.starts_with("LABKIT_SUPERVISOR="))
     };
     assert_eq!(session.iter().filter(leaked).count(), 0, "{session:?}");
-    assert!(c.stderr().contains("BROKEN is not passed to ssh sessions"), "{}", c.stderr());
+    assert!(c.stderr().contains("ssh: warning: BROKEN is not passed to ssh sessions"), "{}", c.stderr());
     c.signal(libc::SIGTERM);
     assert_eq!(c.wait(), 0, "{}", c.stderr());
 }

@@ -308,6 +308,20 @@ pub fn sshd_setenv(env: &[(OsString, OsString)]) -> (Vec<u8>, Vec<String>) {
     (line, warnings)
 }
 
+/// The file the ssh service adds to its sshd_config: a comment, one
+/// `# warning: …` line per variable left out (the service prints them when
+/// it starts sshd, so a pod without ssh is not warned), and the `SetEnv`
+/// line of [`sshd_setenv`]. Pure.
+pub fn sshd_setenv_file(env: &[(OsString, OsString)]) -> Vec<u8> {
+    let (line, warnings) = sshd_setenv(env);
+    let mut out = b"# Written by labinit: the job's environment for ssh sessions. Do not edit.\n".to_vec();
+    for w in warnings {
+        out.extend_from_slice(format!("# warning: {w}\n").as_bytes());
+    }
+    out.extend_from_slice(&line);
+    out
+}
+
 /// Where `labinit shell`'s identity comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShellSource {
@@ -678,6 +692,15 @@ mod tests {
         assert!(warnings[0].starts_with("X is not passed"), "{warnings:?}");
         // Nothing to set: no line (sshd refuses `SetEnv` without arguments).
         assert_eq!(sshd_setenv(&[]), (Vec::new(), Vec::new()));
+        // The file: every line a comment or the one SetEnv line.
+        let file = String::from_utf8(sshd_setenv_file(&evil)).unwrap();
+        let lines: Vec<&str> = file.lines().collect();
+        assert_eq!(lines.len(), 4, "{file}");
+        assert!(
+            lines[1].starts_with("# warning: X is not passed") && lines[2].starts_with("# warning: Y\\rZ"),
+            "{file}"
+        );
+        assert_eq!(lines[3], "SetEnv \"A=1\" \"B=2\"");
     }
 
     #[test]

@@ -582,17 +582,17 @@ fn start_services(
     let dir = Root::new(root).path(&extras.services_dir);
     let labinit = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/opt/lab/labinit"));
     let session = job::session_env(&job_env(env, identity, &outcome.exports, Some(std::process::id())));
-    let (line, warnings) = job::sshd_setenv(&session);
-    for w in warnings {
-        log::warn(w);
-    }
-    let setenv = match state::write_file(&Root::new(root), state::SSHD_SETENV, &line, 0o600) {
-        Ok(()) => Some(Root::new(root).path(format!("{}/{}", state::DIR, state::SSHD_SETENV))),
-        Err(e) => {
-            if identity.is_some() {
-                log::warn(format!("{e}; ssh sessions will lack the job's environment"));
+    let setenv = if !dir.is_dir() {
+        None
+    } else {
+        match state::write_file(&Root::new(root), state::SSHD_SETENV, &job::sshd_setenv_file(&session), 0o600) {
+            Ok(()) => Some(Root::new(root).path(format!("{}/{}", state::DIR, state::SSHD_SETENV))),
+            Err(e) => {
+                if identity.is_some() {
+                    log::warn(format!("{e}; ssh sessions will lack the job's environment"));
+                }
+                None
             }
-            None
         }
     };
     let env = job::service_env(env, identity, &outcome.exports, caller(), &labinit, setenv.as_deref());
