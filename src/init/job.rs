@@ -404,6 +404,25 @@ pub fn program_candidates(program: &OsStr, path: Option<&OsStr>) -> Vec<PathBuf>
         .collect()
 }
 
+/// The shell for a command string or a login: the account's, else `$SHELL`
+/// (`env_shell`) when it is an absolute path to an executable, else bash,
+/// else sh. `executable` tells whether a path is an executable file (passed
+/// in, so the choice stays pure).
+pub fn shell_for(identity: Option<&Identity>, env_shell: Option<&Path>, executable: &dyn Fn(&Path) -> bool) -> PathBuf {
+    if let Some(id) = identity {
+        return id.shell.clone();
+    }
+    if let Some(s) = env_shell.filter(|s| s.is_absolute() && executable(s)) {
+        return s.to_path_buf();
+    }
+    ["/bin/bash", "/usr/bin/bash"]
+        .into_iter()
+        .map(Path::new)
+        .find(|s| executable(s))
+        .unwrap_or(Path::new("/bin/sh"))
+        .into()
+}
+
 /// argv for a command string run by `shell`. With the legacy names and bash,
 /// `~/.bashrc` is sourced first as the legacy `su -c "source ~/.bashrc &&
 /// …"` did, minus its bug: a `.bashrc` whose last command fails no longer
@@ -712,6 +731,22 @@ mod tests {
         assert_eq!(words, SSHD_MAX_VARS);
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains(&format!("V{SSHD_MAX_VARS} and later")), "{warnings:?}");
+    }
+
+    #[test]
+    fn shell_choice() {
+        let only = |have: &'static [&'static str]| move |p: &Path| have.iter().any(|h| Path::new(h) == p);
+        let zsh = Some(Path::new("/usr/bin/zsh"));
+        assert_eq!(shell_for(Some(&alice()), zsh, &only(&[])), PathBuf::from("/bin/bash"), "the account's");
+        assert_eq!(shell_for(None, zsh, &only(&["/usr/bin/zsh", "/bin/bash"])), PathBuf::from("/usr/bin/zsh"));
+        assert_eq!(shell_for(None, zsh, &only(&["/bin/bash"])), PathBuf::from("/bin/bash"), "SHELL not executable");
+        assert_eq!(
+            shell_for(None, Some(Path::new("zsh")), &only(&["zsh"])),
+            PathBuf::from("/bin/sh"),
+            "relative SHELL"
+        );
+        assert_eq!(shell_for(None, None, &only(&["/usr/bin/bash"])), PathBuf::from("/usr/bin/bash"));
+        assert_eq!(shell_for(None, None, &only(&[])), PathBuf::from("/bin/sh"));
     }
 
     #[test]

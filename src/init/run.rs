@@ -91,23 +91,9 @@ fn is_executable_file(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// The shell for `-c`: the account's, else `$SHELL` when usable, else bash,
-/// else sh.
+/// The shell for `-c` and logins ([`job::shell_for`]).
 fn shell_for(identity: Option<&Identity>, env: &[(OsString, OsString)]) -> PathBuf {
-    if let Some(id) = identity {
-        return id.shell.clone();
-    }
-    if let Some(s) = env_get(env, "SHELL").map(Path::new) {
-        if s.is_absolute() && is_executable_file(s) {
-            return s.to_path_buf();
-        }
-    }
-    for s in ["/bin/bash", "/usr/bin/bash"] {
-        if is_executable_file(Path::new(s)) {
-            return s.into();
-        }
-    }
-    "/bin/sh".into()
+    job::shell_for(identity, env_get(env, "SHELL").map(Path::new), &is_executable_file)
 }
 
 /// Everything the child needs, resolved before the fork.
