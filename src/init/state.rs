@@ -168,6 +168,16 @@ fn open_dir(root: &Root, create: bool, owners: &[u32]) -> io::Result<OwnedFd> {
     }
     // SAFETY: fd was just opened and is owned only here.
     let dir = unsafe { OwnedFd::from_raw_fd(fd) };
+    if create {
+        // Our own directory made group- or world-writable by a umask of 0
+        // (`mkdir -p` elsewhere): take it back before writing into it.
+        if let Ok(st) = nix::sys::stat::fstat(&dir) {
+            if st.st_uid == owners[0] && st.st_mode & 0o022 != 0 {
+                // SAFETY: valid descriptor.
+                unsafe { libc::fchmod(dir.as_raw_fd(), st.st_mode & 0o755) };
+            }
+        }
+    }
     check_owner(&dir, DIR, owners)?;
     Ok(dir)
 }
@@ -336,13 +346,26 @@ mod tests {
         // Writing replaces the link, never writes through it.
         write(&root, &s).unwrap();
         assert!(!std::fs::symlink_metadata(&rec).unwrap().file_type().is_symlink());
-        // A directory others may write is refused for reading and writing.
-        std::fs::set_permissions(dir.join("run/labkit"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        // A directory others may write is refused for reading; writing
+        // takes our own directory back to 0755 first.
+        let run = dir.join("run/labkit");
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(read(&root).unwrap_err().contains("writable by nobody else"));
+        write(&root, &s).unwrap();
+        assert_eq!(std::fs::metadata(&run).unwrap().mode() & 0o777, 0o755);
+        assert_eq!(read(&root), Ok(Some(s.clone())));
+        // A directory that is not ours is never written into.
+        std::os::unix::fs::chown(&run, Some(123456), None).unwrap();
+        assert!(write(&root, &s).unwrap_err().to_string().contains("belongs to uid 123456"));
+        assert!(read(&root).is_err());
+        // Control: back to root, fine again.
+        std::os::unix::fs::chown(&run, Some(0), None).unwrap();
+        assert_eq!(read(&root), Ok(Some(s.clone())));
+        // /run/labkit itself a link (to a directory a user chose): not followed.
+        std::fs::rename(&run, dir.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(dir.join("elsewhere"), &run).unwrap();
+        assert!(read(&root).unwrap_err().contains("cannot open /run/labkit"));
         assert!(write(&root, &s).is_err());
-        // Control: the same directory, mode restored, is fine again.
-        std::fs::set_permissions(dir.join("run/labkit"), std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(read(&root), Ok(Some(s)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
