@@ -229,6 +229,116 @@ fn sessions_get_the_jobs_environment() {
     assert_eq!(c.wait(), 0, "{}", c.stderr());
 }
 
+/// sshd's own parser (`sshd -T`, which prints the configuration it read,
+/// one `setenv NAME=value` per variable) reads labinit's `SetEnv` file back
+/// to exactly the variables given: 400 pseudo-random names and values full
+/// of quotes, backslashes, blanks, `#`, `$`, `=` and non-ASCII bytes, plus
+/// two with line breaks that must be left out (and be only comments in the
+/// file). Negative control: a naive `SetEnv "NAME=value"` without escaping
+/// is read back differently, so the comparison can fail. In a private mount
+/// namespace with /run a tmpfs (sshd -T wants /run/sshd).
+#[test]
+fn sshd_reads_the_setenv_file_back_exactly() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    if !have("/usr/sbin/sshd") {
+        eprintln!("skipped: needs openssh-server");
+        return;
+    }
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let alphabet: Vec<&[u8]> = vec![
+        b"\"",
+        b"\\",
+        b"'",
+        b" ",
+        b"\t",
+        b"#",
+        b"$",
+        b"=",
+        b",",
+        b"*",
+        b"!",
+        b"a",
+        b"Z",
+        b"0",
+        b"/",
+        b":",
+        "é".as_bytes(),
+        "中".as_bytes(),
+        b"\xff",
+        b"\\\"",
+        b"\"\\",
+    ];
+    let mut env: Vec<(OsString, OsString)> = Vec::new();
+    for i in 0..400 {
+        let name = match i % 10 {
+            0 => format!("dotted.name-{i}"),
+            _ => format!("V{i}_{}", next() % 1000),
+        };
+        let len = (next() % 24) as usize;
+        let mut value = Vec::new();
+        for _ in 0..len {
+            value.extend_from_slice(alphabet[(next() % alphabet.len() as u64) as usize]);
+        }
+        env.push((name.into(), OsString::from_vec(value)));
+    }
+    let mut with_breaks = env.clone();
+    with_breaks.insert(7, ("BROKEN".into(), "x\nPermitRootLogin yes".into()));
+    with_breaks.push(("CR".into(), "x\rPort 1".into()));
+    let file = labkit::init::job::sshd_setenv_file(&with_breaks);
+
+    let dir = common::TempDir::new("sshd-t");
+    let hostkey = dir.join("hostkey");
+    keygen(&hostkey);
+    // What sshd reads, or its error.
+    let read_back = |setenv: &[u8]| -> Result<Vec<(OsString, OsString)>, String> {
+        let mut conf = format!("HostKey {}\n", hostkey.display()).into_bytes();
+        conf.extend_from_slice(setenv);
+        std::fs::write(dir.join("sshd_config"), &conf).unwrap();
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount -t tmpfs tmpfs /run && mkdir /run/sshd && exec /usr/sbin/sshd -T -f \"$1\"")
+            .arg("sh")
+            .arg(dir.join("sshd_config"))
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(out
+            .stdout
+            .split(|b| *b == b'\n')
+            .filter_map(|l| l.strip_prefix(b"setenv "))
+            .map(|kv| {
+                let eq = kv.iter().position(|b| *b == b'=').expect("NAME=value");
+                (OsString::from_vec(kv[..eq].to_vec()), OsString::from_vec(kv[eq + 1..].to_vec()))
+            })
+            .collect())
+    };
+    assert_eq!(read_back(&file), Ok(env.clone()), "sshd read the SetEnv line differently");
+    let text = String::from_utf8_lossy(&file);
+    assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 1, "one SetEnv line, the rest comments: {text}");
+    assert!(text.contains("# warning: BROKEN is not passed") && text.contains("# warning: CR is not passed"), "{text}");
+    // Control: the same variables written without escaping.
+    let mut naive = b"SetEnv".to_vec();
+    for (k, v) in &env {
+        naive.extend_from_slice(b" \"");
+        naive.extend_from_slice(k.as_bytes());
+        naive.push(b'=');
+        naive.extend_from_slice(v.as_bytes());
+        naive.push(b'"');
+    }
+    naive.push(b'\n');
+    // (sshd refuses it or reads other variables).
+    assert_ne!(read_back(&naive), Ok(env), "control: unescaped quotes must change what sshd reads");
+}
+
 /// Without SSH_PUBLIC_KEY the service is not wanted: it exits 0 at once and
 /// no sshd runs.
 #[test]
