@@ -624,10 +624,7 @@ fn pid1_is_labinit() -> bool {
 /// else the `CLUSTER_*` variables resolved read-only from the account files
 /// ([`job::shell_identity`]). Says where the identity came from when that is
 /// not the obvious place.
-fn shell_identity(
-    root: &Path,
-    env: &[(OsString, OsString)],
-) -> Result<(Option<Identity>, Vec<(String, String)>), Fatal> {
+fn shell_identity(root: &Path, env: &[(OsString, OsString)]) -> Result<state::JobState, Fatal> {
     let setup_env = env_for_setup(env);
     let asked = crate::init::config::CLUSTER_VARS.iter().any(|v| env_get(env, v).is_some());
     let requested = setup::resolve_identity(root, &setup_env)?;
@@ -659,7 +656,7 @@ fn shell_identity(
         )),
         _ => {}
     }
-    Ok((identity, record.map(|r| r.exports).unwrap_or_default()))
+    Ok(state::JobState { identity, exports: record.map(|r| r.exports).unwrap_or_default() })
 }
 
 fn prepare_shell(
@@ -668,7 +665,7 @@ fn prepare_shell(
     env: &[(OsString, OsString)],
     start_dir: Option<&Path>,
 ) -> Result<Launch, Fatal> {
-    let (mut identity, exports) = shell_identity(root, env)?;
+    let state::JobState { mut identity, exports } = shell_identity(root, env)?;
     let euid = nix::unistd::geteuid().as_raw();
     if let Some(i) = &identity {
         if euid != 0 && euid != i.uid {
