@@ -19,8 +19,13 @@
 //!   ssh sessions get it through sshd's `SetEnv` ([`sshd_setenv`]) minus what
 //!   sshd sets per session ([`session_env`]).
 //!
-//! Also here: the pure parts of starting a program (the working directory,
-//! `execvp`'s search, the argv of a command string).
+//! - ssh sessions get the groups sshd's `initgroups` gives (the account
+//!   files'), not the runtime's extra gids (`fsGroup`): sshd, not labinit,
+//!   starts them.
+//!
+//! Also here: the pure parts of starting a program (the shell, the working
+//! directory, `execvp`'s search, the argv of a command string). Assembling
+//! them into a launch, and the fork/exec, stay in [`crate::init::run`].
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
