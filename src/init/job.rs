@@ -15,9 +15,11 @@
 //!   (the job, the shell, sshd and `su` all read the same entry).
 //! - The environment is the container's without labinit's own `LABKIT_*`
 //!   settings, with the identity's four variables, then the steps' exports
-//!   ([`job_env`]). Services get the same, but run as root ([`service_env`]);
-//!   ssh sessions get it through sshd's `SetEnv` ([`sshd_setenv`]) minus what
-//!   sshd sets per session ([`session_env`]).
+//!   ([`job_env`]). ssh sessions get it through sshd's `SetEnv`
+//!   ([`sshd_setenv`]) minus what sshd sets per session ([`session_env`]).
+//!   Services and steps run as root with the container's environment and are
+//!   told who the job runs as ([`service_env`], [`step_env`]); a service
+//!   starts the user's side with `labinit shell -- CMD`, which gets the job's.
 //!
 //! - ssh sessions get the groups sshd's `initgroups` gives (the account
 //!   files'), not the runtime's extra gids (`fsGroup`): sshd, not labinit,
@@ -218,16 +220,16 @@ pub fn step_env(
     env.0.into_iter().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect()
 }
 
-/// A service's environment: the container's with the steps' exports (so a
-/// service finds what the job finds), run as root with the container's own
-/// HOME, USER, LOGNAME and SHELL; plus `LABKIT_USER`, `LABKIT_UID`,
-/// `LABKIT_GID`, `LABKIT_HOME` (who the job runs as), `LABKIT_LABINIT` (this
-/// binary, for `labinit shell`) and, when written, `LABKIT_SSHD_SETENV` (the
-/// sshd `SetEnv` line that gives ssh sessions the job's environment).
+/// A service's environment: the container's as it is (a service runs as
+/// root, and a step's export such as a PATH without /usr/bin must not break
+/// it); plus `LABKIT_USER`, `LABKIT_UID`, `LABKIT_GID`, `LABKIT_HOME` (who
+/// the job runs as), `LABKIT_LABINIT` (this binary: `"$LABKIT_LABINIT" shell
+/// -- CMD` runs CMD as the job's user with the job's environment) and, when
+/// written, `LABKIT_SSHD_SETENV` (the sshd `SetEnv` line that gives ssh
+/// sessions the job's environment).
 pub fn service_env(
     container: &[(OsString, OsString)],
     identity: Option<&Identity>,
-    exports: &[(String, String)],
     caller: Caller,
     labinit: &Path,
     sshd_setenv: Option<&Path>,
@@ -235,9 +237,6 @@ pub fn service_env(
     const OWN: [&str; 6] =
         ["LABKIT_USER", "LABKIT_UID", "LABKIT_GID", "LABKIT_HOME", "LABKIT_LABINIT", "LABKIT_SSHD_SETENV"];
     let mut env = Env(container.iter().filter(|(k, _)| !OWN.iter().any(|o| k == o)).cloned().collect());
-    for (k, v) in allowed_exports(exports) {
-        env.set(k, v);
-    }
     for (k, v) in account_vars(&env, identity, caller) {
         env.0.push((k.into(), v));
     }
@@ -648,20 +647,18 @@ mod tests {
     }
 
     #[test]
-    fn services_get_the_exports_and_run_as_root() {
+    fn services_run_as_root_and_know_who_the_job_runs_as() {
         let container = os(&[("PATH", "/usr/bin:/bin"), ("HOME", "/root"), ("LABKIT_LABINIT", "/evil")]);
-        let exports = vec![("PATH".to_owned(), "/opt/conda/bin:/usr/bin".to_owned())];
         let caller = Caller { uid: 0, gid: 0 };
         let env = service_env(
             &container,
             Some(&alice()),
-            &exports,
             caller,
             Path::new("/opt/lab/labinit"),
             Some(Path::new("/run/labkit/s")),
         );
         let want = os(&[
-            ("PATH", "/opt/conda/bin:/usr/bin"),
+            ("PATH", "/usr/bin:/bin"),
             ("HOME", "/root"),
             ("LABKIT_USER", "alice"),
             ("LABKIT_UID", "123456"),
@@ -671,7 +668,7 @@ mod tests {
             ("LABKIT_SSHD_SETENV", "/run/labkit/s"),
         ]);
         assert_eq!(env, want);
-        let env = service_env(&container, None, &[], caller, Path::new("/l"), None);
+        let env = service_env(&container, None, caller, Path::new("/l"), None);
         assert!(!env.iter().any(|(k, _)| k == "LABKIT_SSHD_SETENV"));
     }
 

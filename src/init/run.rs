@@ -581,7 +581,7 @@ fn start_services(
             }
         }
     };
-    let env = job::service_env(env, identity, &outcome.exports, caller(), &labinit, setenv.as_deref());
+    let env = job::service_env(env, identity, caller(), &labinit, setenv.as_deref());
     let mut services = Services::discover(&dir, env);
     services.start_all();
     services
