@@ -272,3 +272,29 @@ fn shell_as_the_user_works_without_reading_shadow() {
     assert_eq!(code, 125, "control: {err}");
     assert!(err.contains("cannot read /etc/passwd: Permission denied (os error 13)"), "{err}");
 }
+
+/// A service (root, the container's environment) starts the user's side
+/// with `"$LABKIT_LABINIT" shell -- CMD`, as a Jupyter service would: CMD
+/// runs as the job's user with the job's groups and the steps' exports.
+/// Control: the service itself is root and lacks the exports.
+#[test]
+fn a_service_starts_the_users_side_with_the_jobs_identity_and_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = common::fixture_root("debian-12");
+    let services = root.join("opt/lab/services");
+    std::fs::create_dir_all(&services).unwrap();
+    let probe = "echo uid=$(id -u) groups=$(id -G) home=$HOME torch=$TORCH_HOME";
+    let script = format!(
+        "#!/bin/sh\n{probe} > \"$LABKIT_ROOT/svc-own.out\"\n\"$LABKIT_LABINIT\" shell -- /bin/sh -c '{probe}' > \"$LABKIT_ROOT/svc-user.out\" 2>&1\n"
+    );
+    std::fs::write(services.join("probe"), script).unwrap();
+    std::fs::set_permissions(services.join("probe"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = container(&root, "wait");
+    assert!(c.logged("service probe: done (exit code 0)"), "{}", c.stderr());
+    let user = std::fs::read_to_string(root.join("svc-user.out")).unwrap();
+    assert_eq!(user.trim(), "uid=123456 groups=11166 44 home=/home/alice torch=/data/torch", "{}", c.stderr());
+    let own = std::fs::read_to_string(root.join("svc-own.out")).unwrap();
+    assert!(own.starts_with("uid=0 ") && own.trim().ends_with(" home=/root torch="), "control: {own}");
+    c.signal(libc::SIGTERM);
+    assert_eq!(c.wait(), 0, "{}", c.stderr());
+}
