@@ -194,7 +194,7 @@ fn is_self(program: &OsStr) -> bool {
     use std::os::unix::fs::MetadataExt;
     let Ok(me) = std::fs::metadata("/proc/self/exe") else { return false };
     let path = std::env::var_os("PATH");
-    run::program_candidates(program, path.as_deref())
+    crate::init::job::program_candidates(program, path.as_deref())
         .iter()
         .find_map(|p| std::fs::metadata(p).ok().filter(|m| m.is_file()))
         .is_some_and(|m| m.dev() == me.dev() && m.ino() == me.ino())

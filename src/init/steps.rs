@@ -273,8 +273,10 @@ pub type Export = (String, String);
 
 /// Parse one `LABKIT_ENV` line. Blank lines and `#` comments give `None`.
 /// Grammar: `NAME=value`, NAME = `[A-Za-z_][A-Za-z0-9_]*` and not `LABKIT_*`
-/// (labinit's own), value taken literally to the end of the line (no quotes,
-/// no expansion), without NUL; the whole line at most [`MAX_EXPORT_BYTES`].
+/// (labinit's own) nor HOME, USER, LOGNAME, SHELL (the account's: see
+/// [`crate::init::job::reserved_export`]), value taken literally to the end
+/// of the line (no quotes, no expansion), without NUL; the whole line at
+/// most [`MAX_EXPORT_BYTES`].
 pub fn parse_env_line(line: &str) -> Result<Option<Export>, String> {
     let trimmed = line.trim_start();
     if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -291,6 +293,9 @@ pub fn parse_env_line(line: &str) -> Result<Option<Export>, String> {
     }
     if name.starts_with("LABKIT_") {
         return Err(format!("{name} is reserved for labinit"));
+    }
+    if let Some(why) = crate::init::job::reserved_export(name) {
+        return Err(why);
     }
     if line.len() > MAX_EXPORT_BYTES {
         return Err(format!(
