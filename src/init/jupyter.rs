@@ -80,10 +80,12 @@ pub enum Reason {
     Active { server: i32, ago: Duration },
 }
 
-/// At most `max` characters of `s`, control characters, quotes and
-/// backslashes escaped: names from the API go into log lines.
+/// At most `max` characters of `s`, control characters escaped like every
+/// log line ([`crate::init::log::escape`]): names from the API and runtime
+/// files go into log lines and error messages.
 pub fn shown(s: &str, max: usize) -> String {
-    let mut out: String = s.chars().take(max).flat_map(char::escape_debug).collect();
+    let head: String = s.chars().take(max).collect();
+    let mut out = crate::init::log::escape(&head).into_owned();
     if s.chars().count() > max {
         out.push('…');
     }
