@@ -723,3 +723,21 @@ fn the_system_range_comes_from_login_defs() {
     r.limits = Limits { uid_min: 500, gid_min: 500 };
     assert!(text(&plan_ok(&db, &r).db.passwd).contains("\nalice:x:700:11166:"));
 }
+
+#[test]
+fn a_later_duplicate_of_the_users_own_entry_is_not_a_takeover() {
+    // alice at her uid comes first; a later line with the name at a system
+    // uid is never reached by a lookup and nothing edits it: no refusal.
+    let mut db = load("debian-12");
+    db.passwd = Table::parse(
+        Kind::Passwd,
+        (text(&db.passwd) + "alice:x:123456:11166::/home/alice:/bin/bash\nalice:x:5:5::/:/bin/sh\n").as_bytes(),
+    );
+    let p = plan_ok(&db, &alice());
+    assert!(text(&p.db.passwd).ends_with("alice:x:5:5::/:/bin/sh\n"));
+    // Negative control: when that system line is the first with the name,
+    // the request would renumber it, and is refused.
+    let mut db = load("debian-12");
+    db.passwd = Table::parse(Kind::Passwd, (text(&db.passwd) + "alice:x:5:5::/:/bin/sh\n").as_bytes());
+    assert!(refusal(&db, &alice()).contains("system account 'alice' (uid 5)"));
+}

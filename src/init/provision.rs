@@ -306,12 +306,18 @@ fn plan_user(db: &mut Database, req: &Request, notes: &mut Vec<Note>) -> Result<
         };
         refuse_system_user(db, req, i, &what)?;
     }
-    if by_name.is_some() {
-        for j in db.passwd.entries_named(&req.user) {
-            if db.passwd.id_at(j, ID) != Some(req.uid) {
-                refuse_system_user(db, req, j, &format!("CLUSTER_USER={} names", req.user))?;
+    match (by_uid, by_name) {
+        // The rename removes every entry holding the name with another uid.
+        (Some(i), Some(j)) if i != j => {
+            for k in db.passwd.entries_named(&req.user) {
+                if db.passwd.id_at(k, ID) != Some(req.uid) {
+                    refuse_system_user(db, req, k, &format!("CLUSTER_USER={} names", req.user))?;
+                }
             }
         }
+        // The first entry holding the name is renumbered.
+        (None, Some(j)) => refuse_system_user(db, req, j, &format!("CLUSTER_USER={} names", req.user))?,
+        _ => {}
     }
     let idx = match (by_uid, by_name) {
         (Some(i), Some(j)) if i == j => i,
