@@ -482,8 +482,10 @@ fn verify(old: &Database, new: &Database, req: &Request, group_name: &str) -> Re
         (&old.group, &new.group, &|id| req.limits.is_system_gid(id)),
     ] {
         let ids = first_ids(new_t);
+        let mut seen = std::collections::HashSet::new();
         for (idx, name, id) in entries_with_ids(old_t) {
-            if is_system(id) && old_t.find_name(&name) == Some(idx) && ids.get(&name) != Some(&id) {
+            // Only the first entry of a name is what lookups by name see.
+            if seen.insert(name.clone()) && is_system(id) && ids.get(&name) != Some(&id) {
                 return bad(format!("the system entry {} would change", old_t.describe(idx)));
             }
         }
