@@ -741,3 +741,19 @@ fn a_later_duplicate_of_the_users_own_entry_is_not_a_takeover() {
     db.passwd = Table::parse(Kind::Passwd, (text(&db.passwd) + "alice:x:5:5::/:/bin/sh\n").as_bytes());
     assert!(refusal(&db, &alice()).contains("system account 'alice' (uid 5)"));
 }
+
+#[test]
+fn a_new_account_at_a_free_low_uid_is_created_and_kept_on_restart() {
+    // Found by the provision fuzz target: uid 1 free (no daemon), so the
+    // account is new; the next start must not mistake it for a system one.
+    let mut db = load("debian-12");
+    db.passwd = Table::parse(Kind::Passwd, b"root:x:0:0:root:/root:/bin/bash\n");
+    let r = req("jovyan", 1, "CVLAB-unit", 11166);
+    let first = plan_ok(&db, &r);
+    let second = plan_ok(&first.db, &r);
+    assert_eq!(second.db, first.db);
+    // Negative control: the image's own daemon at uid 1 (another home and
+    // shell) is refused.
+    let db = load("debian-12");
+    assert!(refusal(&db, &req("daemon", 1, "CVLAB-unit", 11166)).contains("system account 'daemon'"));
+}

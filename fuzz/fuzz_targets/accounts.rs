@@ -142,19 +142,30 @@ fn check(kind: Kind, ncols: usize, data: &[u8]) {
                 t.push(&refs);
                 n += 1;
                 let after = t.render();
-                assert_eq!(lines(&after).last().copied(), Some(cols.join(":").as_bytes()), "{kind:?}: pushed line");
-                // Every earlier line keeps its bytes (a missing final newline
-                // is added between them and the new line).
-                // Every earlier line keeps its bytes. (A table whose last
-                // line was removed from a file without a final newline may
-                // hold one empty line that its bytes do not show; it
-                // reappears here as a blank line, which is harmless.)
                 let after_lines = lines(&after);
-                assert_eq!(&after_lines[..before_lines.len()], &before_lines[..], "{kind:?}: push changed earlier lines");
-                assert!(
-                    after_lines[before_lines.len()..after_lines.len() - 1].iter().all(|l| l.is_empty()),
-                    "{kind:?}: push added more than its line"
-                );
+                let pushed = cols.join(":");
+                // The new line goes before the first NIS `+`/`-` line (as
+                // shadow-utils keeps them last), else at the end.
+                match before_lines.iter().position(|l| matches!(l.first(), Some(b'+') | Some(b'-'))) {
+                    Some(nis) => {
+                        let mut expect: Vec<&[u8]> = before_lines.iter().map(Vec::as_slice).collect();
+                        expect.insert(nis, pushed.as_bytes());
+                        assert_eq!(after_lines, expect, "{kind:?}: push before the NIS line {nis}");
+                    }
+                    None => {
+                        assert_eq!(after_lines.last().copied(), Some(pushed.as_bytes()), "{kind:?}: pushed line");
+                        // Every earlier line keeps its bytes. (A table whose
+                        // last line was removed from a file without a final
+                        // newline may hold one empty line that its bytes do
+                        // not show; it reappears here as a blank line, which
+                        // is harmless.)
+                        assert_eq!(&after_lines[..before_lines.len()], &before_lines[..], "{kind:?}: push changed earlier lines");
+                        assert!(
+                            after_lines[before_lines.len()..after_lines.len() - 1].iter().all(|l| l.is_empty()),
+                            "{kind:?}: push added more than its line"
+                        );
+                    }
+                }
                 touched = None;
                 what = format!("push({cols:?})");
             }

@@ -298,7 +298,15 @@ fn plan_user(db: &mut Database, req: &Request, notes: &mut Vec<Note>) -> Result<
     let by_name = db.passwd.find_name(&req.user);
     // Every entry the plan would rename, renumber or remove, or turn into
     // the cluster user, must be a regular account.
-    if let Some(i) = by_uid {
+    // An exact match that already is what this plan writes (a new account
+    // an earlier start created at a uid nobody held) is the user's own, even
+    // in the system range: planning again must change nothing.
+    let own = |i: usize| {
+        db.passwd.id_at(i, PW_GID) == Some(req.gid)
+            && db.passwd.field(i, PW_HOME) == req.home
+            && db.passwd.field(i, PW_SHELL) == req.shell
+    };
+    if let Some(i) = by_uid.filter(|&i| !(by_name == Some(i) && own(i))) {
         let what = if by_name == Some(i) {
             format!("CLUSTER_USER={} with CLUSTER_USER_ID={} is", req.user, req.uid)
         } else {
