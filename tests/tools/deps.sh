@@ -5,7 +5,7 @@
 set -euo pipefail
 need=(busybox-static sudo file debootstrap python3 python3-psutil podman runc iptables
       python3-venv openssh-client openssh-server ca-certificates hyperfine shellcheck g++
-      tini catatonit dumb-init gosu)
+      tini catatonit dumb-init gosu strace)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
