@@ -6,7 +6,7 @@ DIST := dist
 CACHE ?= /var/cache/labkit
 DEBIAN_ROOT := $(CACHE)/debian-12-root
 
-.PHONY: all labinit labkit deps test unit e2e fuzz fuzz-ci bench bench-images clean debian-root
+.PHONY: all labinit labkit deps test unit e2e e2e-full fuzz fuzz-ci bench bench-images clean debian-root
 
 all: labinit labkit
 
@@ -49,9 +49,14 @@ unit: labinit debian-root
 
 # End to end (tests/e2e/README.md): lab-base (cpu) built by labkit with podman on a
 # debootstrapped Ubuntu 24.04 base, then the lab's job shapes in real containers.
-# E2E_FULL=1 adds lab-pytorch and lab-python-ml (several GB; not in CI).
 e2e: labinit
 	E2E_CACHE=$(CACHE) tests/e2e/run.sh
+
+# The whole cpu family from the committed Dockerfiles and locks (lab-pytorch and
+# lab-python-ml download ~4 GB from PyPI), every image's tests (`labkit test`),
+# researchers' and derived images' pip installs, sizes and install times.
+e2e-full: labinit
+	E2E_FULL=1 E2E_CACHE=$(CACHE) tests/e2e/run.sh
 
 # Fuzz every parser 60 s per target and merge new coverage into fuzz/corpus/ (commit it).
 fuzz:

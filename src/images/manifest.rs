@@ -103,6 +103,11 @@ pub struct Image {
     /// Tag patterns: `{variant}` and `{alias}` (one tag per variant alias).
     /// The first resulting tag is the image's primary tag.
     pub tags: Vec<String>,
+    /// Python requirements (PEP 508, `{key}` = the variant's `values.key`),
+    /// resolved with the rest of the variant by `labkit lock` into the
+    /// image's `requirements.lock` ([`super::python`]).
+    #[serde(default)]
+    pub python: Vec<String>,
 }
 
 /// What a target is built `FROM`.
