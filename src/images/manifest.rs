@@ -49,6 +49,11 @@ pub struct FamilyInfo {
     /// Where the Python virtual environment lives in every image.
     #[serde(default = "default_venv")]
     pub venv: String,
+    /// `labkit lock` considers only packages published before this moment
+    /// (RFC 3339, uv's `--exclude-newer`), so a lock is reproducible; move it
+    /// forward to take newer releases.
+    #[serde(default)]
+    pub python_snapshot: Option<String>,
 }
 
 fn default_label_prefix() -> String {

@@ -165,9 +165,8 @@ pub fn lock(layout: &Layout, opts: &LockOptions) -> Result<()> {
     let (family, _) = load(layout, &BaseOverrides::new())?;
     let mut errors: Vec<anyhow::Error> = Vec::new();
     if !opts.bases_only {
-        let report =
-            python::Uv::find(opts.uv.as_deref()).and_then(|uv| python::lock(layout, &family, &uv, &opts.variants));
-        match report {
+        match python::lock(layout, &family, opts.uv.as_deref(), &opts.variants) {
+            Ok(r) if r.written.is_empty() && r.unchanged.is_empty() => {}
             Ok(r) => {
                 for p in &r.written {
                     println!("lock: wrote {p}");

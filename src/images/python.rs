@@ -65,6 +65,8 @@ pub struct VariantSpec {
     pub platform: String,
     /// A package index consulted before PyPI (e.g. a PyTorch wheel index).
     pub index: Option<String>,
+    /// Only packages published before this moment (`[family] python_snapshot`).
+    pub exclude_newer: Option<String>,
     /// Parents before children.
     pub images: Vec<ImageRequirements>,
 }
@@ -76,7 +78,8 @@ impl VariantSpec {
         h.part("format", LOCK_FORMAT.as_bytes())
             .part("python", self.python.as_bytes())
             .part("platform", self.platform.as_bytes())
-            .part("index", self.index.as_deref().unwrap_or("").as_bytes());
+            .part("index", self.index.as_deref().unwrap_or("").as_bytes())
+            .part("exclude-newer", self.exclude_newer.as_deref().unwrap_or("").as_bytes());
         for i in &self.images {
             h.part("image", i.image.as_bytes()).part("parent", i.parent.as_deref().unwrap_or("").as_bytes());
             for r in &i.requirements {
@@ -121,6 +124,10 @@ impl VariantSpec {
             "--annotation-style".into(),
             "split".into(),
         ];
+        if let Some(t) = &self.exclude_newer {
+            a.push("--exclude-newer".into());
+            a.push(t.clone());
+        }
         if let Some(ix) = &self.index {
             a.push("--index".into());
             a.push(ix.clone());
@@ -219,6 +226,7 @@ fn specs_of(m: &Manifest) -> Result<Vec<VariantSpec>, Vec<String>> {
             python,
             platform: v.values.get("python_platform").cloned().unwrap_or_else(|| DEFAULT_PLATFORM.to_string()),
             index: v.values.get("python_index").filter(|s| !s.is_empty()).cloned(),
+            exclude_newer: m.family.python_snapshot.clone(),
             images,
         });
     }
@@ -626,8 +634,10 @@ pub struct PythonLockReport {
 }
 
 /// Resolves the selected variants (all when empty) and writes their locks.
-/// All or nothing: every variant is resolved before any file is written.
-pub fn lock(layout: &Layout, family: &Family, uv: &Uv, variants: &[String]) -> Result<PythonLockReport> {
+/// All or nothing: every variant is resolved before any file is written. uv
+/// (`uv`: as for [`Uv::find`]) is only looked for when an image has Python
+/// requirements.
+pub fn lock(layout: &Layout, family: &Family, uv: Option<&Path>, variants: &[String]) -> Result<PythonLockReport> {
     let specs = specs(family)?;
     for v in variants {
         if !specs.iter().any(|s| &s.variant == v) {
@@ -637,11 +647,16 @@ pub fn lock(layout: &Layout, family: &Family, uv: &Uv, variants: &[String]) -> R
             )));
         }
     }
+    let selected = |s: &&VariantSpec| variants.is_empty() || variants.contains(&s.variant);
+    if !specs.iter().filter(selected).any(|s| s.locked_images().next().is_some()) {
+        return Ok(PythonLockReport::default());
+    }
+    let uv = Uv::find(uv)?;
     let version = uv.version();
     let scratch = layout.work().join("lock");
     let mut files: Vec<(String, String)> = Vec::new();
     let mut failures = Vec::new();
-    for s in specs.iter().filter(|s| variants.is_empty() || variants.contains(&s.variant)) {
+    for s in specs.iter().filter(selected) {
         if s.locked_images().next().is_none() {
             continue;
         }
@@ -750,6 +765,7 @@ tensorflow-cpu==2.19.0 \\
             python: "3.12".into(),
             platform: DEFAULT_PLATFORM.into(),
             index: None,
+            exclude_newer: None,
             images: vec![
                 img("lab-base", None, &["pip"]),
                 img("lab-pytorch", Some("lab-base"), &["numpy"]),

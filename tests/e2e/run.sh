@@ -659,6 +659,26 @@ EOF
 }
 check labels-match-manifest t_labels
 
+# The committed Python locks are what `labkit lock` makes today: uv against
+# PyPI (the manifest's python_snapshot makes that reproducible), in a copy.
+t_locks_reproduce() {
+    local copy=$work/lockcopy f n=0
+    command -v uv >/dev/null || fail "uv is not installed (tests/tools/deps.sh installs it)"
+    mkdir -p "$copy"
+    cp -a "$repo/images" "$copy/"
+    "$labkit" --root "$copy" lock --python || fail "labkit lock --python failed against PyPI"
+    while IFS= read -r f; do
+        n=$((n + 1))
+        cmp -s "$repo/$f" "$copy/$f" || {
+            diff "$repo/$f" "$copy/$f" | head -20
+            fail "$f differs from a fresh labkit lock (uv $(uv --version | awk '{print $2}'))"
+        }
+    done < <(cd "$repo" && find images/generated -name requirements.lock | sort)
+    [ "$n" -gt 0 ] || fail "no committed lock files found"
+    note "$n lock files reproduced byte for byte by labkit lock --python ($(uv --version))"
+}
+check locks-reproduce-with-uv t_locks_reproduce
+
 # `labkit test` on lab-base: the image's own tests (images/tests/lab-base),
 # one line per test, in containers started as the cluster starts them.
 t_image_tests_base() {
@@ -769,6 +789,7 @@ if [ "$full" = 1 ]; then
         local lock=$repo/images/generated/lab-python-ml/cpu/requirements.lock uvver out
         uvver=$(uv --version 2>/dev/null | awk '{print $2}')
         [ -n "$uvver" ] || fail "uv is not installed on the host (tests/tools/deps.sh)"
+        # shellcheck disable=SC2016 # the script expands inside the container
         out=$(crun measure --rm --network host -v "$pip_dir:/etc/xdg/pip:ro" -v "$lock:/tmp/ml.lock:ro" \
             -e SSL_CERT_FILE=/etc/xdg/pip/host-ca.crt --entrypoint /bin/bash "$LAB_PYTORCH" -c '
                 set -e
