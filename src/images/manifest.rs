@@ -51,8 +51,9 @@ pub struct FamilyInfo {
     pub venv: String,
     /// `labkit lock` considers only packages published before this moment
     /// (RFC 3339, uv's `--exclude-newer`), so a lock is reproducible; move it
-    /// forward to take newer releases.
-    #[serde(default)]
+    /// forward to take newer releases. An input of the locks only, so it is
+    /// neither in the template context nor in the Dockerfiles' inputs hash.
+    #[serde(default, skip_serializing)]
     pub python_snapshot: Option<String>,
 }
 
