@@ -679,6 +679,25 @@ t_locks_reproduce() {
 }
 check locks-reproduce-with-uv t_locks_reproduce
 
+# The committed lab-pytorch Dockerfile on a lock that is inconsistent on
+# purpose (requests without its dependencies): pip installs exactly that,
+# and the build's `pip check` must fail it.
+t_pip_check_fails_build() {
+    local ctx=$work/brokenlock rc=0 f=$work/brokenlock.out
+    mkdir -p "$ctx/python/lab-pytorch/cpu"
+    printf 'requests==2.32.3\n' | uv pip compile - --no-deps --generate-hashes --no-header \
+        --python-version 3.12 --python-platform x86_64-manylinux_2_28 -q \
+        >"$ctx/python/lab-pytorch/cpu/requirements.lock" || fail "uv could not lock requests for the test"
+    "$engine" build --network host -v "$pip_dir:/etc/xdg/pip:ro" -f "$repo/images/generated/lab-pytorch/cpu/Dockerfile" \
+        --build-arg "BASE_IMAGE=$LAB_BASE" -t localhost/labkit-e2e/broken-lock:cpu "$ctx" >"$f" 2>&1 || rc=$?
+    cat "$f"
+    "$engine" rmi -f localhost/labkit-e2e/broken-lock:cpu >/dev/null 2>&1 || true
+    [ "$rc" != 0 ] || fail "a lock without requests' dependencies built: pip check did not stop it"
+    grep -q "requests 2.32.3 requires" "$f" || fail "the build failed, but not in pip check: $(grep -m1 -i error "$f")"
+    note "pip check failed the build: $(grep -m1 'requests 2.32.3 requires' "$f")"
+}
+check pip-check-fails-the-build t_pip_check_fails_build
+
 # `labkit test` on lab-base: the image's own tests (images/tests/lab-base),
 # one line per test, in containers started as the cluster starts them.
 t_image_tests_base() {
