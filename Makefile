@@ -33,9 +33,10 @@ debian-root:
 	tests/tools/debian-root.sh $(DEBIAN_ROOT)
 
 # The one test command (README, .ci/run): the unit, namespace and chroot suites,
-# then the end-to-end run in real containers.
+# then the end-to-end run in real containers with the whole cpu family (about
+# 22 min cold: docs/images.md, "Measured"), then the fuzzers.
 test: deps
-	$(MAKE) unit e2e fuzz-ci
+	$(MAKE) unit e2e-full fuzz-ci
 
 # Debian packages and the musl target the tests need (installed when missing).
 deps:
