@@ -809,6 +809,29 @@ tensorflow-cpu==2.19.0 \\
     }
 
     #[test]
+    fn parse_handles_markers_extras_options_and_odd_names() {
+        let text = "--index-url https://pypi.org/simple\n--extra-index-url https://download.pytorch.org/whl/cu118\n\
+                    Jinja2==3.1.6 ; python_version >= '3.9' \\\n    --hash=sha256:aa\n    # via\n    #   -r lab-base.in\n\
+                    nvidia-cudnn-cu11==9.1.0.70 \\\n    --hash=sha256:bb\n    # via torch (extra: cuda)\n\
+                    zope.interface==8.0 \\\n    --hash=sha256:cc\n    # via tensorflow[and-cuda]\n";
+        let c = parse_compiled(text).unwrap();
+        assert_eq!(c.options.len(), 2);
+        assert_eq!(c.pins[0].name, "jinja2");
+        assert_eq!(c.pins[0].version, "3.1.6");
+        assert_eq!(c.pins[0].via, ["-r lab-base.in"]);
+        assert_eq!(c.pins[1].via, ["torch"]);
+        assert_eq!(c.pins[2].name, "zope-interface");
+        assert_eq!(c.pins[2].via, ["tensorflow"]);
+        // The index options reach every image's lock.
+        let locks =
+            split(&spec(), &parse_compiled(&format!("{}\n{OUT}", &text[..text.find("Jinja2").unwrap()])).unwrap(), "")
+                .unwrap();
+        for l in locks.values() {
+            assert!(l.contains("--extra-index-url https://download.pytorch.org/whl/cu118\n"), "{l}");
+        }
+    }
+
+    #[test]
     fn a_package_nobody_asked_for_is_an_error() {
         let c = parse_compiled("stray==1 \\\n    --hash=sha256:00\n").unwrap();
         assert!(split(&spec(), &c, "").unwrap_err().contains("stray"));
