@@ -424,6 +424,12 @@ fn lock_text(spec: &VariantSpec, image: &str, inputs: &str, uv_version: &str, bo
     h
 }
 
+/// Whether the file at `path` is a lock `labkit lock` wrote (it carries the
+/// inputs-hash header line), so render may delete it once its target is gone.
+pub fn is_lock_file(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| t.lines().take(12).any(|l| l.starts_with(INPUTS_MARK)))
+}
+
 /// What is wrong with one lock file on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockProblem {

@@ -459,7 +459,8 @@ pub fn write(out: &Path, rendered: &Rendered) -> Result<WriteReport> {
             }
         }
         let path = out.join(&rel);
-        if old_index.contains_key(&rel) || is_generated(&path) {
+        // A lock of a target that no longer exists goes with its Dockerfile.
+        if old_index.contains_key(&rel) || is_generated(&path) || super::python::is_lock_file(&path) {
             std::fs::remove_file(&path).with_context(|| format!("cannot delete stale {}", path.display()))?;
             remove_empty_parents(out, &path);
             report.deleted.push(rel);
