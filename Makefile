@@ -34,7 +34,7 @@ debian-root:
 
 # The one test command (README, .ci/run): the unit, namespace and chroot suites,
 # then the end-to-end run in real containers with the whole cpu family (about
-# 22 min cold: docs/images.md, "Measured"), then the fuzzers.
+# 13 min cold, 20 on a busy machine: docs/images.md, "Measured"), then the fuzzers.
 test: deps
 	$(MAKE) unit e2e-full fuzz-ci
 
