@@ -8,7 +8,7 @@ DEBIAN_ROOT := $(CACHE)/debian-12-root
 # A real Jupyter (jupyter_server, ipykernel; pinned) for tests/jupyter.rs.
 JUPYTER_VENV := $(CACHE)/jupyter-venv
 
-.PHONY: all try labinit labkit labkit-static deps test unit e2e fuzz fuzz-ci bench bench-images clean debian-root jupyter-venv
+.PHONY: all try labinit labkit labkit-static deps test unit e2e e2e-full fuzz fuzz-ci bench bench-images clean debian-root jupyter-venv
 
 all: labinit labkit
 
@@ -56,9 +56,10 @@ jupyter-venv:
 	tests/tools/jupyter-venv.sh $(JUPYTER_VENV)
 
 # The one test command (README, .ci/run): the unit, namespace and chroot suites,
-# then the end-to-end run in real containers.
+# then the end-to-end run in real containers with the whole cpu family (about
+# 13 min cold, 20 on a busy machine: docs/images.md, "Measured"), then the fuzzers.
 test: deps
-	$(MAKE) unit e2e fuzz-ci
+	$(MAKE) unit e2e-full fuzz-ci
 
 # Debian packages and the musl target the tests need (installed when missing).
 deps:
@@ -74,9 +75,14 @@ unit: labinit debian-root jupyter-venv
 
 # End to end (tests/e2e/README.md): lab-base (cpu) built by labkit with podman on a
 # debootstrapped Ubuntu 24.04 base, then the lab's job shapes in real containers.
-# E2E_FULL=1 adds lab-pytorch and lab-python-ml (several GB; not in CI).
 e2e: labinit
 	E2E_CACHE=$(CACHE) tests/e2e/run.sh
+
+# The whole cpu family from the committed Dockerfiles and locks (lab-pytorch and
+# lab-python-ml download ~4 GB from PyPI), every image's tests (`labkit test`),
+# researchers' and derived images' pip installs, sizes and install times.
+e2e-full: labinit
+	E2E_FULL=1 E2E_CACHE=$(CACHE) tests/e2e/run.sh
 
 # Fuzz every parser 60 s per target and merge new coverage into fuzz/corpus/ (commit it).
 fuzz:

@@ -210,7 +210,15 @@ fn engine_is_autodetected_from_path() {
     let r = rig();
     let only_podman = r.s.join("onlypodman");
     script(&only_podman.join("podman"), FAKE_ENGINE);
-    let path = format!("{}:/usr/bin:/bin", only_podman.display());
+    // The fake engine's tools, without the machine's own docker (a real
+    // /usr/bin/docker would otherwise win the detection).
+    let tools = r.s.join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    for t in ["bash", "sh", "date", "sleep", "env", "cat"] {
+        let real = ["/usr/bin", "/bin"].iter().map(|d| std::path::Path::new(d).join(t)).find(|p| p.exists()).unwrap();
+        std::os::unix::fs::symlink(real, tools.join(t)).unwrap();
+    }
+    let path = format!("{}:{}", only_podman.display(), tools.display());
     let t = expect(r.build("", &["--variant", "cpu"], &[("PATH", &path)]), 0);
     assert!(t.contains("with podman"), "{t}");
     assert_eq!(r.events().1.len(), 3);

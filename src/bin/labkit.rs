@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use labkit::images::{self, bake, build, lock, manifest, plan, Layout};
+use labkit::images::{self, bake, build, imagetest, lock, manifest, plan, Layout};
 
 #[derive(Parser)]
 #[command(
@@ -125,11 +125,51 @@ enum Command {
         #[arg(long)]
         log_dir: Option<PathBuf>,
     },
-    /// Record each base image's digest in images/lock.toml.
+    /// Run the image tests (images/tests/<image>/, inherited by children) in
+    /// containers of the built images, one line per test.
+    Test {
+        /// Only these images (repeatable); each is tested with its ancestors' tests too.
+        #[arg(long = "image")]
+        images: Vec<String>,
+        /// Only these variants (repeatable).
+        #[arg(long = "variant")]
+        variants: Vec<String>,
+        /// docker, podman, or a path to either (default: LABKIT_ENGINE, else
+        /// the first of docker, podman on PATH).
+        #[arg(long)]
+        engine: Option<String>,
+        /// Give the containers the GPUs (GPU tests then fail, not skip, without one).
+        #[arg(long)]
+        gpu: bool,
+        /// Time limit per test (default 10m).
+        #[arg(long)]
+        timeout: Option<String>,
+        /// Extra option for `ENGINE run` (repeatable), e.g. --run-arg=--network=none.
+        #[arg(long = "run-arg", allow_hyphen_values = true)]
+        run_args: Vec<String>,
+        /// Directory for per-test logs (default: build/images/test-logs).
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
+    },
+    /// Resolve each variant's Python requirements into the images'
+    /// requirements.lock files (uv), and record each base image's digest in
+    /// images/lock.toml.
     Lock {
         /// skopeo or docker (default: whichever is installed).
         #[arg(long)]
         resolver: Option<String>,
+        /// Only the Python locks.
+        #[arg(long, conflicts_with = "bases")]
+        python: bool,
+        /// Only the base image digests.
+        #[arg(long)]
+        bases: bool,
+        /// Only these variants' Python locks (repeatable).
+        #[arg(long = "variant")]
+        variants: Vec<String>,
+        /// uv binary (default: LABKIT_UV, else uv on PATH).
+        #[arg(long)]
+        uv: Option<PathBuf>,
     },
     /// For researchers: Pods, Jobs and runai commands from a profile (docs/job.md).
     Job(labkit::job::cli::JobArgs),
@@ -254,9 +294,32 @@ fn run(layout: &Layout, command: Command) -> anyhow::Result<u8> {
             let summary = build::build(layout, &p, &engine, &opts)?;
             Ok(if summary.success() { 0 } else { 1 })
         }
-        Command::Lock { resolver } => {
-            let requested = resolver.as_deref().map(lock::Resolver::parse).transpose()?;
-            images::lock(layout, requested)?;
+        Command::Test { images: imgs, variants, engine, gpu, timeout, run_args, log_dir } => {
+            let (family, _) = images::load(layout, &manifest::BaseOverrides::new())?;
+            for i in &imgs {
+                if !family.manifest.images.contains_key(i) {
+                    anyhow::bail!(images::UsageError(format!("--image {i}: no such image")));
+                }
+            }
+            for v in &variants {
+                if !family.manifest.variants.contains_key(v) {
+                    anyhow::bail!(images::UsageError(format!("--variant {v}: no such variant")));
+                }
+            }
+            let tests = imagetest::discover(&family, &imagetest::tests_dir(layout), &imgs, &variants);
+            if tests.is_empty() {
+                anyhow::bail!(images::UsageError("no image tests selected (images/tests/<image>/*.sh|*.py)".into()));
+            }
+            let engine = build::Engine::detect(engine.as_deref())?;
+            let opts = imagetest::TestOptions { gpu, timeout, run_args };
+            let log_dir = log_dir.unwrap_or_else(|| layout.work().join("test-logs"));
+            let summary = imagetest::run(layout, &tests, &engine, &opts, &log_dir)?;
+            Ok(if summary.success() { 0 } else { 1 })
+        }
+        Command::Lock { resolver, python, bases, variants, uv } => {
+            let resolver = resolver.as_deref().map(lock::Resolver::parse).transpose()?;
+            let opts = images::LockOptions { python_only: python, bases_only: bases, resolver, variants, uv };
+            images::lock(layout, &opts)?;
             Ok(0)
         }
         Command::Job(_) => unreachable!("handled in main"),

@@ -139,9 +139,11 @@ fn per_build_label(arg: &str) -> Option<&'static str> {
 }
 
 /// Copies what the images ship into the build context: labinit (mode 0755),
-/// setup_steps/ and services/ (lab-base), files/ from images/files/ (e.g.
-/// lab-pytorch's Jupyter configuration); empty directories when the repo has
-/// none. Only those four entries of `ctx` are replaced; nothing else is touched.
+/// setup_steps/ and services/ (lab-base; empty directories when the repo has
+/// none), files/ from images/files/ (e.g. lab-pytorch's Jupyter
+/// configuration), and every target's Python lock as
+/// `python/<image>/<variant>/requirements.lock`. Only those entries of `ctx`
+/// are replaced; nothing else is touched.
 pub fn stage_context(layout: &Layout, ctx: &Path, labinit: Option<&Path>) -> Result<()> {
     let ctx = if ctx.is_absolute() { ctx.to_path_buf() } else { layout.root.join(ctx) };
     let src = labinit
@@ -170,6 +172,27 @@ pub fn stage_context(layout: &Layout, ctx: &Path, labinit: Option<&Path>) -> Res
             }
             std::fs::copy(&a, &b).with_context(|| format!("cannot copy {} to {}", a.display(), b.display()))?;
         }
+    }
+    stage_python_locks(layout, &ctx)
+}
+
+/// `images/generated/<image>/<variant>/requirements.lock` -> `ctx/python/…`.
+fn stage_python_locks(layout: &Layout, ctx: &Path) -> Result<()> {
+    let to = ctx.join("python");
+    if to.exists() {
+        std::fs::remove_dir_all(&to).with_context(|| format!("cannot clear {}", to.display()))?;
+    }
+    std::fs::create_dir_all(&to).with_context(|| format!("cannot create {}", to.display()))?;
+    let from = layout.generated();
+    for rel in super::render::list_files(&from) {
+        if !rel.ends_with(&format!("/{}", super::python::LOCK_FILE)) {
+            continue;
+        }
+        let (a, b) = (from.join(&rel), to.join(&rel));
+        if let Some(p) = b.parent() {
+            std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+        }
+        std::fs::copy(&a, &b).with_context(|| format!("cannot copy {} to {}", a.display(), b.display()))?;
     }
     Ok(())
 }

@@ -24,6 +24,8 @@ pub enum Drift {
     Orphaned { path: String },
     /// On-disk content differs from what `labkit render` wrote (per INDEX).
     HandEdited { path: String, detail: String },
+    /// A Python lock file is missing, stale or hand-edited ([`super::python`]).
+    Lock(super::python::LockDrift),
 }
 
 impl fmt::Display for Drift {
@@ -42,6 +44,7 @@ impl fmt::Display for Drift {
                 f,
                 "{path}: hand-edited ({detail}); edit images/templates or images/manifest.toml instead and run `labkit render`"
             ),
+            Drift::Lock(l) => write!(f, "{l}"),
         }
     }
 }
@@ -123,6 +126,9 @@ pub fn compare(out: &Path, shown: &str, rendered: &Rendered) -> Vec<Drift> {
         }
     }
     for path in &on_disk {
+        if is_lock_of(path, &expected) {
+            continue; // written by `labkit lock`, checked by super::python::check
+        }
         if path != INDEX && !expected.contains_key(path.as_str()) {
             drift.push(Drift::Orphaned { path: format!("{shown}{path}") });
         }
@@ -138,6 +144,13 @@ pub fn compare(out: &Path, shown: &str, rendered: &Rendered) -> Vec<Drift> {
         }
     }
     drift
+}
+
+/// A Python lock file (`<image>/<variant>/requirements.lock`) beside a
+/// Dockerfile that render produces; a lock without one is orphaned.
+fn is_lock_of(path: &str, expected: &BTreeMap<&str, &str>) -> bool {
+    path.strip_suffix(super::python::LOCK_FILE)
+        .is_some_and(|dir| dir.ends_with('/') && expected.contains_key(format!("{dir}Dockerfile").as_str()))
 }
 
 /// Non-failing observations about the family. `today` is `YYYY-MM-DD`; it is

@@ -49,6 +49,12 @@ pub struct FamilyInfo {
     /// Where the Python virtual environment lives in every image.
     #[serde(default = "default_venv")]
     pub venv: String,
+    /// `labkit lock` considers only packages published before this moment
+    /// (RFC 3339, uv's `--exclude-newer`), so a lock is reproducible; move it
+    /// forward to take newer releases. An input of the locks only, so it is
+    /// neither in the template context nor in the Dockerfiles' inputs hash.
+    #[serde(default, skip_serializing)]
+    pub python_snapshot: Option<String>,
 }
 
 fn default_label_prefix() -> String {
@@ -103,6 +109,11 @@ pub struct Image {
     /// Tag patterns: `{variant}` and `{alias}` (one tag per variant alias).
     /// The first resulting tag is the image's primary tag.
     pub tags: Vec<String>,
+    /// Python requirements (PEP 508, `{key}` = the variant's `values.key`),
+    /// resolved with the rest of the variant by `labkit lock` into the
+    /// image's `requirements.lock` ([`super::python`]).
+    #[serde(default)]
+    pub python: Vec<String>,
 }
 
 /// What a target is built `FROM`.

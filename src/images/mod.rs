@@ -16,9 +16,11 @@
 pub mod bake;
 pub mod build;
 pub mod check;
+pub mod imagetest;
 pub mod lock;
 pub mod manifest;
 pub mod plan;
+pub mod python;
 pub mod render;
 
 use std::path::{Path, PathBuf};
@@ -131,10 +133,9 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 pub fn check(layout: &Layout) -> Result<check::CheckReport> {
     let (family, templates) = load(layout, &BaseOverrides::new())?;
     let rendered = render::render(&family, &templates)?;
-    Ok(check::CheckReport {
-        drift: check::compare(&layout.generated(), "images/generated/", &rendered),
-        warnings: check::warnings(&family, &check::today_utc()),
-    })
+    let mut drift = check::compare(&layout.generated(), "images/generated/", &rendered);
+    drift.extend(python::check(layout, &family)?.into_iter().map(check::Drift::Lock));
+    Ok(check::CheckReport { drift, warnings: check::warnings(&family, &check::today_utc()) })
 }
 
 /// `labkit plan`: the build plan for the selection.
@@ -145,9 +146,50 @@ pub fn plan(layout: &Layout, overrides: &BaseOverrides, opts: &plan::PlanOptions
     plan::make(&family, &rendered, &shipped, opts).map_err(|e| UsageError(e).into())
 }
 
-/// `labkit lock`: resolves every variant's base and rewrites images/lock.toml.
-pub fn lock(layout: &Layout, resolver: Option<lock::Resolver>) -> Result<()> {
+/// What `labkit lock` refreshes.
+#[derive(Debug, Clone, Default)]
+pub struct LockOptions {
+    /// Only the Python locks / only the base digests (neither: both).
+    pub python_only: bool,
+    pub bases_only: bool,
+    pub resolver: Option<lock::Resolver>,
+    /// Variants whose Python locks are refreshed (empty: all).
+    pub variants: Vec<String>,
+    pub uv: Option<PathBuf>,
+}
+
+/// `labkit lock`: the Python locks of every (selected) variant, then each
+/// variant's base digest in images/lock.toml. A failure of one part leaves its
+/// files unchanged and is reported after the other part ran.
+pub fn lock(layout: &Layout, opts: &LockOptions) -> Result<()> {
     let (family, _) = load(layout, &BaseOverrides::new())?;
+    let mut errors: Vec<anyhow::Error> = Vec::new();
+    if !opts.bases_only {
+        match python::lock(layout, &family, opts.uv.as_deref(), &opts.variants) {
+            Ok(r) if r.written.is_empty() && r.unchanged.is_empty() => {}
+            Ok(r) => {
+                for p in &r.written {
+                    println!("lock: wrote {p}");
+                }
+                println!("lock: Python locks: {} written, {} unchanged", r.written.len(), r.unchanged.len());
+            }
+            Err(e) if e.chain().any(|c| c.is::<UsageError>() || c.is::<ManifestErrors>()) => return Err(e),
+            Err(e) => errors.push(e.context("Python locks not refreshed")),
+        }
+    }
+    if !opts.python_only {
+        if let Err(e) = lock_bases(layout, &family, opts.resolver) {
+            errors.push(e);
+        }
+    }
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => bail!("{:#}\n{:#}", errors[0], errors[1]),
+    }
+}
+
+fn lock_bases(layout: &Layout, family: &Family, resolver: Option<lock::Resolver>) -> Result<()> {
     let mut refs: Vec<String> = family.manifest.variants.values().map(|v| v.base.clone()).collect();
     refs.sort();
     refs.dedup();

@@ -81,7 +81,8 @@ pub fn parse_build_arg(s: &str) -> Result<(String, String), String> {
 }
 
 /// Hash of the files `labkit build` ships into every context besides labinit
-/// (setup_steps/, services/, images/files/), so changing a step changes the plan.
+/// (setup_steps/, services/, images/files/ and the Python locks), so changing
+/// a step, a shipped file or a lock changes the plan.
 pub fn shipped_files_hash(layout: &Layout) -> String {
     let mut h = InputHasher::new();
     for (dir, _) in super::build::SHIPPED_DIRS {
@@ -96,6 +97,12 @@ pub fn shipped_files_hash(layout: &Layout) -> String {
                 .unwrap_or(false);
             let data = std::fs::read(&path).unwrap_or_default();
             h.part(&format!("{dir}/{rel} exec={exec}"), &data);
+        }
+    }
+    let generated = layout.generated();
+    for rel in super::render::list_files(&generated) {
+        if rel.ends_with(&format!("/{}", super::python::LOCK_FILE)) {
+            h.part(&format!("python/{rel}"), &std::fs::read(generated.join(&rel)).unwrap_or_default());
         }
     }
     h.finish()

@@ -452,8 +452,15 @@ pub fn write(out: &Path, rendered: &Rendered) -> Result<WriteReport> {
         if rel == INDEX || produced.contains(rel.as_str()) {
             continue;
         }
+        // Python locks beside a produced Dockerfile belong to `labkit lock`.
+        if let Some(dir) = rel.strip_suffix(super::python::LOCK_FILE) {
+            if dir.ends_with('/') && produced.contains(format!("{dir}Dockerfile").as_str()) {
+                continue;
+            }
+        }
         let path = out.join(&rel);
-        if old_index.contains_key(&rel) || is_generated(&path) {
+        // A lock of a target that no longer exists goes with its Dockerfile.
+        if old_index.contains_key(&rel) || is_generated(&path) || super::python::is_lock_file(&path) {
             std::fs::remove_file(&path).with_context(|| format!("cannot delete stale {}", path.display()))?;
             remove_empty_parents(out, &path);
             report.deleted.push(rel);

@@ -14,8 +14,10 @@
 #      last line is `e2e: N passed, M failed`; exit 0 only when M is 0.
 #
 # Environment:
-#   E2E_FULL=1          also build lab-pytorch and lab-python-ml (cpu) and import
-#                       torch and cv2 as the user (large downloads; not in CI)
+#   E2E_FULL=1          also build lab-pytorch and lab-python-ml (cpu) from their
+#                       locks, run every image's tests (labkit test), a
+#                       researcher's `pip install` and a derived image's, and
+#                       measure sizes and install times (make e2e-full)
 #   E2E_ONLY=REGEX      run only the scenarios whose name matches
 #   E2E_CACHE=DIR       cache root (default: $CACHE, else /var/cache/labkit)
 #   E2E_ENGINE=podman|docker
@@ -23,8 +25,6 @@
 #                       built with `make labinit` when missing)
 #   E2E_LABKIT=PATH     labkit binary (default: built with cargo)
 #   E2E_UBUNTU_MIRROR=URL  archive for debootstrap, and --apt-mirror for builds
-#   E2E_TORCH_INDEX=URL    E2E_FULL only: where torch wheels come from
-#                       (default: PyPI, since the manifest's index is unreachable here)
 set -euo pipefail
 
 # Bump to rebuild the cached base image (and drop older ones).
@@ -659,29 +659,179 @@ EOF
 }
 check labels-match-manifest t_labels
 
-# --- E2E_FULL: lab-pytorch and lab-python-ml ----------------------------------
+# The committed Python locks are what `labkit lock` makes today: uv against
+# PyPI (the manifest's python_snapshot makes that reproducible), in a copy.
+t_locks_reproduce() {
+    local copy=$work/lockcopy f n=0
+    command -v uv >/dev/null || fail "uv is not installed (tests/tools/deps.sh installs it)"
+    mkdir -p "$copy"
+    cp -a "$repo/images" "$copy/"
+    "$labkit" --root "$copy" lock --python || fail "labkit lock --python failed against PyPI"
+    while IFS= read -r f; do
+        n=$((n + 1))
+        cmp -s "$repo/$f" "$copy/$f" || {
+            diff "$repo/$f" "$copy/$f" | head -20
+            fail "$f differs from a fresh labkit lock (uv $(uv --version | awk '{print $2}'))"
+        }
+    done < <(cd "$repo" && find images/generated -name requirements.lock | sort)
+    [ "$n" -gt 0 ] || fail "no committed lock files found"
+    note "$n lock files reproduced byte for byte by labkit lock --python ($(uv --version))"
+}
+check locks-reproduce-with-uv t_locks_reproduce
+
+# The committed lab-pytorch Dockerfile on a lock that is inconsistent on
+# purpose (requests without its dependencies): pip installs exactly that,
+# and the build's `pip check` must fail it.
+t_pip_check_fails_build() {
+    local ctx=$work/brokenlock rc=0 f=$work/brokenlock.out
+    mkdir -p "$ctx/python/lab-pytorch/cpu"
+    printf 'requests==2.32.3\n' | uv pip compile - --no-deps --generate-hashes --no-header \
+        --python-version 3.12 --python-platform x86_64-manylinux_2_28 -q \
+        >"$ctx/python/lab-pytorch/cpu/requirements.lock" || fail "uv could not lock requests for the test"
+    "$engine" build --network host -v "$pip_dir:/etc/xdg/pip:ro" -f "$repo/images/generated/lab-pytorch/cpu/Dockerfile" \
+        --build-arg "BASE_IMAGE=$LAB_BASE" -t localhost/labkit-e2e/broken-lock:cpu "$ctx" >"$f" 2>&1 || rc=$?
+    cat "$f"
+    "$engine" rmi -f localhost/labkit-e2e/broken-lock:cpu >/dev/null 2>&1 || true
+    [ "$rc" != 0 ] || fail "a lock without requests' dependencies built: pip check did not stop it"
+    grep -q "requests 2.32.3 requires" "$f" || fail "the build failed, but not in pip check: $(grep -m1 -i error "$f")"
+    note "pip check failed the build: $(grep -m1 'requests 2.32.3 requires' "$f")"
+}
+check pip-check-fails-the-build t_pip_check_fails_build
+
+# `labkit test` on lab-base: the image's own tests (images/tests/lab-base),
+# one line per test, in containers started as the cluster starts them.
+t_image_tests_base() {
+    "$labkit" test --engine "$engine" --image lab-base --variant cpu --log-dir "$logs/image-tests" \
+        >"$work/image-tests-base.out" 2>&1 || {
+        cat "$work/image-tests-base.out"
+        fail "labkit test --image lab-base: $(grep -m1 '^FAIL' "$work/image-tests-base.out" || tail -1 "$work/image-tests-base.out")"
+    }
+    cat "$work/image-tests-base.out"
+    grep -q '^SKIP' "$work/image-tests-base.out" && fail "a lab-base test was skipped without a reason to"
+    note "$(tail -1 "$work/image-tests-base.out")"
+}
+check image-tests-lab-base t_image_tests_base
+
+# --- E2E_FULL (make e2e-full): lab-pytorch and lab-python-ml -------------------
+size_mb() { "$engine" image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f", $1/1e6}'; }
 if [ "$full" = 1 ]; then
-    t_build_full() {
-        "$labkit" build "${build_opts[@]}" --image lab-base --image lab-pytorch --image lab-python-ml \
-            || fail "labkit build of lab-pytorch/lab-python-ml cpu failed (log: build/e2e/logs/build/)"
+    LAB_PYTORCH=$(primary_tag lab-pytorch)
+    LAB_ML=$(primary_tag lab-python-ml)
+    # Each image from its committed Dockerfile and lock (pip resolves nothing:
+    # --require-hashes --no-deps), timed on its own.
+    build_one() { # IMAGE
+        local t0=$SECONDS
+        "$labkit" build "${build_opts[@]}" --image "$1" ||
+            fail "labkit build of $1 cpu failed (log: build/e2e/logs/build/$1-cpu.log)"
+        note "$1 built in $((SECONDS - t0))s, $(size_mb "$(primary_tag "$1")") MB"
+        printf '%s build_s=%s size_mb=%s\n' "$1" "$((SECONDS - t0))" "$(size_mb "$(primary_tag "$1")")" >>"$out/measurements.txt"
     }
-    # The manifest's cpu torch index (download.pytorch.org) is unreachable
-    # here and is rendered into the Dockerfile as --index-url; pip's site
-    # configuration (the build volume above) adds an index without touching
-    # the committed Dockerfile. PyPI's x86_64 torch is the CUDA build (~0.8 GB
-    # plus ~2.5 GB of nvidia-* wheels); it imports fine without a GPU.
-    printf 'extra-index-url = %s\ntimeout = 15\nretries = 1\n' \
-        "${E2E_TORCH_INDEX:-https://pypi.org/simple}" >>"$pip_dir/pip.conf"
-    check build-full-family t_build_full
-    t_import() {
-        local ml out
-        ml=$(primary_tag lab-python-ml)
-        out=$(crun full --rm "$ml" python -c 'import torch, cv2; print("torch", torch.__version__, "cv2", cv2.__version__)' 2>&1)
+    : >"$out/measurements.txt"
+    printf 'lab-base size_mb=%s (build %ss, above)\n' "$(size_mb "$LAB_BASE")" "$t_build" >>"$out/measurements.txt"
+    t_build_pytorch() { build_one lab-pytorch; }
+    check build-lab-pytorch t_build_pytorch
+    t_build_ml() { build_one lab-python-ml; }
+    have_image "$LAB_PYTORCH" && check build-lab-python-ml t_build_ml
+
+    # Every image's tests, inherited: lab-python-ml runs lab-base's,
+    # lab-pytorch's and its own. GPU tests must say SKIP here, never PASS.
+    t_image_tests_full() {
+        local f=$work/image-tests-full.out
+        "$labkit" test --engine "$engine" --image lab-pytorch --image lab-python-ml --variant cpu \
+            --log-dir "$logs/image-tests" >"$f" 2>&1 || {
+            cat "$f"
+            fail "labkit test: $(grep -m1 '^FAIL' "$f" || tail -1 "$f")"
+        }
+        cat "$f"
+        grep -q '^PASS .*gpu_' "$f" && fail "a GPU test passed on a machine without a GPU"
+        [ "$(grep -c '^SKIP .*gpu_' "$f")" = 3 ] || fail "expected 3 skipped GPU tests (torch on 2 images, TF on 1)"
+        grep -q '^PASS  lab-python-ml-cpu lab-base/sudo.sh' "$f" || fail "lab-python-ml did not inherit lab-base's tests"
+        note "$(tail -1 "$f")"
+    }
+    have_image "$LAB_ML" && check image-tests-pytorch-python-ml t_image_tests_full
+
+    # A researcher in a running lab-pytorch container: `pip install` without
+    # sudo lands in ~/.local, its script is on PATH, and the locked numpy and
+    # torch cannot be replaced.
+    t_user_pip() {
+        local c out np
+        c=$(ctr_name userpip)
+        "$engine" run -d --label "labkit-e2e=$run_id" --name "$c" "${cluster_env[@]}" --network host \
+            -v "$pip_dir:/etc/xdg/pip:ro" "$LAB_PYTORCH" >/dev/null
+        wait_until 60 exec_or_gone "$c" || fail "labinit shell did not work within 60 s"
+        ushell() { "$engine" exec "$c" /opt/lab/labinit shell -- bash -c "$1"; }
+        versions=$(ushell 'python -c "import numpy, torch; print(numpy.__version__, torch.__version__)"')
+        np=${versions%% *}
+        out=$(ushell 'pip install tabulate 2>&1; echo "rc=$?"')
         echo "$out"
-        grep -q '^torch .* cv2 ' <<<"$out" || fail "import torch, cv2 failed as the user"
-        note "$(grep '^torch ' <<<"$out")"
+        grep -q '^rc=0$' <<<"$out" || fail "pip install tabulate as $U_NAME failed: $(grep -m1 ERROR <<<"$out")"
+        out=$(ushell 'id -u; command -v tabulate; python -c "import tabulate; print(tabulate.__file__)"; echo a b | tabulate')
+        echo "$out"
+        [ "$(sed -n 1p <<<"$out")" = "$U_ID" ] || fail "the shell did not run as uid $U_ID"
+        [ "$(sed -n 2p <<<"$out")" = "/home/$U_NAME/.local/bin/tabulate" ] || fail "tabulate's script is not ~/.local/bin/tabulate on PATH: $(sed -n 2p <<<"$out")"
+        [[ "$(sed -n 3p <<<"$out")" == /home/$U_NAME/.local/lib/python3.12/site-packages/* ]] || fail "tabulate is not in the user site: $(sed -n 3p <<<"$out")"
+        # A version other than the lock's: refused, named as the constraint.
+        out=$(ushell 'pip install "numpy!='"$np"'" 2>&1; echo "rc=$?"')
+        echo "$out"
+        grep -q '^rc=0$' <<<"$out" && fail "pip install 'numpy!=$np' succeeded as the user"
+        grep -q "(constraint) numpy==$np" <<<"$out" || fail "pip's refusal does not name the locked numpy==$np constraint"
+        out=$(ushell 'pip install --upgrade torch 2>&1; echo "rc=$?"; python -c "import numpy, torch; print(numpy.__version__, torch.__version__)"')
+        echo "$out"
+        [ "$(tail -1 <<<"$out")" = "$versions" ] || fail "numpy/torch changed from $versions after the user's pip: $(tail -1 <<<"$out")"
+        # Without the constraints, the user site could shadow numpy; say so.
+        note "user pip install tabulate -> ~/.local (script on PATH); numpy!=$np refused as constraint; upgrade torch kept ${versions#* }"
+        crm "$c" >/dev/null
     }
-    check python-ml-imports-torch-cv2 t_import
+    have_image "$LAB_PYTORCH" && check researcher-pip-install-user-site t_user_pip
+
+    # A derived image: `RUN pip install` keeps the locked versions too.
+    t_derived_pip() {
+        local ctx=$work/derived rc=0
+        mkdir -p "$ctx"
+        printf 'FROM %s\nRUN pip install --no-cache-dir tabulate && python -c "import tabulate, sys; assert tabulate.__file__.startswith(sys.prefix)"\n' \
+            "$LAB_PYTORCH" >"$ctx/Containerfile.ok"
+        "$engine" build --network host -v "$pip_dir:/etc/xdg/pip:ro" -q -t localhost/labkit-e2e/derived-ok:cpu \
+            -f "$ctx/Containerfile.ok" "$ctx" || fail "FROM lab-pytorch + RUN pip install tabulate failed"
+        printf 'FROM %s\nRUN pip install --no-cache-dir "numpy<2"\n' "$LAB_PYTORCH" >"$ctx/Containerfile.bad"
+        "$engine" build --network host -v "$pip_dir:/etc/xdg/pip:ro" -t localhost/labkit-e2e/derived-bad:cpu \
+            -f "$ctx/Containerfile.bad" "$ctx" >"$work/derived-bad.out" 2>&1 || rc=$?
+        cat "$work/derived-bad.out"
+        [ "$rc" != 0 ] || fail "FROM lab-pytorch + RUN pip install 'numpy<2' built: the constraints did not hold"
+        grep -q "(constraint) numpy==" "$work/derived-bad.out" || fail "the failed build does not name the numpy constraint"
+        "$engine" rmi -f localhost/labkit-e2e/derived-ok:cpu >/dev/null 2>&1 || true
+        note "RUN pip install tabulate ok (into the venv); RUN pip install 'numpy<2' refused by the constraint"
+    }
+    have_image "$LAB_PYTORCH" && check derived-image-pip-constraints t_derived_pip
+
+    # The same lab-python-ml lock installed with pip and with uv, cold (no
+    # cache), into empty targets on top of lab-pytorch.
+    t_pip_vs_uv() {
+        local lock=$repo/images/generated/lab-python-ml/cpu/requirements.lock uvver out
+        uvver=$(uv --version 2>/dev/null | awk '{print $2}')
+        [ -n "$uvver" ] || fail "uv is not installed on the host (tests/tools/deps.sh)"
+        # shellcheck disable=SC2016 # the script expands inside the container
+        out=$(crun measure --rm --network host -v "$pip_dir:/etc/xdg/pip:ro" -v "$lock:/tmp/ml.lock:ro" \
+            -e SSL_CERT_FILE=/etc/xdg/pip/host-ca.crt --entrypoint /bin/bash "$LAB_PYTORCH" -c '
+                set -e
+                python -m venv /tmp/uvenv && env -u PIP_CONSTRAINT /tmp/uvenv/bin/pip install -q --no-cache-dir "uv=='"$uvver"'"
+                t0=$(date +%s.%N)
+                env -u PIP_CONSTRAINT pip install -q --no-cache-dir --require-hashes --no-deps --only-binary :all: --target /tmp/p -r /tmp/ml.lock
+                t1=$(date +%s.%N)
+                /tmp/uvenv/bin/uv pip install -q --no-cache --require-hashes --no-deps --only-binary :all: --target /tmp/u -r /tmp/ml.lock
+                t2=$(date +%s.%N)
+                /tmp/uvenv/bin/uv pip install -q --no-cache --compile-bytecode --require-hashes --no-deps --only-binary :all: --target /tmp/ub -r /tmp/ml.lock
+                t3=$(date +%s.%N)
+                s() { python -c "print(round($2 - $1, 1))"; }
+                echo "pip_s=$(s "$t0" "$t1") uv_s=$(s "$t1" "$t2") uv_bytecode_s=$(s "$t2" "$t3") files_pip=$(find /tmp/p | wc -l) files_uv_bytecode=$(find /tmp/ub | wc -l)"
+            ' 2>&1)
+        echo "$out"
+        grep -q '^pip_s=' <<<"$out" || fail "the measurement did not run: $(tail -1 <<<"$out")"
+        printf 'lab-python-ml lock install: %s\n' "$(grep '^pip_s=' <<<"$out")" >>"$out_dir_measure"
+        note "$(grep '^pip_s=' <<<"$out")"
+    }
+    out_dir_measure=$out/measurements.txt
+    have_image "$LAB_PYTORCH" && check install-time-pip-vs-uv t_pip_vs_uv
+    [ -s "$out/measurements.txt" ] && sed 's/^/e2e: measured: /' "$out/measurements.txt"
 fi
 
 # Images this run replaced (an older lab-base whose labels changed with HEAD)

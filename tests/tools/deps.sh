@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a Debian 12 machine (idempotent, quick
-# when everything is there): Debian packages and the musl Rust target.
+# when everything is there): Debian packages, the musl Rust target, and uv
+# (the Python resolver behind `labkit lock`) at the version the committed
+# locks were made with.
 # Called by `make test` and by .ci/run.
 set -euo pipefail
-need=(busybox-static sudo file debootstrap python3 python3-psutil podman runc iptables
-      python3-venv openssh-client openssh-server ca-certificates hyperfine shellcheck g++
+need=(busybox-static sudo file debootstrap python3 python3-psutil python3-venv podman runc iptables
+      openssh-client openssh-server ca-certificates hyperfine shellcheck g++
       tini catatonit dumb-init gosu strace)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -40,4 +42,21 @@ ln -sfn "$kv_venv/bin/kubernetes-validate" "$tools/bin/kubernetes-validate"
 # A real Jupyter for tests/jupyter.rs (pinned; PyPI), where the Makefile says.
 if [ -n "${JUPYTER_VENV:-}" ]; then
     "$(dirname "$0")/jupyter-venv.sh" "$JUPYTER_VENV"
+fi
+# uv from PyPI in its own virtual environment (Debian's python3 refuses a
+# system-wide pip install), linked into /usr/local/bin.
+UV_VERSION=0.13.9
+UV_VENV=/opt/labkit-tools/uv
+if [ "$(uv --version 2>/dev/null | awk '{print $2}')" != "$UV_VERSION" ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "deps: uv $UV_VERSION is missing (run as root, or: pip install uv==$UV_VERSION)" >&2
+        exit 1
+    fi
+    echo "deps: installing uv $UV_VERSION from PyPI into $UV_VENV" >&2
+    rm -rf "$UV_VENV"
+    python3 -m venv "$UV_VENV"
+    "$UV_VENV/bin/pip" install -q --disable-pip-version-check "uv==$UV_VERSION"
+    ln -sf "$UV_VENV/bin/uv" /usr/local/bin/uv
+    hash -r
+    [ "$(uv --version | awk '{print $2}')" = "$UV_VERSION" ] || { echo "deps: uv $UV_VERSION did not install" >&2; exit 1; }
 fi
