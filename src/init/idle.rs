@@ -10,7 +10,7 @@
 //! sleeper). GPU file descriptors are only scanned when a device matching the
 //! glob exists, so a CPU-only container never pays for the fd walk.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -150,10 +150,6 @@ pub enum Event {
 pub struct Watchdog {
     cfg: IdleConfig,
     clk_tck: f64,
-    /// (pid, starttime) -> CPU seconds at the previous check.
-    prev: HashMap<(i32, u64), f64>,
-    /// The next check's map, kept so its allocation is reused.
-    spare_prev: HashMap<(i32, u64), f64>,
     first: bool,
     idle_for: Duration,
     last_busy: Option<Busy>,
@@ -171,8 +167,6 @@ impl Watchdog {
         Watchdog {
             cfg,
             clk_tck,
-            prev: HashMap::new(),
-            spare_prev: HashMap::new(),
             first: true,
             idle_for: Duration::ZERO,
             last_busy: None,
@@ -198,14 +192,10 @@ impl Watchdog {
     ) -> Option<Busy> {
         let devices: HashSet<String> = matching_devices(&self.cfg.device_glob).into_iter().collect();
         let mut reason = None;
-        let mut next = std::mem::take(&mut self.spare_prev);
-        next.clear();
         let secs = elapsed.as_secs_f64().max(1e-3);
-        let (cfg, clk_tck, prev) = (&self.cfg, self.clk_tck, &self.prev);
+        let (cfg, clk_tck) = (&self.cfg, self.clk_tck);
         self.reader.for_each(proc_root, clk_tck, |sample| {
             let p = sample.stat;
-            let key = (p.pid, p.starttime);
-            next.insert(key, sample.cpu_seconds);
             if reason.is_some()
                 || p.is_zombie()
                 || excluded_pids.contains(&p.pid)
@@ -213,8 +203,9 @@ impl Watchdog {
             {
                 return; // keep recording ticks for the next interval
             }
-            if let Some(before) = prev.get(&key) {
-                let used = (sample.cpu_seconds - *before).max(0.0) / secs;
+            // The reader keeps the CPU time of the previous check.
+            if let Some(before) = sample.previous {
+                let used = (sample.cpu_seconds - before).max(0.0) / secs;
                 if used >= cfg.cpu {
                     reason = Some(Busy::Cpu { pid: p.pid, name: p.name.clone(), percent: used * 100.0 });
                     return;
@@ -230,7 +221,6 @@ impl Watchdog {
                 }
             }
         });
-        self.spare_prev = std::mem::replace(&mut self.prev, next);
         reason
     }
 

@@ -489,7 +489,6 @@ fn start(req: Request) -> Result<i32, Fatal> {
     ));
     // SAFETY: isatty has no preconditions.
     let tty = unsafe { libc::isatty(0) } == 1;
-    crate::init::memory::release_startup_pages();
     Ok(Supervisor::new(pid, policy, tty).with_idle(extras.idle).with_services(services, extras.service_grace).run())
 }
 
@@ -525,7 +524,6 @@ fn start_wait(root: &Path) -> Result<i32, Fatal> {
         None => format!("set up; waiting. Connect with: {connect}"),
     });
     let supervisor = Supervisor::waiting(policy).with_idle(extras.idle).with_services(services, extras.service_grace);
-    crate::init::memory::release_startup_pages();
     Ok(supervisor.run())
 }
 
