@@ -17,7 +17,8 @@
 //! children (kernels, terminals); the CPU rule does (an idle kernel uses
 //! none; a thread or a `!python train.py &` a cell left running does).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -167,10 +168,6 @@ pub enum Event {
 pub struct Watchdog {
     cfg: IdleConfig,
     clk_tck: f64,
-    /// (pid, starttime) -> CPU seconds at the previous check.
-    prev: HashMap<(i32, u64), f64>,
-    /// The next check's map, kept so its allocation is reused.
-    spare_prev: HashMap<(i32, u64), f64>,
     first: bool,
     idle_for: Duration,
     last_busy: Option<Busy>,
@@ -217,8 +214,6 @@ impl Watchdog {
         Watchdog {
             cfg,
             clk_tck,
-            prev: HashMap::new(),
-            spare_prev: HashMap::new(),
             first: true,
             idle_for: Duration::ZERO,
             last_busy: None,
@@ -269,14 +264,10 @@ impl Watchdog {
             }
         }
         let mut reason = None;
-        let mut next = std::mem::take(&mut self.spare_prev);
-        next.clear();
         let secs = elapsed.as_secs_f64().max(1e-3);
-        let (cfg, clk_tck, prev) = (&self.cfg, self.clk_tck, &self.prev);
+        let (cfg, clk_tck) = (&self.cfg, self.clk_tck);
         self.reader.for_each(proc_root, clk_tck, |sample| {
             let p = sample.stat;
-            let key = (p.pid, p.starttime);
-            next.insert(key, sample.cpu_seconds);
             if reason.is_some()
                 || p.is_zombie()
                 || excluded_pids.contains(&p.pid)
@@ -284,8 +275,9 @@ impl Watchdog {
             {
                 return; // keep recording ticks for the next interval
             }
-            if let Some(before) = prev.get(&key) {
-                let used = (sample.cpu_seconds - *before).max(0.0) / secs;
+            // The reader keeps the CPU time of the previous check.
+            if let Some(before) = sample.previous {
+                let used = (sample.cpu_seconds - before).max(0.0) / secs;
                 if used >= cfg.cpu {
                     reason = Some(Busy::Cpu { pid: p.pid, name: p.name.clone(), percent: used * 100.0 });
                     return;
@@ -301,7 +293,6 @@ impl Watchdog {
                 }
             }
         });
-        self.spare_prev = std::mem::replace(&mut self.prev, next);
         reason
     }
 
@@ -317,25 +308,21 @@ impl Watchdog {
         devices: &HashSet<String>,
         servers: &[i32],
     ) -> Option<Busy> {
-        let mut next = std::mem::take(&mut self.spare_prev);
-        next.clear();
         let mut seen = std::mem::take(&mut self.seen);
         seen.clear();
         let secs = elapsed.as_secs_f64().max(1e-3);
-        let (cfg, clk_tck, prev) = (&self.cfg, self.clk_tck, &self.prev);
+        let (cfg, clk_tck) = (&self.cfg, self.clk_tck);
         self.reader.for_each(proc_root, clk_tck, |sample| {
             let p = sample.stat;
-            let key = (p.pid, p.starttime);
-            next.insert(key, sample.cpu_seconds);
             if p.is_zombie() || excluded_pids.contains(&p.pid) || excluded_sessions.contains(&p.session) {
                 return;
             }
-            let used = prev.get(&key).map_or(0.0, |before| (sample.cpu_seconds - *before).max(0.0) / secs);
+            // The reader keeps the CPU time of the previous check.
+            let used = sample.previous.map_or(0.0, |before| (sample.cpu_seconds - before).max(0.0) / secs);
             let named = cfg.busy_names.iter().any(|n| !n.is_empty() && p.name.contains(n.as_str()));
             let name = if used >= cfg.cpu || named || !devices.is_empty() { p.name.clone() } else { String::new() };
             seen.push(Seen { pid: p.pid, ppid: p.ppid, starttime: p.starttime, used, named, name });
         });
-        self.spare_prev = std::mem::replace(&mut self.prev, next);
         let pairs: Vec<(i32, i32)> = seen.iter().map(|s| (s.pid, s.ppid)).collect();
         let depth = jupyter::tree_depths(&pairs, servers);
         // The scan's CPU time is the main thread's (`schedstat`); a kernel

@@ -78,6 +78,10 @@ pub enum Reason {
     Executing { server: i32, kernel: String, name: String },
     /// A client request or kernel output since the previous check.
     Active { server: i32, ago: Duration },
+    /// A server that answered before did not answer this check (a slow
+    /// moment, a kernel starting): busy, since nothing says it is idle,
+    /// until it answers again or is given up ([`GIVE_UP`] failures).
+    Unanswered { server: i32 },
 }
 
 /// At most `max` characters of `s`, control characters escaped like every
@@ -103,6 +107,9 @@ impl std::fmt::Display for Reason {
                 "jupyter server (pid {server}) active {} ago (a client request or kernel output)",
                 crate::init::idle::human(*ago)
             ),
+            Reason::Unanswered { server } => {
+                write!(f, "jupyter server (pid {server}) did not answer this check (counted busy until it does)")
+            }
         }
     }
 }
@@ -622,6 +629,15 @@ impl Finder {
                     }
                 }
                 Err((e, _)) => {
+                    // A passing failure of a server that answered: its tree
+                    // keeps the Jupyter rules (the kernel's name must not
+                    // count), and it is busy for this check.
+                    if after.retry.is_none() && before.ok {
+                        c.servers.push(pid);
+                        if c.busy.is_none() {
+                            c.busy = Some(Reason::Unanswered { server: pid });
+                        }
+                    }
                     if log == Log::GaveUp {
                         c.notes.push(format!(
                             "idle watchdog: jupyter server (pid {pid}): cannot ask its API ({e}); its processes count by the rules for other processes (asked again every {})",
@@ -669,6 +685,20 @@ pub fn now_micros() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unanswered_check_is_busy_and_says_why() {
+        let r = Reason::Unanswered { server: 42 };
+        assert_eq!(r.to_string(), "jupyter server (pid 42) did not answer this check (counted busy until it does)");
+        // Control: a passing failure keeps the server's state; the third gives up.
+        let t = Instant::now();
+        let ok = Answered { ok: true, fails: 0, retry: None };
+        let (once, log) = update(ok, false, false, t);
+        assert!(once.retry.is_none() && once.ok && log == Log::None);
+        let (twice, _) = update(once, false, false, t);
+        let (thrice, log) = update(twice, false, false, t);
+        assert!(thrice.retry.is_some() && log == Log::GaveUp);
+    }
 
     const T0: &str = "2026-11-30T07:40:00.123456Z";
 

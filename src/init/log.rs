@@ -17,6 +17,12 @@ pub fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
 }
 
+/// Whether info lines are hidden (`LABKIT_QUIET=1`): work done only for an
+/// info line can be skipped.
+pub fn is_quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
 /// The one escaping of outside text for log lines and log files: every
 /// control character (C0, DEL, C1) becomes a visible escape (`\n`, `\r`,
 /// `\t`, `\xNN`, `\u{NN}` for C1), so the result is a single line without

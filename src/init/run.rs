@@ -490,7 +490,6 @@ fn start(req: Request) -> Result<i32, Fatal> {
     ));
     // SAFETY: isatty has no preconditions.
     let tty = unsafe { libc::isatty(0) } == 1;
-    crate::init::memory::release_startup_pages();
     Ok(Supervisor::new(pid, policy, tty).with_idle(idle).with_services(services, extras.service_grace).run())
 }
 
@@ -528,7 +527,6 @@ fn start_wait(root: &Path) -> Result<i32, Fatal> {
     let mut job = job_env(&env, outcome.identity.as_ref(), &outcome.exports, None);
     let idle = idle::for_job(extras.idle.clone(), &mut job);
     let supervisor = Supervisor::waiting(policy).with_idle(idle).with_services(services, extras.service_grace);
-    crate::init::memory::release_startup_pages();
     Ok(supervisor.run())
 }
 

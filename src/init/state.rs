@@ -214,6 +214,13 @@ pub fn write_file(root: &Root, name: &str, data: &[u8], mode: u32) -> io::Result
             libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0);
             return Err(io::Error::new(e.kind(), format!("cannot write {DIR}/{name}: {e}")));
         }
+        // An existing file is a stale one (these files are written once, as
+        // PID 1 starts): remove it first. A rename over an existing file makes
+        // ext4 (auto_da_alloc) write the new file's data out before the
+        // rename returns, 0.5–0.8 ms on the lab's disks against 40 µs for
+        // unlink and rename; a reader meanwhile finds no file, as before the
+        // first start.
+        libc::unlinkat(dir.as_raw_fd(), final_name.as_ptr(), 0);
         if libc::renameat(dir.as_raw_fd(), tmp.as_ptr(), dir.as_raw_fd(), final_name.as_ptr()) != 0 {
             let e = last_error(&format!("cannot replace {DIR}/{name}"));
             libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0);
@@ -336,6 +343,13 @@ mod tests {
         assert_eq!(read(&root), Ok(Some(s.clone())));
         let rec = dir.join("run/labkit/job");
         assert_eq!(std::fs::metadata(&rec).unwrap().mode() & 0o777, 0o600);
+        // A second write replaces the first whole.
+        let other = JobState { identity: None, exports: vec![("B".into(), "2".into())] };
+        write(&root, &other).unwrap();
+        assert_eq!(read(&root), Ok(Some(other)));
+        assert!(!dir.join("run/labkit/.job.tmp").exists(), "no temp file is left");
+        write(&root, &s).unwrap();
+        assert_eq!(read(&root), Ok(Some(s.clone())));
         // A record of another owner (a user's) is refused, not trusted.
         std::os::unix::fs::chown(&rec, Some(123456), None).unwrap();
         assert!(read(&root).unwrap_err().contains("belongs to uid 123456"));

@@ -111,11 +111,19 @@ fn bytes(n: u64) -> String {
 /// Gathers the facts: the image variables, `NVIDIA_VISIBLE_DEVICES`, the
 /// GPU device nodes under `root`/dev and the size of `/dev/shm`.
 pub fn gather(env: &[(OsString, OsString)], root: &Path) -> Facts {
+    gather_with(env, root, true)
+}
+
+/// [`gather`], listing `/dev` for the GPU devices only when `gpus` (they
+/// only feed an info line; the `/dev/shm` size feeds a warning and is always
+/// read).
+fn gather_with(env: &[(OsString, OsString)], root: &Path, gpus: bool) -> Facts {
     let get = |name: &str| {
         env.iter().find(|(k, _)| k == name).map(|(_, v)| printable(&v.to_string_lossy())).filter(|v| !v.is_empty())
     };
     let dev = root.join("dev");
-    let mut gpu_devices: Vec<String> = std::fs::read_dir(&dev)
+    let listing = if gpus { std::fs::read_dir(&dev) } else { Err(std::io::ErrorKind::Unsupported.into()) };
+    let mut gpu_devices: Vec<String> = listing
         .map(|rd| {
             rd.flatten()
                 .filter_map(|e| {
@@ -148,7 +156,8 @@ fn printable(s: &str) -> String {
 
 /// Logs the identity lines and the `/dev/shm` warning (run and wait).
 pub fn log_start(env: &[(OsString, OsString)], root: &Path) {
-    let facts = gather(env, root);
+    let quiet = crate::init::log::is_quiet();
+    let facts = gather_with(env, root, !quiet);
     for line in identity_lines(&facts) {
         crate::init::log::info(line);
     }
@@ -205,6 +214,19 @@ pub fn first_dir(dirs: &[PathBuf]) -> Option<&Path> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gpu_devices_are_listed_only_for_the_info_line() {
+        let root = std::env::temp_dir().join(format!("labkit-summary-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("dev")).unwrap();
+        std::fs::write(root.join("dev/nvidia0"), "").unwrap();
+        std::fs::write(root.join("dev/nvidiactl"), "").unwrap();
+        assert_eq!(gather(&[], &root).gpu_devices, vec!["/dev/nvidia0".to_string()]);
+        // Quiet: no info line, so /dev is not listed.
+        assert!(gather_with(&[], &root, false).gpu_devices.is_empty());
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn identity_names_image_and_gpus() {

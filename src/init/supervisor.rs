@@ -41,6 +41,12 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// Wake up at least this often even without a signal (tini does the same).
 const TICK: Duration = Duration::from_secs(1);
 
+/// How long after the start of supervision labinit drops its start-up pages
+/// ([`crate::init::memory::release_startup_pages`]): late enough that a
+/// short job never pays for it (reading smaps, faulting code back in), early
+/// enough that a long job is supervised from a small resident set.
+pub const RELEASE_AFTER: Duration = Duration::from_secs(1);
+
 /// Shutdown and timeout settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -199,6 +205,8 @@ pub struct Supervisor {
     forced: Option<i32>,
     /// When supervision began, for the run time in the last line.
     started: Instant,
+    /// When to drop the start-up pages; `None` once done.
+    release_at: Option<Instant>,
 }
 
 impl Supervisor {
@@ -233,6 +241,7 @@ impl Supervisor {
             service_grace: crate::init::services::DEFAULT_GRACE,
             forced: None,
             started: Instant::now(),
+            release_at: Instant::now().checked_add(RELEASE_AFTER),
         }
     }
 
@@ -313,7 +322,7 @@ impl Supervisor {
                 }
             }
             if matches!(self.phase, Phase::ServicesStopping { .. } | Phase::ServicesKilling { .. })
-                && self.services.members(&scan()).is_empty()
+                && (self.services.sessions().is_empty() || self.services.members(&scan()).is_empty())
             {
                 return self.finish();
             }
@@ -376,6 +385,14 @@ impl Supervisor {
             };
             if let Some(d) = deadline {
                 wait = wait.min(d.saturating_duration_since(now));
+            }
+            if let Some(at) = self.release_at {
+                if now >= at {
+                    crate::init::memory::release_startup_pages();
+                    self.release_at = None;
+                } else {
+                    wait = wait.min(at - now);
+                }
             }
             if let Some(sig) = signals::wait(wait) {
                 self.on_signal(sig);
@@ -500,7 +517,8 @@ impl Supervisor {
     /// Returns false when no service process is left (nothing to wait for).
     fn stop_services(&mut self, now: Instant) -> bool {
         self.services.stop_restarts();
-        if self.services.members(&scan()).is_empty() {
+        // Without services there is nothing to look for in /proc.
+        if self.services.sessions().is_empty() || self.services.members(&scan()).is_empty() {
             return false;
         }
         let n = self.send_services(libc::SIGTERM);

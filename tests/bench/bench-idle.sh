@@ -5,7 +5,8 @@
 # same PID namespace holding 1000 sleeping processes; CPU time per check and
 # peak resident memory. Then the resident memory of `labinit wait` as PID 1
 # with the watchdog off and on (checking every 0.1 s over the same 1000
-# processes): the watchdog must not grow it.
+# processes), and tini-static as PID 1 over the same processes for reference:
+# the watchdog must not grow it (target: on ≤ 1.2× off).
 # Usage: bench-idle.sh LABINIT [DEBIAN_ROOT] [CHECKS]
 set -euo pipefail
 labinit=$(realpath "${1:?labinit}"); checks=${3:-50}; n=1000
@@ -35,29 +36,36 @@ o_rss=$(field max_rss_kib "$ours"); l_rss=$(field max_rss_kib "$legacy")
 
 # labinit wait as PID 1 over the same number of processes: VmRSS after a
 # few seconds with the watchdog off, then on.
+# wait_rss TIMEOUT [INIT ARGS...]: VmRSS of INIT (default: labinit wait)
+# as PID 1 over the 1000 sleepers, with LABKIT_IDLE_TIMEOUT=TIMEOUT.
 wait_rss() {
     local timeout=$1 pidfile
+    shift
+    [ $# -gt 0 ] || set -- "$labinit" wait
     pidfile=$(mktemp)
     env -i PATH=/usr/bin:/bin LABKIT_STEPS_DIR=/nonexistent LABKIT_SERVICES_DIR=/nonexistent LABKIT_QUIET=1 \
         LABKIT_IDLE_TIMEOUT="$timeout" LABKIT_IDLE_INTERVAL=0.1s \
         unshare --pid --fork --kill-child --mount-proc bash -c '
-            for i in $(seq "$2"); do sleep 3600 & done
-            exec "$1" wait' bench "$labinit" "$n" 2>/dev/null &
+            n=$1; shift
+            for i in $(seq "$n"); do sleep 3600 & done
+            exec "$@"' bench "$n" "$@" 2>/dev/null &
     local u=$!
     local init=""
     for _ in $(seq 100); do
         init=$(pgrep -P "$u" | head -1 || true)
-        [ -n "$init" ] && [ "$(readlink "/proc/$init/exe" 2>/dev/null)" = "$labinit" ] && break
+        [ -n "$init" ] && [ "$(readlink "/proc/$init/exe" 2>/dev/null)" = "$(realpath "$1")" ] && break
         sleep 0.05
     done
     sleep 3
-    awk '/^VmRSS/ {print $2}' "/proc/$init/status"
+    awk '/^VmRSS/ {r=$2} /^RssAnon/ {a=$2} END {print r " | " a}' "/proc/$init/status"
     kill -KILL "$init" 2>/dev/null || true
     wait "$u" 2>/dev/null || true
     rm -f "$pidfile"
 }
 rss_off=$(wait_rss 0)
 rss_on=$(wait_rss 1h)
+rss_tini=""
+[ -x /usr/bin/tini-static ] && rss_tini=$(wait_rss 0 /usr/bin/tini-static -- sleep 3600)
 
 echo "## Idle check over $n processes ($checks checks, CPU time per check)"
 echo "| checker | CPU per check (ms) | peak resident memory (KiB) |"
@@ -67,8 +75,9 @@ awk -v u="$l_us" -v r="$l_rss" 'BEGIN { printf "| legacy sleeper (Python + psuti
 awk -v o="$o_us" -v l="$l_us" 'BEGIN { if (o > 0) printf "| ratio | %.1fx less CPU | |\n", l / o }'
 echo
 echo "## labinit wait as PID 1 over $n processes: resident memory"
-echo "| watchdog | VmRSS (KiB) |"
-echo "| --- | --- |"
-echo "| off (LABKIT_IDLE_TIMEOUT=0) | $rss_off |"
-echo "| on, a check every 0.1 s | $rss_on |"
+echo "| PID 1 | VmRSS (KiB) | of which anonymous (KiB) |"
+echo "| --- | --- | --- |"
+echo "| labinit wait, watchdog off (LABKIT_IDLE_TIMEOUT=0) | $rss_off |"
+echo "| labinit wait, watchdog on, a check every 0.1 s | $rss_on |"
+[ -z "$rss_tini" ] || echo "| tini-static (no watchdog), same processes | $rss_tini |"
 echo

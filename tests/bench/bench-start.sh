@@ -59,7 +59,8 @@ rss_of() { # command... -> VmRSS in KiB of the namespace's PID 1
     local u=$! child="" n=0
     pids+=("$u")
     while [ -z "$child" ] && [ $n -lt 200 ]; do child=$(pgrep -P "$u" | head -1 || true); n=$((n+1)); sleep 0.01; done
-    sleep 0.3
+    # Steady state: labinit drops its start-up pages 1 s into supervision.
+    sleep 1.5
     awk '/^VmRSS/ {print $2}' "/proc/$child/status"
     kill -9 "$u" "$child" 2>/dev/null || true
     wait "$u" 2>/dev/null || true
