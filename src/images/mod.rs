@@ -20,6 +20,7 @@ pub mod lock;
 pub mod manifest;
 pub mod plan;
 pub mod render;
+pub mod syntax;
 
 use std::path::{Path, PathBuf};
 

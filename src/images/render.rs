@@ -64,8 +64,7 @@ impl Templates {
         // Templates may only name other templates of the set; nothing is read
         // from disk at render time.
         for (name, src) in &sources {
-            env.add_template_owned(name.clone(), src.clone())
-                .map_err(|e| RenderError::Template(describe(&e, None)))?;
+            env.add_template_owned(name.clone(), src.clone()).map_err(|e| RenderError::Template(describe(&e, None)))?;
         }
         Ok(Templates { env, sources })
     }
@@ -104,7 +103,8 @@ impl Templates {
         }
         let first_tag = rest.strip_prefix("{%").map(|r| r.trim_start_matches(['-', '+']).trim_start());
         let extends = first_tag.and_then(|r| r.strip_prefix("extends")).map(|r| r.trim_start());
-        let ok = extends.is_some_and(|r| r.starts_with(&format!("\"{LAYOUT}\"")) || r.starts_with(&format!("'{LAYOUT}'")));
+        let ok =
+            extends.is_some_and(|r| r.starts_with(&format!("\"{LAYOUT}\"")) || r.starts_with(&format!("'{LAYOUT}'")));
         if ok {
             Ok(())
         } else {
@@ -180,7 +180,8 @@ impl Templates {
 }
 
 /// MiniJinja's global functions, which `undeclared_variables` reports too.
-const BUILTINS: &[&str] = &["range", "dict", "namespace", "debug", "loop", "self", "super", "caller", "varargs", "kwargs"];
+const BUILTINS: &[&str] =
+    &["range", "dict", "namespace", "debug", "loop", "self", "super", "caller", "varargs", "kwargs"];
 
 fn is_shared(name: &str) -> bool {
     name.rsplit('/').next().is_some_and(|f| f.starts_with('_'))
@@ -235,6 +236,28 @@ impl fmt::Display for RenderError {
 }
 
 impl std::error::Error for RenderError {}
+
+/// `values.<name>` references on the failing line that the variant lacks,
+/// so an undefined-value error says which value to add.
+fn missing_values(e: &minijinja::Error, values: &BTreeMap<String, String>) -> Vec<String> {
+    let Some(line) = e.template_source().zip(e.line()).and_then(|(src, n)| src.lines().nth(n.saturating_sub(1))) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut rest = line;
+    while let Some(pos) = rest.find("values.") {
+        let before = rest[..pos].chars().next_back();
+        rest = &rest[pos + "values.".len()..];
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+            continue;
+        }
+        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        if !name.is_empty() && !values.contains_key(&name) && !out.contains(&format!("values.{name}")) {
+            out.push(format!("values.{name}"));
+        }
+    }
+    out
+}
 
 /// `images/templates/<file>:<line>: [<who>: ]<message>`, then the offending
 /// source line.
@@ -489,7 +512,21 @@ fn render_target(
         .env
         .get_template(&img.template)
         .and_then(|tpl| tpl.render(minijinja::Value::from(minijinja::value::Serde(&ctx))))
-        .map_err(|e| vec![describe(&e, Some(&who))])?;
+        .map_err(|e| {
+            let mut m = describe(&e, Some(&who));
+            if e.kind() == minijinja::ErrorKind::UndefinedError {
+                let missing = missing_values(&e, &v.values);
+                if !missing.is_empty() {
+                    m.push_str(&format!(
+                        "\n    variant `{}` has no {}; add it to [variants.{}] values in images/manifest.toml",
+                        t.variant,
+                        missing.join(", "),
+                        t.variant
+                    ));
+                }
+            }
+            vec![m]
+        })?;
     let header = format!(
         "{HEADER_MARK} {GENERATOR_VERSION} from images/manifest.toml and images/templates/{tpl}\n\
          # for image {image}, variant {variant}. DO NOT EDIT: change the manifest or the\n\
