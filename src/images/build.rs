@@ -308,9 +308,10 @@ fn run_logged(program: &Path, args: &[String], root: &Path, log: &Path, append: 
     Ok(status.success())
 }
 
-/// Builds the plan. Refuses to start when the committed Dockerfiles drift
-/// from the manifest (they are what the engine reads).
-pub fn build(layout: &Layout, plan: &Plan, engine: &Engine, opts: &BuildOptions) -> Result<Summary> {
+/// Fails, listing every drifted file, unless the committed Dockerfiles are
+/// exactly what the manifest and templates render (they are what an engine
+/// or bake reads). `build` and `bake` both call it before doing anything.
+pub fn require_up_to_date(layout: &Layout) -> Result<()> {
     let report = super::check(layout)?;
     if !report.is_clean() {
         let list: Vec<String> = report.drift.iter().map(|d| format!("  {d}")).collect();
@@ -319,6 +320,13 @@ pub fn build(layout: &Layout, plan: &Plan, engine: &Engine, opts: &BuildOptions)
             list.join("\n")
         );
     }
+    Ok(())
+}
+
+/// Builds the plan. Refuses to start when the committed Dockerfiles drift
+/// from the manifest (they are what the engine reads).
+pub fn build(layout: &Layout, plan: &Plan, engine: &Engine, opts: &BuildOptions) -> Result<Summary> {
+    require_up_to_date(layout)?;
     // Validate every command before anything runs.
     let argv: Vec<Vec<String>> = plan.targets.iter().map(|t| engine_args(engine, t, opts)).collect::<Result<_>>()?;
     stage_context(layout, &opts.context, opts.labinit.as_deref())?;

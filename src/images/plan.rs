@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::manifest::{Family, Parent};
 use super::render::Rendered;
-use super::{InputHasher, Layout, GENERATOR_VERSION};
+use super::{syntax, InputHasher, Layout, GENERATOR_VERSION};
 
 /// Version of the JSON layout below; bump on incompatible changes.
 pub const PLAN_SCHEMA: u32 = 1;
@@ -69,14 +69,22 @@ pub struct Plan {
     pub targets: Vec<PlannedTarget>,
 }
 
+/// Parses `--build-arg KEY=VALUE`: KEY a build-argument name (not one of
+/// labkit's own), VALUE one line without control characters (it can reach a
+/// label).
 pub fn parse_build_arg(s: &str) -> Result<(String, String), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("build argument `{s}` is not KEY=VALUE"))?;
     if k.is_empty() {
         return Err(format!("build argument `{s}` has an empty name"));
     }
-    if RESERVED_ARGS.contains(&k) {
-        return Err(format!("{k} is set by labkit from the manifest; use --base-override to change a base"));
+    syntax::arg_name(k).map_err(|e| format!("build argument {e}"))?;
+    if RESERVED_ARGS.contains(&k) || super::render::PER_BUILD_ARGS.contains(&k) || k == "APT_MIRROR" {
+        return Err(format!(
+            "{k} is set by labkit (BASE_*: from the manifest, use --base-override; BUILD_DATE: --created; \
+             VCS_REF: --revision; APT_MIRROR: --apt-mirror)"
+        ));
     }
+    syntax::single_line(v).map_err(|e| format!("build argument {k}: {e}"))?;
     Ok((k.to_string(), v.to_string()))
 }
 
@@ -243,34 +251,53 @@ impl Plan {
 
 /// Per-build arguments: explicit values first, else what git and
 /// SOURCE_DATE_EPOCH say, else "unknown". This is the edge that reads the
-/// environment; rendering never does.
+/// environment; rendering never does. Every value is checked here, where it
+/// enters: `--created` is RFC 3339, `SOURCE_DATE_EPOCH` an integer,
+/// `--revision` one line, `--apt-mirror` an http(s) URL; an invalid value is
+/// a usage error, never silently replaced.
 pub fn per_build_args(
     root: &Path,
     revision: Option<String>,
     created: Option<String>,
     apt_mirror: Option<String>,
     extra: &[(String, String)],
-) -> BTreeMap<String, String> {
+) -> Result<BTreeMap<String, String>, String> {
     let git = |args: &[&str]| -> Option<String> {
         let out = std::process::Command::new("git").arg("-C").arg(root).args(args).output().ok()?;
         let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
         (out.status.success() && !s.is_empty()).then_some(s)
     };
+    if let Some(c) = &created {
+        syntax::rfc3339(c).map_err(|e| format!("--created: {e}"))?;
+    }
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(e) if !e.is_empty() => Some(syntax::source_date_epoch(&e)?),
+        _ => None,
+    };
     let created = created
-        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|e| e.trim().parse::<i64>().ok()).map(rfc3339_utc))
-        .or_else(|| git(&["log", "-1", "--format=%cI"]))
+        .or_else(|| epoch.map(rfc3339_utc))
+        .or_else(|| git(&["log", "-1", "--format=%cI"]).filter(|c| syntax::rfc3339(c).is_ok()))
         .unwrap_or_else(|| "unknown".into());
+    if let Some(r) = &revision {
+        syntax::single_line(r).map_err(|e| format!("--revision: {e}"))?;
+        if r.is_empty() || r.len() > 256 {
+            return Err(
+                "--revision: give one non-empty line of at most 256 characters (a commit id or a version)".into()
+            );
+        }
+    }
     let revision = revision.or_else(|| git(&["rev-parse", "HEAD"])).unwrap_or_else(|| "unknown".into());
     let mut args = BTreeMap::new();
     args.insert("BUILD_DATE".to_string(), created);
     args.insert("VCS_REF".to_string(), revision);
     if let Some(m) = apt_mirror {
+        syntax::apt_mirror(&m).map_err(|e| format!("--apt-mirror: {e}"))?;
         args.insert("APT_MIRROR".to_string(), m);
     }
     for (k, v) in extra {
         args.insert(k.clone(), v.clone());
     }
-    args
+    Ok(args)
 }
 
 /// Seconds since the epoch → `YYYY-MM-DDTHH:MM:SSZ`.
