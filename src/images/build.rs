@@ -155,20 +155,20 @@ pub fn stage_context(layout: &Layout, ctx: &Path, labinit: Option<&Path>) -> Res
     let _ = std::fs::remove_file(&dest);
     std::fs::copy(&src, &dest).with_context(|| format!("cannot copy {} to {}", src.display(), dest.display()))?;
     set_mode(&dest, 0o755)?;
+    let shipped = super::plan::shipped_files(layout).map_err(super::UsageError)?;
     for dir in ["setup_steps", "services"] {
         let to = ctx.join(dir);
         if to.exists() {
             std::fs::remove_dir_all(&to).with_context(|| format!("cannot clear {}", to.display()))?;
         }
         std::fs::create_dir_all(&to)?;
-        let from = layout.root.join(dir);
-        for rel in super::render::list_files(&from) {
-            let (a, b) = (from.join(&rel), to.join(&rel));
-            if let Some(p) = b.parent() {
-                std::fs::create_dir_all(p)?;
-            }
-            std::fs::copy(&a, &b).with_context(|| format!("cannot copy {} to {}", a.display(), b.display()))?;
+    }
+    for f in &shipped {
+        let to = ctx.join(&f.rel);
+        if let Some(p) = to.parent() {
+            std::fs::create_dir_all(p)?;
         }
+        std::fs::copy(&f.path, &to).with_context(|| format!("cannot copy {} to {}", f.path.display(), to.display()))?;
     }
     Ok(())
 }

@@ -142,7 +142,7 @@ pub fn check(layout: &Layout) -> Result<check::CheckReport> {
 pub fn plan(layout: &Layout, overrides: &BaseOverrides, opts: &plan::PlanOptions) -> Result<plan::Plan> {
     let (family, templates) = load(layout, overrides)?;
     let rendered = render::render(&family, &templates)?;
-    let shipped = plan::shipped_files_hash(layout);
+    let shipped = plan::shipped_files_hash(&plan::shipped_files(layout).map_err(UsageError)?);
     plan::make(&family, &rendered, &shipped, opts).map_err(|e| UsageError(e).into())
 }
 

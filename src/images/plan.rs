@@ -88,23 +88,52 @@ pub fn parse_build_arg(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
-/// Hash of the files `labkit build` ships into every context besides labinit
-/// (setup_steps/ and services/), so changing a step changes the plan.
-pub fn shipped_files_hash(layout: &Layout) -> String {
-    let mut h = InputHasher::new();
+/// One file `labkit build` ships into every context besides labinit.
+pub struct ShippedFile {
+    /// `setup_steps/…` or `services/…`.
+    pub rel: String,
+    pub path: PathBuf,
+    pub data: Vec<u8>,
+    pub exec: bool,
+}
+
+/// The files of setup_steps/ and services/, read once. A script with CRLF
+/// line endings (a Windows or `core.autocrlf` checkout without the
+/// repository's .gitattributes) is refused, naming the file: in the image its
+/// `#!/bin/sh\r` shebang would not run.
+pub fn shipped_files(layout: &Layout) -> Result<Vec<ShippedFile>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = Vec::new();
     for dir in ["setup_steps", "services"] {
         let top = layout.root.join(dir);
         for rel in super::render::list_files(&top) {
             let path = top.join(&rel);
-            let exec = std::fs::metadata(&path)
-                .map(|m| {
-                    use std::os::unix::fs::PermissionsExt;
-                    m.permissions().mode() & 0o111 != 0
-                })
-                .unwrap_or(false);
-            let data = std::fs::read(&path).unwrap_or_default();
-            h.part(&format!("{dir}/{rel} exec={exec}"), &data);
+            let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = !data.contains(&0);
+            if text && data.windows(2).any(|w| w == b"\r\n") {
+                return Err(format!(
+                    "{dir}/{rel} has CRLF line endings; scripts shipped into images must be LF \
+                     (check out with the repository's .gitattributes, or run `sed -i 's/\\r$//' {dir}/{rel}`)"
+                ));
+            }
+            files.push(ShippedFile {
+                rel: format!("{dir}/{rel}"),
+                path,
+                data,
+                exec: meta.permissions().mode() & 0o111 != 0,
+            });
         }
+    }
+    Ok(files)
+}
+
+/// Hash of the files `labkit build` ships into every context besides labinit
+/// (setup_steps/ and services/), so changing a step changes the plan.
+pub fn shipped_files_hash(files: &[ShippedFile]) -> String {
+    let mut h = InputHasher::new();
+    for f in files {
+        h.part(&format!("{} exec={}", f.rel, f.exec), &f.data);
     }
     h.finish()
 }
