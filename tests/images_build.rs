@@ -25,7 +25,7 @@ fn rig() -> Rig {
 impl Rig {
     fn build(&self, engine: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         let mut c = labkit_cmd(self.s.path());
-        c.arg("build").args(["--revision", "r1", "--created", "c1"]);
+        c.arg("build").args(["--revision", "r1", "--created", "2026-01-01T00:00:01Z"]);
         if !engine.is_empty() {
             c.arg("--engine").arg(self.bin.join(engine));
         }
@@ -210,7 +210,14 @@ fn engine_is_autodetected_from_path() {
     let r = rig();
     let only_podman = r.s.join("onlypodman");
     script(&only_podman.join("podman"), FAKE_ENGINE);
-    let path = format!("{}:/usr/bin:/bin", only_podman.display());
+    // Only the tools the fake engine needs, not /usr/bin (which may hold a
+    // real docker).
+    let tools = r.s.join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    for t in ["date", "sleep"] {
+        std::os::unix::fs::symlink(format!("/usr/bin/{t}"), tools.join(t)).unwrap();
+    }
+    let path = format!("{}:{}", only_podman.display(), tools.display());
     let t = expect(r.build("", &["--variant", "cpu"], &[("PATH", &path)]), 0);
     assert!(t.contains("with podman"), "{t}");
     assert_eq!(r.events().1.len(), 3);

@@ -47,7 +47,8 @@ fn lock_pins_bases_and_render_uses_the_pins() {
     assert!(t.contains("unchanged"), "{t}");
 
     // Bake pins external parents by digest too.
-    let o = labkit(s.path(), &["bake", "--no-stage", "-o", "-", "--revision", "r", "--created", "c"]);
+    let o =
+        labkit(s.path(), &["bake", "--no-stage", "-o", "-", "--revision", "r", "--created", "2026-01-01T00:00:00Z"]);
     let b: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
         b["target"]["base-cpu"]["contexts"]["labkit-base"],

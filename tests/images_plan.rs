@@ -147,7 +147,7 @@ fn base_override_and_build_args() {
 #[test]
 fn text_plan_lists_levels() {
     let s = family_copy();
-    let t = expect(labkit(s.path(), &["plan", "--revision", "r", "--created", "c"]), 0);
+    let t = expect(labkit(s.path(), &["plan", "--revision", "r", "--created", "2026-01-01T00:00:00Z"]), 0);
     assert!(t.contains("plan: 9 target(s) in 3 level(s)"), "{t}");
     assert!(t.contains("level 0: lab-base-cpu, lab-base-cu118, lab-base-cuda12"), "{t}");
     assert!(t.contains("parent      target lab-base-cpu"), "{t}");

@@ -379,7 +379,7 @@ fn labels(family: &Family, t: &Target) -> Vec<Label> {
         stat(format!("{oci}.vendor"), &f.vendor),
         stat(format!("{oci}.authors"), &f.authors),
         stat(format!("{oci}.licenses"), &f.licenses),
-        arg(format!("{oci}.base.name"), "BASE_NAME"),
+        Label { key: format!("{oci}.base.name"), value: "\"${BASE_NAME:-${BASE_IMAGE}}\"".into() },
         arg(format!("{oci}.base.digest"), "BASE_DIGEST"),
         stat("maintainer".into(), &f.authors),
         stat(format!("{p}.image"), &t.image),
