@@ -124,6 +124,9 @@ enum Command {
         /// Directory for per-target logs (default: build/images/logs).
         #[arg(long)]
         log_dir: Option<PathBuf>,
+        /// Also write the summary as JSON to FILE (for CI).
+        #[arg(long, value_name = "FILE")]
+        summary_json: Option<PathBuf>,
     },
     /// Record each base image's digest in images/lock.toml.
     Lock {
@@ -252,7 +255,7 @@ fn run(layout: &Layout, command: Command) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Build { sel, values, engine, jobs, push, network, volumes, labinit, log_dir } => {
+        Command::Build { sel, values, engine, jobs, push, network, volumes, labinit, log_dir, summary_json } => {
             let p = plan_for(layout, &sel, &values)?;
             let engine = build::Engine::detect(engine.as_deref())?;
             let opts = build::BuildOptions {
@@ -263,6 +266,7 @@ fn run(layout: &Layout, command: Command) -> anyhow::Result<u8> {
                 labinit,
                 log_dir: log_dir.unwrap_or_else(|| layout.work().join("logs")),
                 context: values.context.unwrap_or_else(|| layout.work().join("context")),
+                summary_json,
             };
             let summary = build::build(layout, &p, &engine, &opts)?;
             Ok(if summary.success() { 0 } else { 1 })

@@ -39,8 +39,10 @@ pub enum PlanParent {
     /// Built earlier in this plan.
     Target { target: String, reference: String },
     /// Pulled: an external base, or a family parent left out of the selection
-    /// and consumed from the registry by its primary tag.
-    Image { reference: String, digest: Option<String> },
+    /// and consumed from the registry by its primary tag. `pull` is true when
+    /// the build must fetch it fresh from its registry (`--pull`): false only
+    /// for a `--base-override`, which usually names a local image.
+    Image { reference: String, digest: Option<String>, pull: bool },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -197,10 +199,17 @@ pub fn make(family: &Family, rendered: &Rendered, shipped: &str, opts: &PlanOpti
                 PlanParent::Target { target: target.clone(), reference: reference.clone() },
                 level_of[target.as_str()] + 1,
             ),
-            Parent::Target { reference, .. } => (PlanParent::Image { reference: reference.clone(), digest: None }, 0),
-            Parent::Base { reference, digest } => {
-                (PlanParent::Image { reference: reference.clone(), digest: digest.clone() }, 0)
+            Parent::Target { reference, .. } => {
+                (PlanParent::Image { reference: reference.clone(), digest: None, pull: true }, 0)
             }
+            Parent::Base { reference, digest } => (
+                PlanParent::Image {
+                    reference: reference.clone(),
+                    digest: digest.clone(),
+                    pull: !family.overrides.contains_key(&t.variant),
+                },
+                0,
+            ),
         };
         level_of.insert(&t.name, level);
         let mut args = BTreeMap::new();
@@ -256,7 +265,8 @@ impl Plan {
                 s.push_str(&format!("  {}\n", t.name));
                 let parent = match &t.parent {
                     PlanParent::Target { target, .. } => format!("target {target}"),
-                    PlanParent::Image { reference, digest: Some(d) } => format!("{reference}@{d}"),
+                    PlanParent::Image { reference, digest: Some(d), .. } => format!("{reference}@{d} (pulled)"),
+                    PlanParent::Image { reference, pull: false, .. } => format!("{reference} (local, --base-override)"),
                     PlanParent::Image { reference, .. } => format!("{reference} (pulled, not pinned)"),
                 };
                 s.push_str(&format!("    dockerfile  {}\n", t.dockerfile));
