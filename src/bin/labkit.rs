@@ -69,7 +69,12 @@ enum Command {
         base_override: Vec<(String, String)>,
     },
     /// Fail on drift between the committed Dockerfiles and a fresh render.
-    Check,
+    Check {
+        /// Output format; json prints one object
+        /// {"schema":1,"clean":…,"drift":[{"kind","path","detail"}],"warnings":[…]}.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
     /// Show the build plan: targets in levels that can build in parallel.
     Plan {
         #[command(flatten)]
@@ -201,7 +206,12 @@ fn run(layout: &Layout, command: Command) -> anyhow::Result<u8> {
             out!("render: {} written, {} unchanged, {} deleted", r.written.len(), r.unchanged.len(), r.deleted.len());
             Ok(0)
         }
-        Command::Check => {
+        Command::Check { format } if format == "json" => {
+            let report = images::check(layout)?;
+            out!("{}", report.to_json());
+            Ok(if report.is_clean() { 0 } else { 1 })
+        }
+        Command::Check { .. } => {
             let report = images::check(layout)?;
             for w in &report.warnings {
                 eprintln!("warning: {w}");

@@ -696,7 +696,7 @@ mod tests {
             args: BTreeMap::from([("BASE_IMAGE".to_string(), "x".to_string())]),
             tags: vec![format!("r/{name}:v")],
             platforms: vec![],
-            inputs_sha256: String::new(),
+            build_inputs_sha256: String::new(),
             eol: None,
         }
     }

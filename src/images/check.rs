@@ -57,6 +57,32 @@ impl CheckReport {
     pub fn is_clean(&self) -> bool {
         self.drift.is_empty()
     }
+
+    /// `check --format json`: `{"schema":1,"clean":bool,"drift":[{"kind":
+    /// "modified|missing|orphaned|hand-edited","path","detail","message"}],
+    /// "warnings":[string]}`.
+    pub fn to_json(&self) -> String {
+        let drift: Vec<serde_json::Value> = self
+            .drift
+            .iter()
+            .map(|d| {
+                let (kind, path, detail) = match d {
+                    Drift::Modified { path, detail } => ("modified", path, detail.as_str()),
+                    Drift::Missing { path } => ("missing", path, ""),
+                    Drift::Orphaned { path } => ("orphaned", path, ""),
+                    Drift::HandEdited { path, detail } => ("hand-edited", path, detail.as_str()),
+                };
+                serde_json::json!({"kind": kind, "path": path, "detail": detail, "message": d.to_string()})
+            })
+            .collect();
+        serde_json::to_string_pretty(&serde_json::json!({
+            "schema": 1,
+            "clean": self.is_clean(),
+            "drift": drift,
+            "warnings": self.warnings,
+        }))
+        .expect("check report serialises")
+    }
 }
 
 /// Where two texts first differ, as `line N: expected "…", found "…"` (N is

@@ -17,7 +17,7 @@ use super::render::Rendered;
 use super::{syntax, InputHasher, Layout, GENERATOR_VERSION};
 
 /// Version of the JSON layout below; bump on incompatible changes.
-pub const PLAN_SCHEMA: u32 = 1;
+pub const PLAN_SCHEMA: u32 = 2;
 
 /// Build arguments labkit sets itself; `--build-arg` may not override them.
 pub const RESERVED_ARGS: &[&str] = &["BASE_IMAGE", "BASE_NAME", "BASE_DIGEST"];
@@ -58,8 +58,12 @@ pub struct PlannedTarget {
     pub args: BTreeMap<String, String>,
     pub tags: Vec<String>,
     pub platforms: Vec<String>,
-    /// Rendered Dockerfile + parent identity + shipped files + stable args.
-    pub inputs_sha256: String,
+    /// Everything a build of this target depends on: its rendered
+    /// Dockerfile (whose own `inputs-sha256` label covers the manifest, the
+    /// templates and the parent chain), the files shipped into the context,
+    /// the stable build arguments and the parent's build-inputs hash (or the
+    /// pinned base). A different value from the label, hence its own name.
+    pub build_inputs_sha256: String,
     pub eol: Option<String>,
 }
 
@@ -230,7 +234,7 @@ pub fn make(family: &Family, rendered: &Rendered, shipped: &str, opts: &PlanOpti
             args,
             tags: t.tags.clone(),
             platforms: family.manifest.family.platforms.clone(),
-            inputs_sha256: hashes[&t.name].clone(),
+            build_inputs_sha256: hashes[&t.name].clone(),
             eol: family.manifest.variants[&t.variant].eol.clone(),
         });
     }
@@ -278,7 +282,7 @@ impl Plan {
                 for (k, v) in &t.args {
                     s.push_str(&format!("    arg         {k}={v}\n"));
                 }
-                s.push_str(&format!("    inputs      sha256:{}\n", t.inputs_sha256));
+                s.push_str(&format!("    build-inputs sha256:{}\n", t.build_inputs_sha256));
                 if let Some(eol) = &t.eol {
                     s.push_str(&format!("    eol         {eol}\n"));
                 }
