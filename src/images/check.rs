@@ -126,14 +126,18 @@ fn first_difference(expected: &str, found: &str) -> String {
 /// messages (e.g. `images/generated/`).
 pub fn compare(out: &Path, shown: &str, rendered: &Rendered) -> Vec<Drift> {
     let mut drift = Vec::new();
-    let index = std::fs::read_to_string(out.join(INDEX)).map(|s| render::parse_index(&s)).unwrap_or_default();
+    let index = std::fs::read_to_string(out.join(INDEX))
+        .map(|s| render::parse_index(&s.replace("\r\n", "\n")))
+        .unwrap_or_default();
     let on_disk = if out.is_dir() { render::list_files(out) } else { Vec::new() };
     let expected: BTreeMap<&str, &str> = rendered.files.iter().map(|f| (f.path.as_str(), f.content.as_str())).collect();
 
     for (path, want) in &expected {
         let full = out.join(path);
         let shown_path = format!("{shown}{path}");
-        match std::fs::read_to_string(&full) {
+        // A checkout may turn LF into CRLF (core.autocrlf without the
+        // repository's .gitattributes): line endings are not content.
+        match std::fs::read_to_string(&full).map(|h| h.replace("\r\n", "\n")) {
             Err(_) => drift.push(Drift::Missing { path: shown_path }),
             Ok(have) if have == *want => {}
             Ok(have) => {
@@ -156,7 +160,7 @@ pub fn compare(out: &Path, shown: &str, rendered: &Rendered) -> Vec<Drift> {
     // The INDEX is reported only on its own: any other drift already implies it.
     if drift.is_empty() {
         let want = rendered.index();
-        match std::fs::read_to_string(out.join(INDEX)) {
+        match std::fs::read_to_string(out.join(INDEX)).map(|h| h.replace("\r\n", "\n")) {
             Err(_) => drift.push(Drift::Missing { path: format!("{shown}{INDEX}") }),
             Ok(have) if have != want => drift
                 .push(Drift::HandEdited { path: format!("{shown}{INDEX}"), detail: first_difference(&want, &have) }),
