@@ -3,7 +3,7 @@
 # when everything is there): Debian packages and the musl Rust target.
 # Called by `make test` and by .ci/run.
 set -euo pipefail
-need=(busybox-static sudo file debootstrap python3 python3-psutil podman runc iptables
+need=(busybox-static sudo file debootstrap python3 python3-psutil podman runc iptables docker.io
       openssh-client openssh-server ca-certificates hyperfine shellcheck g++
       tini catatonit dumb-init gosu)
 missing=()
