@@ -255,10 +255,9 @@ fn run(layout: &Layout, command: Command) -> anyhow::Result<u8> {
                     }
                     std::fs::write(&path, json + "\n")?;
                     out!(
-                        "bake: wrote {} ({} targets); run from {}: docker buildx bake -f {}",
+                        "bake: wrote {} ({} targets; absolute paths, so from any directory): docker buildx bake -f {}",
                         path.display(),
                         p.targets.len(),
-                        layout.root.display(),
                         path.display()
                     );
                 }
