@@ -400,7 +400,8 @@ pub fn current_step(log: &str) -> Option<String> {
     log.lines().rev().find_map(|l| {
         let l = l.trim();
         let buildkit = l.starts_with('#') && l.split_whitespace().nth(1).is_some_and(|w| w.starts_with('['));
-        (l.starts_with("Step ") || l.starts_with("STEP ") || buildkit).then(|| l.chars().take(100).collect())
+        (l.starts_with("Step ") || l.starts_with("STEP ") || buildkit)
+            .then(|| l.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(100).collect())
     })
 }
 
@@ -726,6 +727,60 @@ mod tests {
         assert!(s.finished());
         assert_eq!(s.count(State::Built), 2);
         assert_eq!(s.count(State::Skipped), 2);
+    }
+
+    #[test]
+    fn builder_driver_is_parsed() {
+        let out = "Name:   ci\nDriver: docker-container\nLast Activity: x\n";
+        assert_eq!(parse_builder(out), Some(("ci".into(), "docker-container".into())));
+        assert_eq!(parse_builder("Name: default\nDriver: docker\n").unwrap().1, "docker");
+        assert_eq!(parse_builder("no builder here"), None);
+    }
+
+    #[test]
+    fn current_step_and_log_tail() {
+        let docker = "Step 1/3 : FROM x\n ---> abc\nStep 2/3 : RUN  apt-get   update\nGet:1 http://…\n";
+        assert_eq!(current_step(docker).as_deref(), Some("Step 2/3 : RUN apt-get update"));
+        assert_eq!(current_step("STEP 4/9: COPY a b\nok\n").as_deref(), Some("STEP 4/9: COPY a b"));
+        assert_eq!(current_step("#7 [3/12] RUN make\n#7 0.5 compiling\n").as_deref(), Some("#7 [3/12] RUN make"));
+        assert_eq!(current_step("nothing yet\n"), None);
+        let log: String = (1..=30).map(|i| format!("line {i}\n\n")).collect();
+        let tail = tail_lines(&log, 20);
+        assert_eq!(tail.len(), 20);
+        assert_eq!((tail[0].as_str(), tail[19].as_str()), ("line 11", "line 30"));
+        assert_eq!(tail_lines("a\n", 20), ["a"]);
+    }
+
+    #[test]
+    fn pull_and_parent_id() {
+        let opts = BuildOptions {
+            jobs: 1,
+            push: false,
+            network: None,
+            volumes: vec![],
+            labinit: None,
+            log_dir: "l".into(),
+            context: "ctx".into(),
+            summary_json: None,
+        };
+        let docker = Engine { flavor: Flavor::Docker, program: "docker".into() };
+        let podman = Engine { flavor: Flavor::Podman, program: "podman".into() };
+        let base = target("a", None, 0);
+        assert!(engine_args(&docker, &base, &opts, None, Path::new("i")).unwrap().contains(&"--pull".to_string()));
+        assert!(engine_args(&podman, &base, &opts, None, Path::new("i"))
+            .unwrap()
+            .contains(&"--pull=always".to_string()));
+        let mut local = base.clone();
+        local.parent = PlanParent::Image { reference: "localhost/x:1".into(), digest: None, pull: false };
+        assert!(!engine_args(&docker, &local, &opts, None, Path::new("i"))
+            .unwrap()
+            .iter()
+            .any(|a| a.starts_with("--pull")));
+        let child = target("c", Some("a"), 1);
+        let a = engine_args(&docker, &child, &opts, Some("sha256:abc"), Path::new("c.iid")).unwrap();
+        assert!(a.windows(2).any(|w| w == ["--build-arg", "BASE_IMAGE=sha256:abc"]), "{a:?}");
+        assert!(a.contains(&"--iidfile=c.iid".to_string()));
+        assert!(!a.iter().any(|x| x.starts_with("--pull")));
     }
 
     #[test]
