@@ -4,8 +4,9 @@
 # starts and stops itself, with nothing of the host's docker used or changed.
 #
 #   1. dockerd with its own data root, exec root, pid file and unix socket in
-#      a scratch directory (vfs storage, no iptables, no bridge: containers
-#      run with --network none, builds with --network host).
+#      a scratch directory (overlay2 storage where the kernel allows it, else
+#      vfs; no iptables, no bridge: containers run with --network none, builds
+#      with --network host).
 #   2. A base without a registry: Ubuntu 24.04 (noble) by debootstrap, with
 #      the host's extra CA certificates and a pip.conf that uses the system
 #      bundle (HTTPS from build steps is intercepted here; `docker build` has
@@ -16,8 +17,9 @@
 #      or FAIL; the last line is `docker-e2e: N passed, M failed`.
 #
 # Environment: E2E_CACHE (default $CACHE, else /var/cache/labkit), E2E_LABKIT,
-# E2E_LABINIT, E2E_UBUNTU_MIRROR (as in run.sh), E2E_KEEP=1 keeps the scratch
-# directory (daemon stopped) for inspection.
+# E2E_LABINIT, E2E_UBUNTU_MIRROR (as in run.sh), E2E_DOCKER_STORAGE=vfs|overlay2
+# (default: overlay2, else vfs), E2E_KEEP=1 keeps the scratch directory (daemon
+# stopped) for inspection.
 # `A && pass X || failc X …`: pass always succeeds, so failc runs only when A fails.
 # shellcheck disable=SC2015
 set -euo pipefail
@@ -76,12 +78,14 @@ stop_daemon() {
 }
 # PIDs of processes whose command line names the scratch directory.
 our_pids() {
-    local p
+    local p c
     for p in /proc/[0-9]*; do
-        if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$work/"; then
+        c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        if [[ $c == *"$work/"* ]]; then
             echo "${p#/proc/}"
         fi
     done
+    return 0
 }
 cleanup() {
     stop_daemon
@@ -119,20 +123,34 @@ export DOCKER_HOST=unix://$work/docker.sock
 export DOCKER_CONFIG=$work/docker-config
 mkdir -p "$DOCKER_CONFIG"
 unset BUILDX_BUILDER DOCKER_CONTEXT
-dockerd --storage-driver=vfs --iptables=false --ip-masq=false --bridge=none \
-    --data-root "$work/data" --exec-root "$work/exec" --pidfile "$work/docker.pid" \
-    --host "$DOCKER_HOST" >"$work/dockerd.log" 2>&1 &
-dockerd_pid=$!
-for _ in $(seq 1 150); do
-    docker info >/dev/null 2>&1 && break
-    kill -0 "$dockerd_pid" 2>/dev/null || {
-        tail -20 "$work/dockerd.log" >&2
-        die "dockerd exited at start"
-    }
-    sleep 0.2
-done
-docker info >/dev/null 2>&1 || die "dockerd did not answer on $DOCKER_HOST within 30 s"
-say "dockerd $(docker version -f '{{.Server.Version}}') on $DOCKER_HOST (pid $dockerd_pid)"
+# start_daemon DRIVER: dockerd with that storage driver; fails if it does not
+# answer within 30 s or runs on another driver.
+start_daemon() {
+    rm -rf "$work/data" "$work/exec"
+    dockerd --storage-driver="$1" --iptables=false --ip-masq=false --bridge=none \
+        --data-root "$work/data" --exec-root "$work/exec" --pidfile "$work/docker.pid" \
+        --host "$DOCKER_HOST" >>"$work/dockerd.log" 2>&1 &
+    dockerd_pid=$!
+    for _ in $(seq 1 150); do
+        [ "$(docker info -f '{{.Driver}}' 2>/dev/null)" = "$1" ] && return 0
+        kill -0 "$dockerd_pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    stop_daemon
+    return 1
+}
+# overlay2 where the kernel allows it (fast); vfs, which works everywhere,
+# copies every layer in full (a lab-base build takes several times longer).
+driver=${E2E_DOCKER_STORAGE:-}
+if [ -n "$driver" ]; then
+    start_daemon "$driver" || die "dockerd with --storage-driver=$driver did not start (log $logs/dockerd.log)"
+elif start_daemon overlay2; then
+    driver=overlay2
+else
+    driver=vfs
+    start_daemon vfs || die "dockerd did not start (log $logs/dockerd.log)"
+fi
+say "dockerd $(docker version -f '{{.Server.Version}}') with $driver on $DOCKER_HOST (pid $dockerd_pid)"
 
 # --- base image -------------------------------------------------------------------
 base_tar=$cache/docker-e2e/noble-docker$BASE_VERSION.tar
