@@ -80,7 +80,7 @@ stop_daemon() {
 our_pids() {
     local p c
     for p in /proc/[0-9]*; do
-        c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        c=$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
         if [[ $c == *"$work/"* ]]; then
             echo "${p#/proc/}"
         fi
