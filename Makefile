@@ -6,7 +6,7 @@ DIST := dist
 CACHE ?= /var/cache/labkit
 DEBIAN_ROOT := $(CACHE)/debian-12-root
 
-.PHONY: all labinit labkit deps test unit e2e fuzz fuzz-ci bench bench-images clean debian-root
+.PHONY: all try labinit labkit labkit-static deps test unit e2e fuzz fuzz-ci bench bench-images clean debian-root
 
 all: labinit labkit
 
@@ -29,6 +29,24 @@ labkit:
 	cargo build --release --locked --bin labkit
 	cp target/release/labkit $(DIST)/labkit
 
+# The README's first command: install what is missing, build, make the local
+# base, build lab-base (cpu) with podman and run a researcher's job in it,
+# stopped with SIGTERM like a deleted pod (tools/try.sh).
+try: deps all
+	CACHE=$(CACHE) tools/try.sh
+
+# labkit for researchers' laptops and the cluster's login node: one static
+# x86_64 Linux binary (musl) that needs nothing installed (README, "labkit job").
+labkit-static:
+	@mkdir -p $(DIST)
+	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
+	cargo build --release --locked --bin labkit --target $(MUSL_TARGET)
+	cp target/$(MUSL_TARGET)/release/labkit $(DIST)/labkit-static
+	@file $(DIST)/labkit-static
+	@file $(DIST)/labkit-static | grep -Eq 'statically linked|static-pie linked' \
+	  || { echo "make: $(DIST)/labkit-static is not static" >&2; exit 1; }
+	@ls -l $(DIST)/labkit-static
+
 debian-root:
 	tests/tools/debian-root.sh $(DEBIAN_ROOT)
 
@@ -39,12 +57,13 @@ test: deps
 
 # Debian packages and the musl target the tests need (installed when missing).
 deps:
-	tests/tools/deps.sh
+	LABKIT_TOOLS_DIR=$(CACHE)/tools tests/tools/deps.sh
 
 # Static build first: the tests use it.
 unit: labinit debian-root
 	cargo run --locked --quiet --bin labkit -- check
 	LABKIT_TEST_LABINIT=$(CURDIR)/$(DIST)/labinit LABKIT_TEST_DEBIAN_ROOT=$(DEBIAN_ROOT) \
+	  LABKIT_TEST_KUBERNETES_VALIDATE=$(CACHE)/tools/bin/kubernetes-validate \
 	  cargo test --locked -- --test-threads=2
 
 # End to end (tests/e2e/README.md): lab-base (cpu) built by labkit with podman on a

@@ -6,8 +6,13 @@
 //!   the image generator, so the static binary stays small.
 //! - `images` (feature `images`): the `labkit` maintainers' CLI that renders,
 //!   checks, plans, bakes and builds the image family.
+//! - `job` (feature `job`): `labkit job`, Pods, Jobs and `runai submit`
+//!   commands for researchers from one profile.
 
 pub mod init;
 
 #[cfg(feature = "images")]
 pub mod images;
+
+#[cfg(feature = "job")]
+pub mod job;

@@ -4,6 +4,10 @@
 //! (/proc/self/status), its environment and directory, the supplementary
 //! groups it keeps from the runtime, and that a failed drop never runs the
 //! command. The sudo route back to root is checked in a real Debian root.
+//! The account as the setup steps left it is what the job gets: a group a
+//! step adds (busybox `sed`, and Debian's real `usermod -aG` in an overlay of
+//! the Debian test root), a home a step moves; a step cannot export HOME or
+//! USER alone.
 
 mod common;
 
@@ -27,7 +31,7 @@ fn busybox_root(distro: &str) -> common::TempDir {
     }
     fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
     common::install_exec(Path::new("/bin/busybox"), &root.join("bin/busybox"));
-    for applet in ["sh", "grep", "cat", "id", "pwd", "env", "touch", "echo", "sleep"] {
+    for applet in ["sh", "grep", "cat", "id", "pwd", "env", "touch", "echo", "sleep", "sed", "mkdir", "chown"] {
         let _ = fs::remove_file(root.join("bin").join(applet));
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
@@ -130,4 +134,131 @@ fn a_setuid_labinit_refuses_to_run() {
     assert_eq!(out.status.code(), Some(125));
     assert!(!marker.exists());
     assert!(String::from_utf8_lossy(&out.stderr).contains("setuid"), "{:?}", out);
+}
+
+/// Put an executable setup step into the root's default steps directory.
+fn add_step(root: &common::TempDir, name: &str, script: &str) {
+    let dir = root.join("opt/lab/setup_steps");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(name), script).unwrap();
+    fs::set_permissions(dir.join(name), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Issue 11 §4: a membership a setup step adds to /etc/group (what
+/// `usermod -aG video alice` writes) is in the job's groups; the identity is
+/// read after the steps. Negative control: the same start without the step.
+#[test]
+fn a_group_a_step_adds_reaches_the_job() {
+    for with_step in [true, false] {
+        let root = busybox_root("debian-12");
+        if with_step {
+            add_step(
+                &root,
+                "10_video",
+                "#!/bin/sh\nsed -i \"s/^video:x:44:\\$/video:x:44:$LABKIT_USER/\" /etc/group\n",
+            );
+        }
+        let out = run_pid1(&root, "", PROBE, &common::alice_env());
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        let group = fs::read_to_string(root.join("etc/group")).unwrap();
+        let mut groups = status_field(&stdout, "Groups");
+        groups.sort();
+        if with_step {
+            assert!(group.contains("\nvideo:x:44:alice\n"), "fixture: the step did not add alice: {group}");
+            assert_eq!(groups, vec!["11166", "44"], "{stdout}\n{stderr}");
+            assert!(
+                stderr.contains("the setup steps changed alice's account: the job gets groups [11166, 44]"),
+                "{stderr}"
+            );
+        } else {
+            assert_eq!(groups, vec!["11166"], "control: {stdout}");
+            assert!(!stderr.contains("the setup steps changed"), "{stderr}");
+        }
+    }
+}
+
+/// Issue 11 §4: HOME, USER, LOGNAME and SHELL move together. A step that
+/// exports HOME or USER is refused with a warning naming the step and line
+/// (the job keeps one consistent set); a step that changes the account's
+/// home moves it for the job as a whole (HOME, working directory). Controls:
+/// the step's ordinary export arrives; without the move the home stays.
+#[test]
+fn identity_variables_change_only_with_the_account() {
+    for moved in [true, false] {
+        let root = busybox_root("debian-12");
+        let mv = "mkdir -p /data/alice && chown 123456:11166 /data/alice && sed -i 's#:/home/alice:#:/data/alice:#' /etc/passwd\n";
+        let script = format!(
+            "#!/bin/sh\necho HOME=/tmp >> \"$LABKIT_ENV\"\necho USER=bob >> \"$LABKIT_ENV\"\necho FOO=from-step >> \"$LABKIT_ENV\"\n{}",
+            if moved { mv } else { "" }
+        );
+        add_step(&root, "10_home", &script);
+        let out = run_pid1(&root, "", PROBE, &common::alice_env());
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        let home = if moved { "/data/alice" } else { "/home/alice" };
+        let want = format!("HOME={home} USER=alice LOGNAME=alice SHELL=/bin/bash FOO=from-step");
+        assert!(stdout.contains(&want), "want {want}:\n{stdout}\n{stderr}");
+        assert!(stdout.contains(&format!("PWD={home}\n")), "{stdout}");
+        for (line, var) in [(1, "HOME"), (2, "USER")] {
+            let warning = format!("step 10_home: LABKIT_ENV line {line}: {var} is set from the account");
+            assert!(stderr.contains(&warning), "{warning}:\n{stderr}");
+        }
+        assert_eq!(stderr.contains("the job gets home /data/alice (was /home/alice)"), moved, "{stderr}");
+    }
+}
+
+/// The Debian test root (`make debian-root`), as tests/real_tools.rs uses it.
+fn debian_root() -> PathBuf {
+    let p = std::env::var_os("LABKIT_TEST_DEBIAN_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/labkit/debian-12-root"));
+    assert!(p.join(".complete").exists(), "no Debian root at {}; run `make debian-root`", p.display());
+    p
+}
+
+/// Case init/16 with the real tool: Debian's `usermod -aG video "$LABKIT_USER"`
+/// in a setup step, labinit PID 1 in a chroot into a writable overlay of the
+/// Debian root (tmpfs upper layer, private mount namespace: nothing of the
+/// cached root or the host changes). Negative control: no step, no gid 44.
+#[test]
+fn a_real_usermod_in_a_step_reaches_the_job() {
+    let lower = debian_root();
+    for with_step in [true, false] {
+        let t = common::TempDir::new("usermod");
+        let step = if with_step {
+            "mkdir -p $M/opt/lab/setup_steps && printf '#!/bin/sh\\nusermod -aG video \"$LABKIT_USER\"\\n' > $M/opt/lab/setup_steps/10_video && chmod 755 $M/opt/lab/setup_steps/10_video &&"
+        } else {
+            ""
+        };
+        let script = format!(
+            "set -e; mount -t tmpfs tmpfs \"$T\"; mkdir \"$T/u\" \"$T/w\" \"$T/m\"; M=\"$T/m\"
+             mount -t overlay overlay -o lowerdir=\"$LOWER\",upperdir=\"$T/u\",workdir=\"$T/w\" \"$M\"
+             mount -t proc proc \"$M/proc\"; mkdir -p \"$M/opt/lab\"; cp \"$LABINIT\" \"$M/opt/lab/labinit\"
+             {step} exec /usr/sbin/chroot \"$M\" /opt/lab/labinit run -- /bin/sh -c 'grep ^Groups: /proc/self/status; id'"
+        );
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--pid", "--fork", "sh", "-c", &script])
+            .env_clear()
+            .env("T", t.path())
+            .env("LOWER", &lower)
+            .env("LABINIT", static_labinit())
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .envs(common::alice_env().into_iter().filter(|(k, _)| k != "PATH"))
+            .current_dir("/")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        let mut groups = status_field(&stdout, "Groups");
+        groups.sort();
+        if with_step {
+            assert!(stderr.contains("step 10_video: ok"), "{stderr}");
+            assert_eq!(groups, vec!["11166", "44"], "{stdout}\n{stderr}");
+            assert!(stdout.contains("groups=11166(CVLAB-unit),44(video)"), "{stdout}");
+        } else {
+            assert_eq!(groups, vec!["11166"], "control: {stdout}");
+        }
+    }
+    assert!(lower.join(".complete").exists());
 }

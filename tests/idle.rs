@@ -187,3 +187,57 @@ fn sigterm_ends_wait_with_zero() {
     run.signal(libc::SIGTERM);
     assert_eq!(run.wait(), 143, "{}", run.stderr());
 }
+
+/// `LABKIT_IDLE_LOG` on a shared volume: a link the user planted in its
+/// place (in a sticky world-writable directory, or in a directory the user
+/// owns), or a hard link, never makes PID 1 append elsewhere; the start
+/// warns once and goes on. Control: an ordinary file there gets the lines.
+#[test]
+fn idle_log_never_writes_through_a_planted_link() {
+    let plants = [
+        (
+            "sticky",
+            "mkdir -m 1777 {D}/shared; ln -s {D}/victim {D}/shared/idle.log; chown -h 123456 {D}/shared/idle.log",
+        ),
+        ("user dir", "mkdir -m 755 {D}/shared; ln -s {D}/victim {D}/shared/idle.log; chown 123456 {D}/shared"),
+        ("hard link", "mkdir -m 1777 {D}/shared; ln {D}/victim {D}/shared/idle.log"),
+        ("control", "mkdir -m 1777 {D}/shared"),
+    ];
+    for (what, plant) in plants {
+        let prelude = format!("echo victim > {{D}}/victim; chmod 644 {{D}}/victim; {plant}");
+        let extra =
+            [("LABKIT_IDLE_TIMEOUT", "1s"), ("LABKIT_IDLE_LOG", "{D}/shared/idle.log"), ("LABKIT_IDLE_BUSY", "")];
+        let mut run = start(&prelude, "wait", &extra);
+        assert_eq!(run.wait(), 0, "{what}: {}", run.stderr());
+        let err = run.stderr();
+        assert_eq!(run.read("victim"), "victim\n", "{what}: PID 1 wrote through the link:\n{err}");
+        let warned = err.lines().filter(|l| l.contains("cannot append to LABKIT_IDLE_LOG file")).count();
+        if what == "control" {
+            assert_eq!(warned, 0, "{err}");
+            assert!(run.read("shared/idle.log").contains("stopping the container"), "control: {err}");
+        } else {
+            assert_eq!(warned, 1, "{what}: one warning:\n{err}");
+            let why = if what == "hard link" { "one link" } else { "is not followed" };
+            assert!(err.contains(why), "{what}: {err}");
+        }
+    }
+}
+
+/// A busy process named like a forged log line (the issue's
+/// `"\nx::0:0::/:\n"`) is logged escaped, on stderr and in the idle log:
+/// no line starts with the forged text. Control: the escaped name is there.
+#[test]
+fn process_names_are_escaped_in_log_lines_and_the_idle_log() {
+    let job = "run -- sh -c 'printf \"\\nlabinit: forged\" > /proc/$$/comm; while [ ! -e {D}/stop ]; do :; done'";
+    let mut run = start("", job, &[("LABKIT_IDLE_TIMEOUT", "1s"), ("LABKIT_IDLE_LOG", "{D}/idle.log")]);
+    assert!(run.logged("idle watchdog: busy"), "{}", run.stderr());
+    std::fs::write(run.path("stop"), "").unwrap();
+    assert_eq!(run.wait(), 0, "{}", run.stderr());
+    let err = run.stderr();
+    let log = run.read("idle.log");
+    for text in [&err, &log] {
+        // The kernel keeps 15 bytes of a name: "\nlabinit: forge".
+        assert!(!text.lines().any(|l| l.starts_with("labinit: forge")), "a forged line:\n{text}");
+        assert!(text.contains("busy: \\nlabinit: forge (pid"), "control: the name was logged escaped:\n{text}");
+    }
+}

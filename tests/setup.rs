@@ -251,6 +251,6 @@ fn shell_sees_the_same_identity_and_exports_as_the_job() {
     assert_eq!(resolved, out.identity);
     assert_eq!(labkit::init::setup::load_exports(root.path()), out.exports);
     assert_eq!(out.exports, vec![("CONDA".to_string(), "/opt/conda".to_string())]);
-    let m = fs::metadata(root.join("run/labkit/exports")).unwrap();
+    let m = fs::metadata(root.join("run/labkit/job")).unwrap();
     assert_eq!(m.mode() & 0o777, 0o600);
 }

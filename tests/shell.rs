@@ -5,6 +5,12 @@
 //! login shell starts in the home. Works while PID 1 is `labinit run` and
 //! `labinit wait`. Control: the same process without `labinit shell` (the
 //! legacy "exec as root") is root and lacks the step exports.
+//!
+//! Also: a group a setup step adds (real `usermod -aG`) is in the job's and
+//! the shell's groups alike; an exec without the `CLUSTER_*` variables takes
+//! the identity PID 1 recorded (`/run/labkit/job`) and says so; a record
+//! someone else could have written is not trusted; a pod that runs as the
+//! user (`runAsUser`) gets its shell without reading /etc/shadow.
 
 mod common;
 #[path = "common/ns.rs"]
@@ -41,9 +47,14 @@ fn container(root: &common::TempDir, args: &str) -> Ns {
     let r = root.path().display().to_string();
     std::fs::create_dir_all(root.join("home")).unwrap();
     std::fs::create_dir_all(root.join("steps")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
     let step = root.join("steps/10_env");
     std::fs::write(&step, "#!/bin/sh\necho TORCH_HOME=/data/torch >> \"$LABKIT_ENV\"\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&step, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // An image's step giving the user the GPU device group, with the real
+    // tool (on the test root's files: `--prefix`).
+    let step = root.join("steps/20_video");
+    std::fs::write(&step, "#!/bin/sh\nexec usermod --prefix \"$LABKIT_ROOT\" -aG video \"$LABKIT_USER\"\n").unwrap();
     std::fs::set_permissions(&step, std::fs::Permissions::from_mode(0o755)).unwrap();
     let env = container_env(&r);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -98,6 +109,8 @@ fn shell_matches_the_jobs_identity_and_environment() {
         assert_eq!(fj.get(k), fs.get(k), "{k}: job vs shell\n{job}\n---\n{sh}");
     }
     assert!(fj["Uid"].starts_with("123456\t"), "{job}");
+    // The step's `usermod -aG video` (gid 44) reached the job, not only the shell.
+    assert_eq!(fj["Groups"].split_whitespace().collect::<BTreeSet<_>>(), BTreeSet::from(["11166", "44"]), "{job}");
     assert_eq!(env_lines(&job), env_lines(&sh), "environment: job vs shell");
     assert!(env_lines(&sh).contains("Env:\tTORCH_HOME=/data/torch"), "{sh}");
     assert!(env_lines(&sh).contains("Env:\tHOME=/home/alice"), "{sh}");
@@ -146,6 +159,142 @@ fn login_shell_starts_in_the_home_while_waiting() {
             assert!(!got[1] && !got[2], "control: {text}");
         }
     }
+    c.signal(libc::SIGTERM);
+    assert_eq!(c.wait(), 0, "{}", c.stderr());
+}
+
+/// `kubectl exec` without the `CLUSTER_*` variables (a RunAI or docker exec
+/// that passes only some of the pod's environment): `labinit shell` becomes
+/// the user PID 1 runs the job as, from its record, with the step exports,
+/// and says so. Negative control: without the record it stays root and says
+/// that too, instead of silently.
+#[test]
+fn exec_without_cluster_variables_takes_the_identity_pid1_recorded() {
+    let root = common::fixture_root("debian-12");
+    let r = root.path().display().to_string();
+    let mut c = container(&root, "wait");
+    assert!(c.logged("set up; waiting"), "{}", c.stderr());
+    let l = common::labinit().display().to_string();
+    let full = container_env(&r);
+    let env: Vec<(&str, &str)> =
+        full.iter().filter(|(k, _)| !k.starts_with("CLUSTER_")).map(|(k, v)| (*k, v.as_str())).collect();
+    let probe = "echo uid=$(id -u) groups=$(id -G) home=$HOME user=$USER logname=$LOGNAME torch=$TORCH_HOME";
+    let shell = |c: &ns::Ns| {
+        let out = c.exec(&["-p", "-m"], &[&l, "shell", "--", "/bin/sh", "-c", probe], &env).output().unwrap();
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (out, err) = shell(&c);
+    assert_eq!(
+        out.trim(),
+        "uid=123456 groups=11166 44 home=/home/alice user=alice logname=alice torch=/data/torch",
+        "{err}"
+    );
+    assert!(err.contains("no CLUSTER_* variables in this process: becoming alice (uid 123456)"), "{err}");
+    // Control: no record (a container whose PID 1 is not labinit).
+    std::fs::remove_file(root.join("run/labkit/job")).unwrap();
+    let (out, err) = shell(&c);
+    assert!(out.starts_with("uid=0 "), "{out}");
+    assert!(!out.contains("torch=/data/torch"), "{out}");
+    assert!(err.contains("no CLUSTER_* variables and no record of PID 1"), "{err}");
+    c.signal(libc::SIGTERM);
+    assert_eq!(c.wait(), 0, "{}", c.stderr());
+}
+
+/// A root with alice set up, for `labinit shell --root` without a PID 1.
+fn set_up_root() -> common::TempDir {
+    let root = common::fixture_root("debian-12");
+    std::fs::create_dir_all(root.join("steps")).unwrap();
+    let mut env = common::alice_env();
+    env.push(("LABKIT_STEPS_DIR".into(), "/steps".into()));
+    labkit::init::setup::setup(root.path(), &env).unwrap();
+    root
+}
+
+fn labinit_shell(
+    root: &common::TempDir,
+    prefix: &[&str],
+    env: &[(String, String)],
+    cmd: &str,
+) -> (i32, String, String) {
+    let l = common::labinit();
+    let mut argv: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+    argv.extend([l.display().to_string(), "shell".into(), "--root".into(), root.path().display().to_string()]);
+    argv.extend(["--".into(), "/bin/sh".into(), "-c".into(), cmd.into()]);
+    let out = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .envs(env.iter().cloned())
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// A record root would trust must be root's and writable by nobody else: a
+/// record a user planted (here: owned by alice, exporting a variable that
+/// would reach a root shell) is refused with a warning naming the owner.
+/// Control: the same record owned by root is used.
+#[test]
+fn a_record_someone_else_could_write_is_not_trusted() {
+    let root = set_up_root();
+    let record = root.join("run/labkit/job");
+    let text = std::fs::read_to_string(&record).unwrap() + "export PLANTED=1\n";
+    std::fs::write(&record, text).unwrap();
+    let cmd = "echo uid=$(id -u) planted=$PLANTED";
+    std::os::unix::fs::chown(&record, Some(123456), None).unwrap();
+    let (code, out, err) = labinit_shell(&root, &[], &[], cmd);
+    assert_eq!((code, out.trim()), (0, "uid=0 planted="), "{err}");
+    assert!(err.contains("PID 1's record is not used: /run/labkit/job belongs to uid 123456"), "{err}");
+    std::os::unix::fs::chown(&record, Some(0), None).unwrap();
+    let (code, out, err) = labinit_shell(&root, &[], &[], cmd);
+    assert_eq!((code, out.trim()), (0, "uid=123456 planted=1"), "control: {err}");
+}
+
+/// Case adv/11: in a pod that runs as the user (`runAsUser`), `kubectl exec
+/// … labinit shell` runs as that uid too; it must not need /etc/shadow
+/// (0640 root:shadow here), only passwd and group. Negative control: an
+/// unreadable passwd is reported, so a read failure would be seen.
+#[test]
+fn shell_as_the_user_works_without_reading_shadow() {
+    let root = set_up_root();
+    let shadow = std::fs::metadata(root.join("etc/shadow")).unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert_eq!((shadow.uid(), shadow.gid(), shadow.mode() & 0o777), (0, 42, 0o640), "fixture");
+    let as_alice = ["setpriv", "--reuid=123456", "--regid=11166", "--clear-groups"];
+    let cmd = "echo uid=$(id -u) home=$HOME user=$USER";
+    let (code, out, err) = labinit_shell(&root, &as_alice, &common::alice_env(), cmd);
+    assert_eq!((code, out.trim()), (0, "uid=123456 home=/home/alice user=alice"), "{err}");
+    assert!(!err.contains("shadow"), "{err}");
+    std::fs::set_permissions(root.join("etc/passwd"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, _, err) = labinit_shell(&root, &as_alice, &common::alice_env(), cmd);
+    assert_eq!(code, 125, "control: {err}");
+    assert!(err.contains("cannot read /etc/passwd: Permission denied (os error 13)"), "{err}");
+}
+
+/// A service (root, the container's environment) starts the user's side
+/// with `"$LABKIT_LABINIT" shell -- CMD`, as a Jupyter service would: CMD
+/// runs as the job's user with the job's groups and the steps' exports.
+/// Control: the service itself is root and lacks the exports.
+#[test]
+fn a_service_starts_the_users_side_with_the_jobs_identity_and_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = common::fixture_root("debian-12");
+    let services = root.join("opt/lab/services");
+    std::fs::create_dir_all(&services).unwrap();
+    let probe = "echo uid=$(id -u) groups=$(id -G) home=$HOME torch=$TORCH_HOME";
+    let script = format!(
+        "#!/bin/sh\n{probe} > \"$LABKIT_ROOT/svc-own.out\"\n\"$LABKIT_LABINIT\" shell -- /bin/sh -c '{probe}' > \"$LABKIT_ROOT/svc-user.out\" 2>&1\n"
+    );
+    std::fs::write(services.join("probe"), script).unwrap();
+    std::fs::set_permissions(services.join("probe"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = container(&root, "wait");
+    assert!(c.logged("service probe: done (exit code 0)"), "{}", c.stderr());
+    let user = std::fs::read_to_string(root.join("svc-user.out")).unwrap();
+    assert_eq!(user.trim(), "uid=123456 groups=11166 44 home=/home/alice torch=/data/torch", "{}", c.stderr());
+    let own = std::fs::read_to_string(root.join("svc-own.out")).unwrap();
+    assert!(own.starts_with("uid=0 ") && own.trim().ends_with(" home=/root torch="), "control: {own}");
     c.signal(libc::SIGTERM);
     assert_eq!(c.wait(), 0, "{}", c.stderr());
 }

@@ -139,6 +139,8 @@ enum Command {
         #[arg(long)]
         resolver: Option<String>,
     },
+    /// For researchers: Pods, Jobs and runai commands from a profile (docs/job.md).
+    Job(labkit::job::cli::JobArgs),
 }
 
 /// Writes `s` to stdout. A closed stdout (`labkit plan | head`) is not an
@@ -165,6 +167,11 @@ macro_rules! out {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `labkit job` runs anywhere (a laptop, the login node): no repository.
+    let command = match cli.command {
+        Command::Job(args) => return labkit::job::cli::main(args),
+        other => other,
+    };
     let layout = match &cli.root {
         Some(r) => Layout::new(r),
         None => {
@@ -180,7 +187,7 @@ fn main() -> ExitCode {
             }
         }
     };
-    match run(&layout, cli.command) {
+    match run(&layout, command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("labkit: {e:#}");
@@ -285,6 +292,7 @@ fn run(layout: &Layout, command: Command) -> anyhow::Result<u8> {
             images::lock(layout, requested)?;
             Ok(0)
         }
+        Command::Job(_) => unreachable!("handled in main"),
     }
 }
 

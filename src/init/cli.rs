@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::init::each;
 use crate::init::exit::{self, Fatal};
 use crate::init::log;
 use crate::init::privileges;
@@ -22,9 +23,16 @@ use crate::init::setup;
 #[derive(Debug, Parser)]
 #[command(
     name = "labinit",
-    version,
+    version = crate::init::summary::version(),
     about = "The lab's container entrypoint: set up the cluster user, run the job as that user, supervise it as PID 1",
-    after_help = "labinit CMD [ARGS…] is labinit run -- CMD [ARGS…]; labinit alone is labinit wait. Legacy names (symlinks): setup_and_run_command.sh 'STRING', setup.sh, setup_and_wait.sh, sleeper."
+    after_help = concat!(
+        "labinit CMD [ARGS…] is labinit run -- CMD [ARGS…]; labinit alone is labinit wait. Legacy names (symlinks): setup_and_run_command.sh 'STRING', setup.sh, setup_and_wait.sh, sleeper.\n",
+        "labinit --help adds the environment variables and exit statuses."
+    ),
+    after_long_help = concat!(
+        "labinit CMD [ARGS…] is labinit run -- CMD [ARGS…]; labinit alone is labinit wait. Legacy names (symlinks): setup_and_run_command.sh 'STRING', setup.sh, setup_and_wait.sh, sleeper.\n\n",
+        include_str!(concat!(env!("OUT_DIR"), "/reference.txt"))
+    )
 )]
 struct Cli {
     /// Prefix every file setup touches with DIR (tests); also LABKIT_ROOT. Default /.
@@ -44,6 +52,8 @@ enum Sub {
     Wait,
     /// Become the job's user with the job's environment: the login shell in the home, or CMD (for kubectl exec).
     Shell(ShellArgs),
+    /// Run several command strings at once as the job, each line of output prefixed with [N] (or its --name); exit non-zero if any failed (the first failure's status). Outside a labinit job this is `labinit run --each`.
+    Each(EachArgs),
     /// Debugging and benchmarks: time idle checks over this PID namespace.
     #[command(hide = true, name = "idle-check")]
     IdleCheck {
@@ -61,7 +71,29 @@ struct ShellArgs {
 }
 
 #[derive(Debug, Args)]
+struct EachArgs {
+    /// When one command fails, stop the others (SIGTERM, SIGKILL after --grace).
+    #[arg(long)]
+    fail_fast: bool,
+    /// Label of the next command in the output (repeat: first --name for the first command, …). Default: its number.
+    #[arg(long = "name", value_name = "NAME")]
+    names: Vec<String>,
+    /// With --fail-fast: time between SIGTERM and SIGKILL for the others (default 20s).
+    #[arg(long, value_name = "DURATION")]
+    grace: Option<String>,
+    /// The command strings, each run with the user's shell (`-c`).
+    #[arg(value_name = "CMD", trailing_var_arg = true, required = true)]
+    commands: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 struct RunArgs {
+    /// Run each CMD as a command string, all at once, as `labinit each` does (failures visible, output prefixed).
+    #[arg(long, conflicts_with = "string")]
+    each: bool,
+    /// With --each: when one command fails, stop the others.
+    #[arg(long, requires = "each")]
+    fail_fast: bool,
     /// Run STRING with the user's shell instead of CMD.
     #[arg(short = 'c', value_name = "STRING", conflicts_with = "cmd")]
     string: Option<String>,
@@ -82,7 +114,7 @@ struct RunArgs {
     cmd: Vec<OsString>,
 }
 
-const SUBCOMMANDS: [&str; 6] = ["setup", "run", "wait", "shell", "idle-check", "help"];
+const SUBCOMMANDS: [&str; 7] = ["setup", "run", "wait", "shell", "each", "idle-check", "help"];
 
 /// Turn `labinit [--root DIR] CMD…` (the ENTRYPOINT form) into
 /// `labinit [--root DIR] run -- CMD…`, and `labinit --timeout 4h CMD` into
@@ -162,7 +194,7 @@ fn is_self(program: &OsStr) -> bool {
     use std::os::unix::fs::MetadataExt;
     let Ok(me) = std::fs::metadata("/proc/self/exe") else { return false };
     let path = std::env::var_os("PATH");
-    run::program_candidates(program, path.as_deref())
+    crate::init::job::program_candidates(program, path.as_deref())
         .iter()
         .find_map(|p| std::fs::metadata(p).ok().filter(|m| m.is_file()))
         .is_some_and(|m| m.dev() == me.dev() && m.ino() == me.ino())
@@ -210,6 +242,26 @@ fn dispatch(args: Vec<OsString>, depth: u8) -> i32 {
         None | Some(Sub::Wait) => run::wait(root),
         Some(Sub::Shell(a)) => run::shell(root, a.cmd),
         Some(Sub::IdleCheck { checks }) => crate::init::idle::bench(checks),
+        Some(Sub::Each(a)) => {
+            let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+            if run::outer_supervisor(&env).is_some() {
+                // Inside a labinit job: already the user, already supervised.
+                let grace = match a.grace.as_deref().map(each::parse_grace).transpose() {
+                    Ok(g) => g.unwrap_or(each::DEFAULT_FAIL_FAST_GRACE),
+                    Err(e) => return fatal(Fatal::config(e)),
+                };
+                return match each::Plan::new(a.commands, a.names, a.fail_fast, grace) {
+                    Ok(plan) => each::run(&plan),
+                    Err(e) => fatal(Fatal::config(e)),
+                };
+            }
+            // Anywhere else it is the job: set up, drop privileges, supervise.
+            let command = match each_command(a.fail_fast, &a.names, a.grace.as_deref(), &a.commands) {
+                Ok(c) => c,
+                Err(f) => return fatal(f),
+            };
+            run::run(Request { root, command, legacy: false, options: Options::default() })
+        }
         Some(Sub::Setup) => setup_only(root),
         Some(Sub::Run(a)) => {
             let options = Options {
@@ -220,6 +272,13 @@ fn dispatch(args: Vec<OsString>, depth: u8) -> i32 {
             };
             let command = match a.string {
                 Some(s) => Command::Shell(s),
+                None if a.each => {
+                    let cmds: Vec<String> = a.cmd.iter().map(|c| c.to_string_lossy().into_owned()).collect();
+                    match each_command(a.fail_fast, &[], None, &cmds) {
+                        Ok(c) => c,
+                        Err(f) => return fatal(f),
+                    }
+                }
                 None => {
                     // ENTRYPOINT labinit + CMD /opt/lab/<legacy name>: one labinit.
                     if depth == 0 && options_empty(&options) && a.cmd.first().is_some_and(|p| is_self(p)) {
@@ -231,6 +290,32 @@ fn dispatch(args: Vec<OsString>, depth: u8) -> i32 {
             run::run(Request { root, command, legacy: false, options })
         }
     }
+}
+
+/// The job's command for `run --each` / a top-level `each`: this binary's
+/// `each` subcommand, which then finds the supervisor and runs the commands.
+/// The arguments are checked here, before anything is set up.
+fn each_command(fail_fast: bool, names: &[String], grace: Option<&str>, cmds: &[String]) -> Result<Command, Fatal> {
+    let g = grace.map(each::parse_grace).transpose().map_err(Fatal::config)?;
+    each::Plan::new(cmds.to_vec(), names.to_vec(), fail_fast, g.unwrap_or(each::DEFAULT_FAIL_FAST_GRACE))
+        .map_err(Fatal::config)?;
+    let me = std::env::current_exe()
+        .map_err(|e| Fatal::config(format!("each: cannot find labinit's own path (/proc/self/exe): {e}")))?;
+    let mut argv: Vec<OsString> = vec![me.into_os_string(), "each".into()];
+    if fail_fast {
+        argv.push("--fail-fast".into());
+    }
+    for n in names {
+        argv.push("--name".into());
+        argv.push(n.into());
+    }
+    if let Some(g) = grace {
+        argv.push("--grace".into());
+        argv.push(g.into());
+    }
+    argv.push("--".into());
+    argv.extend(cmds.iter().map(OsString::from));
+    Ok(Command::Argv(argv))
 }
 
 fn options_empty(o: &Options) -> bool {

@@ -41,12 +41,20 @@ pub struct SetupConfig {
     pub step_abort: bool,
     /// `LABKIT_STEP_WARN` (default 60 s).
     pub step_warn: Duration,
+    /// `LABKIT_STEP_TIMEOUT` (default off): a step running longer is
+    /// stopped like the job and counts as failed.
+    pub step_timeout: Option<Duration>,
+    /// `LABKIT_GRACE` (default 20 s): between a step's stop signal and
+    /// SIGKILL (`labinit run --grace` overrides it).
+    pub grace: Duration,
     /// `LABKIT_QUIET=1`: hide info lines.
     pub quiet: bool,
 }
 
 pub const CLUSTER_VARS: [&str; 4] = ["CLUSTER_USER", "CLUSTER_USER_ID", "CLUSTER_GROUP_NAME", "CLUSTER_GROUP_ID"];
 pub const DEFAULT_STEPS_DIR: &str = "/opt/lab/setup_steps";
+/// `LABKIT_GRACE`'s default (the supervisor's, for steps too).
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(20);
 
 fn get<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
     env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -115,8 +123,16 @@ impl SetupConfig {
             None | Some("") => Duration::from_secs(60),
             Some(v) => parse_duration("LABKIT_STEP_WARN", v)?,
         };
+        let step_timeout = match get(env, "LABKIT_STEP_TIMEOUT") {
+            None | Some("") => None,
+            Some(v) => Some(parse_duration("LABKIT_STEP_TIMEOUT", v)?).filter(|d| !d.is_zero()),
+        };
+        let grace = match get(env, "LABKIT_GRACE") {
+            None | Some("") => DEFAULT_GRACE,
+            Some(v) => duration::parse_named("LABKIT_GRACE", v)?,
+        };
         let quiet = get(env, "LABKIT_QUIET").map_or(Ok(false), |v| parse_bool("LABKIT_QUIET", v))?;
-        Ok(SetupConfig { who, shell, sudo, extra_groups, steps_dir, step_abort, step_warn, quiet })
+        Ok(SetupConfig { who, shell, sudo, extra_groups, steps_dir, step_abort, step_warn, step_timeout, grace, quiet })
     }
 }
 

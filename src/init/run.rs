@@ -1,10 +1,10 @@
 //! `labinit run`: the story of one container start — configure, set up
 //! (accounts and steps, [`crate::init::setup`]), take the signals over, start
 //! the job as the user, supervise it, exit with its code. Owns how the job is
-//! started: argv, environment, working directory, process group and terminal,
-//! and the fork/exec with the privilege drop in between. Decisions are pure
-//! functions (`job_env`, `working_dirs`, `program_candidates`); the child side
-//! is async-signal-safe and allocates nothing.
+//! started: process group and terminal, and the fork/exec with the privilege
+//! drop in between. Who the job and every other child run as and with what
+//! environment, working directory and argv are decided in [`crate::init::job`]
+//! (pure); the child side is async-signal-safe and allocates nothing.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -14,18 +14,18 @@ use nix::libc;
 
 use crate::init::duration;
 use crate::init::exit::{self, Fatal};
+use crate::init::files::Root;
 use crate::init::idle;
+use crate::init::job::{
+    self, job_env, program_candidates, shell_argv, working_dirs, Caller, Identity, ShellSource, SUPERVISOR_VAR,
+};
 use crate::init::log;
 use crate::init::privileges::{Credentials, DropError, Stage};
 use crate::init::services::{self, Services};
-use crate::init::setup::{self, Identity};
+use crate::init::setup;
 use crate::init::signals;
+use crate::init::state;
 use crate::init::supervisor::{Policy, Supervisor};
-
-/// The environment variable an outer labinit leaves in the job's
-/// environment (its pid), so that a labinit started from inside the job does
-/// not set up again or stack a second supervisor.
-pub const SUPERVISOR_VAR: &str = "LABKIT_SUPERVISOR";
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,128 +86,14 @@ pub fn policy(opts: &Options, env: &[(OsString, OsString)]) -> Result<Policy, Fa
     Ok(Policy { grace, timeout, kill_after, preserve_status })
 }
 
-/// The job's environment: the container's, without labinit's own `LABKIT_*`
-/// variables (except the nesting marker), with HOME, USER, LOGNAME and SHELL
-/// from the account, then what setup steps exported. Order is kept;
-/// replaced variables stay in place. Pure.
-pub fn job_env(
-    container: &[(OsString, OsString)],
-    identity: Option<&Identity>,
-    exports: &[(String, String)],
-    supervisor_pid: Option<u32>,
-) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = Vec::with_capacity(container.len() + 8);
-    for (k, v) in container {
-        if k.as_bytes().starts_with(b"LABKIT_") && k != SUPERVISOR_VAR {
-            continue;
-        }
-        env.retain(|(n, _)| n != k);
-        env.push((k.clone(), v.clone()));
-    }
-    let mut set = |k: &str, v: OsString| {
-        if let Some(slot) = env.iter_mut().find(|(n, _)| n == k) {
-            slot.1 = v;
-        } else {
-            env.push((k.into(), v));
-        }
-    };
-    if let Some(id) = identity {
-        set("HOME", id.home.clone().into_os_string());
-        set("USER", id.name.clone().into());
-        set("LOGNAME", id.name.clone().into());
-        set("SHELL", id.shell.clone().into_os_string());
-    }
-    for (k, v) in exports {
-        if !k.starts_with("LABKIT_") {
-            set(k, v.into());
-        }
-    }
-    if let Some(pid) = supervisor_pid {
-        set(SUPERVISOR_VAR, pid.to_string().into());
-    }
-    env
-}
-
-/// Where the job starts, in order of preference (the child takes the first
-/// it may enter, after the drop): the runtime's working directory unless it
-/// is `/` (Kubernetes `workingDir`), else the home; always the home for the
-/// legacy names. Without a user, the working directory is left alone. Pure.
-pub fn working_dirs(start: Option<&Path>, home: Option<&Path>, legacy: bool, user: bool) -> Vec<PathBuf> {
-    let start = start.filter(|p| *p != Path::new("/"));
-    let mut out: Vec<PathBuf> = Vec::new();
-    let order: [Option<&Path>; 2] = if legacy || (user && start.is_none()) {
-        [home, start]
-    } else if user {
-        [start, home]
-    } else {
-        [start, None]
-    };
-    for p in order.into_iter().flatten().chain([Path::new("/")]) {
-        if !out.iter().any(|q| q == p) {
-            out.push(p.to_path_buf());
-        }
-    }
-    out
-}
-
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// The files `execve` should try for `program`, `execvp`'s way: as given
-/// when it contains a slash, else each `PATH` entry in turn (empty = `.`).
-/// Pure.
-pub fn program_candidates(program: &OsStr, path: Option<&OsStr>) -> Vec<PathBuf> {
-    if program.as_bytes().contains(&b'/') {
-        return vec![PathBuf::from(program)];
-    }
-    if program.is_empty() {
-        return Vec::new();
-    }
-    let path = path.unwrap_or(OsStr::new(DEFAULT_PATH));
-    path.as_bytes()
-        .split(|b| *b == b':')
-        .map(|dir| {
-            let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
-            dir.join(program)
-        })
-        .collect()
-}
-
 fn is_executable_file(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// The shell for `-c`: the account's, else `$SHELL` when usable, else bash,
-/// else sh.
+/// The shell for `-c` and logins ([`job::shell_for`]).
 fn shell_for(identity: Option<&Identity>, env: &[(OsString, OsString)]) -> PathBuf {
-    if let Some(id) = identity {
-        return id.shell.clone();
-    }
-    if let Some(s) = env_get(env, "SHELL").map(Path::new) {
-        if s.is_absolute() && is_executable_file(s) {
-            return s.to_path_buf();
-        }
-    }
-    for s in ["/bin/bash", "/usr/bin/bash"] {
-        if is_executable_file(Path::new(s)) {
-            return s.into();
-        }
-    }
-    "/bin/sh".into()
-}
-
-/// argv for a command string run by `shell`. With the legacy names and bash,
-/// `~/.bashrc` is sourced first as the legacy `su -c "source ~/.bashrc &&
-/// …"` did, minus its bug: a `.bashrc` whose last command fails no longer
-/// skips the job. Pure.
-pub fn shell_argv(shell: &Path, string: &str, legacy: bool) -> Vec<OsString> {
-    let bash = shell.file_name().is_some_and(|n| n == "bash");
-    let script = if legacy && bash {
-        format!("if [ -f \"$HOME/.bashrc\" ]; then . \"$HOME/.bashrc\"; fi\n{string}")
-    } else {
-        string.to_owned()
-    };
-    vec![shell.as_os_str().to_owned(), "-c".into(), script.into()]
+    job::shell_for(identity, env_get(env, "SHELL").map(Path::new), &is_executable_file)
 }
 
 /// Everything the child needs, resolved before the fork.
@@ -274,7 +160,9 @@ impl Raw {
             .dirs
             .iter()
             .map(|d| {
-                format!("labinit: warning: cannot enter {}; trying the next directory\n", d.display()).into_bytes()
+                let mut w = log::line("warning", &format!("cannot enter {}; trying the next directory", d.display()));
+                w.push('\n');
+                w.into_bytes()
             })
             .collect();
         let scratch = launch.creds.as_ref().map(Credentials::scratch).unwrap_or_default();
@@ -302,11 +190,31 @@ fn failure_to_fatal(launch: &Launch, f: Failure) -> Fatal {
             let detail = if f.errno != 0 { format!(": {err}") } else { String::new() };
             Fatal::config(format!("cannot drop privileges: {stage}{detail}; the job was not started"))
         }
+        // Too big an environment or argument list is not the command's fault
+        // (exit 126 would say it is): name the sizes and the largest variable.
+        _ if f.errno == libc::E2BIG => Fatal::config(too_big(launch, &err)),
         _ if f.errno == libc::ENOENT || f.errno == libc::ENOTDIR => {
             Fatal::with_code(exit::NOT_FOUND, format!("{program}: command not found"))
         }
         _ => Fatal::with_code(exit::NOT_EXECUTABLE, format!("{program}: cannot execute: {err}")),
     }
+}
+
+/// The message for an exec that failed with `E2BIG`.
+fn too_big(launch: &Launch, err: &std::io::Error) -> String {
+    let program = launch.argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+    let env_bytes: usize = launch.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let arg_bytes: usize = launch.argv.iter().map(|a| a.len() + 1).sum();
+    let largest = launch
+        .env
+        .iter()
+        .max_by_key(|(k, v)| k.len() + v.len())
+        .map(|(k, v)| format!("; the largest variable is {} ({} bytes)", k.to_string_lossy(), k.len() + v.len() + 1))
+        .unwrap_or_default();
+    format!(
+        "cannot start {program}: the environment ({env_bytes} bytes in {} variables) and arguments ({arg_bytes} bytes) are more than the kernel accepts ({err}){largest}; the command is not at fault: shorten that variable (a step's LABKIT_ENV export or the pod's env)",
+        launch.env.len()
+    )
 }
 
 /// Fork, set the child up and exec the job. Returns the child's pid once
@@ -548,12 +456,15 @@ fn start(req: Request) -> Result<i32, Fatal> {
     }
     let nested = outer_supervisor(&env).is_some();
     let start_dir = std::env::current_dir().ok().filter(|p| p.is_absolute());
-    let outcome = boot(&req.root, &env, nested)?;
+    let outcome = boot(&req.root, &env, nested, policy.grace)?;
+    if !nested {
+        crate::init::summary::log_start(&env, &req.root);
+    }
     let me = std::process::id();
     let identity = outcome.identity.as_ref();
     // Resolved before the services start, so a bad command starts nothing.
     let launch = prepare(&req, &env, identity, &outcome.exports, start_dir.as_deref(), me)?;
-    let services = start_services(&req.root, &env, &extras, identity, nested);
+    let services = start_services(&req.root, &env, &extras, &outcome, nested);
     let pid = match spawn(&launch) {
         Ok(pid) => pid,
         Err(f) => {
@@ -569,6 +480,12 @@ fn start(req: Request) -> Result<i32, Fatal> {
             .map(|i| format!(" as {} (uid {}, gid {}, groups {:?})", i.name, i.uid, i.gid, i.groups))
             .unwrap_or_default(),
         if me == 1 { "" } else { " as a subreaper (not PID 1)" }
+    ));
+    log::info(crate::init::summary::job_line(
+        policy.timeout,
+        policy.grace,
+        crate::init::summary::now(),
+        crate::init::summary::first_dir(&launch.dirs),
     ));
     // SAFETY: isatty has no preconditions.
     let tty = unsafe { libc::isatty(0) } == 1;
@@ -597,14 +514,15 @@ fn start_wait(root: &Path) -> Result<i32, Fatal> {
     if let Some(outer) = nested {
         log::info(format!("running under labinit (pid {outer}): no second setup or services; waiting"));
     }
-    let outcome = boot(root, &env, nested.is_some())?;
-    let services = start_services(root, &env, &extras, outcome.identity.as_ref(), nested.is_some());
+    let outcome = boot(root, &env, nested.is_some(), policy.grace)?;
+    if nested.is_none() {
+        crate::init::summary::log_start(&env, root);
+    }
+    let services = start_services(root, &env, &extras, &outcome, nested.is_some());
+    let connect = crate::init::summary::connect_hint(&env, root);
     log::info(match &outcome.identity {
-        Some(i) => format!(
-            "set up; waiting. Connect with: kubectl exec -it POD -- /opt/lab/labinit shell (you become {}, uid {})",
-            i.name, i.uid
-        ),
-        None => "set up; waiting. Connect with: kubectl exec -it POD -- /opt/lab/labinit shell".to_owned(),
+        Some(i) => format!("set up; waiting. Connect with: {connect} (you become {}, uid {})", i.name, i.uid),
+        None => format!("set up; waiting. Connect with: {connect}"),
     });
     let supervisor = Supervisor::waiting(policy).with_idle(extras.idle).with_services(services, extras.service_grace);
     crate::init::memory::release_startup_pages();
@@ -641,14 +559,23 @@ impl Extras {
 /// What `run` and `wait` share before their supervisor: leave the working
 /// directory, become a subreaper when not PID 1, set up (unless nested), take
 /// the signals over. A stop signal received meanwhile ends it with 128+N.
-fn boot(root: &Path, env: &[(OsString, OsString)], nested: bool) -> Result<setup::SetupOutcome, Fatal> {
+fn boot(
+    root: &Path,
+    env: &[(OsString, OsString)],
+    nested: bool,
+    grace: std::time::Duration,
+) -> Result<setup::SetupOutcome, Fatal> {
     // labinit itself must not pin a mount point.
     let _ = std::env::set_current_dir("/");
     if std::process::id() != 1 {
         // Orphans of the job become ours, not the real init's (catatonit).
         let _ = nix::sys::prctl::set_child_subreaper(true);
     }
-    let outcome = if nested { setup::SetupOutcome::default() } else { setup::setup(root, &env_for_setup(env))? };
+    let outcome = if nested {
+        setup::SetupOutcome::default()
+    } else {
+        setup::setup_with_grace(root, &env_for_setup(env), Some(grace))?
+    };
     signals::take_over();
     setup::release_signals();
     if let Some(sig) = setup::pending_signal().or_else(signals::take_pending_stop) {
@@ -660,49 +587,43 @@ fn boot(root: &Path, env: &[(OsString, OsString)], nested: bool) -> Result<setup
     Ok(outcome)
 }
 
-/// The environment of a service: the container's, plus who the job runs as
-/// (`LABKIT_USER`, `LABKIT_UID`, `LABKIT_GID`, `LABKIT_HOME`, as steps get
-/// them) and `LABKIT_LABINIT`, this binary (for `labinit shell`). Pure.
-pub fn service_env(
-    container: &[(OsString, OsString)],
-    identity: Option<&Identity>,
-    labinit: &Path,
-) -> Vec<(OsString, OsString)> {
-    const OWN: [&str; 5] = ["LABKIT_USER", "LABKIT_UID", "LABKIT_GID", "LABKIT_HOME", "LABKIT_LABINIT"];
-    let mut env: Vec<(OsString, OsString)> =
-        container.iter().filter(|(k, _)| !OWN.iter().any(|o| k == o)).cloned().collect();
-    let (user, uid, gid, home) = match identity {
-        Some(i) => (i.name.clone().into(), i.uid, i.gid, i.home.clone().into_os_string()),
-        None => (
-            env_get(container, "USER").map(OsStr::to_owned).unwrap_or_default(),
-            nix::unistd::geteuid().as_raw(),
-            nix::unistd::getegid().as_raw(),
-            env_get(container, "HOME").map(OsStr::to_owned).unwrap_or_else(|| "/".into()),
-        ),
-    };
-    env.push(("LABKIT_USER".into(), user));
-    env.push(("LABKIT_UID".into(), uid.to_string().into()));
-    env.push(("LABKIT_GID".into(), gid.to_string().into()));
-    env.push(("LABKIT_HOME".into(), home));
-    env.push(("LABKIT_LABINIT".into(), labinit.as_os_str().to_owned()));
-    env
+fn caller() -> Caller {
+    Caller { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw() }
 }
 
 /// Start the services of `LABKIT_SERVICES_DIR` (none when nested: the outer
-/// labinit runs them).
+/// labinit runs them). First the sshd `SetEnv` line that gives ssh sessions
+/// the job's environment ([`job::sshd_setenv`]), kept in `/run/labkit` for
+/// the ssh service.
 fn start_services(
     root: &Path,
     env: &[(OsString, OsString)],
     extras: &Extras,
-    identity: Option<&Identity>,
+    outcome: &setup::SetupOutcome,
     nested: bool,
 ) -> Services {
     if nested {
         return Services::none();
     }
-    let dir = crate::init::files::Root::new(root).path(&extras.services_dir);
+    let identity = outcome.identity.as_ref();
+    let dir = Root::new(root).path(&extras.services_dir);
     let labinit = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/opt/lab/labinit"));
-    let mut services = Services::discover(&dir, service_env(env, identity, &labinit));
+    let session = job::session_env(&job_env(env, identity, &outcome.exports, Some(std::process::id())));
+    let setenv = if !dir.is_dir() {
+        None
+    } else {
+        match state::write_file(&Root::new(root), state::SSHD_SETENV, &job::sshd_setenv_file(&session), 0o600) {
+            Ok(()) => Some(Root::new(root).path(format!("{}/{}", state::DIR, state::SSHD_SETENV))),
+            Err(e) => {
+                if identity.is_some() {
+                    log::warn(format!("{e}; ssh sessions will lack the job's environment"));
+                }
+                None
+            }
+        }
+    };
+    let env = job::service_env(env, identity, caller(), &labinit, setenv.as_deref());
+    let mut services = Services::discover(&dir, env);
     services.start_all();
     services
 }
@@ -739,13 +660,53 @@ fn pid1_is_labinit() -> bool {
     }
 }
 
+/// Whom `labinit shell` becomes and the exports it gets: PID 1's record
+/// ([`state`]) when it is for the requested user or no user was requested,
+/// else the `CLUSTER_*` variables resolved read-only from the account files
+/// ([`job::shell_identity`]). Says where the identity came from when that is
+/// not the obvious place.
+fn shell_identity(root: &Path, env: &[(OsString, OsString)]) -> Result<state::JobState, Fatal> {
+    let setup_env = env_for_setup(env);
+    let asked = crate::init::config::CLUSTER_VARS.iter().any(|v| env_get(env, v).is_some());
+    let requested = setup::resolve_identity(root, &setup_env)?;
+    let record = match state::read(&Root::new(root)) {
+        Ok(r) => r,
+        Err(e) => {
+            log::warn(format!("PID 1's record is not used: {e}"));
+            None
+        }
+    };
+    let recorded = record.as_ref().map(|r| r.identity.as_ref());
+    let (identity, source) = job::shell_identity(requested, asked, recorded);
+    let euid = nix::unistd::geteuid().as_raw();
+    let record_path = format!("{}/{}", state::DIR, state::RECORD);
+    match (&source, &identity, recorded) {
+        (ShellSource::RecordedWithoutRequest, Some(i), _) => log::info(format!(
+            "no CLUSTER_* variables in this process: becoming {} (uid {}), whom PID 1 runs the job as ({record_path})",
+            i.name, i.uid
+        )),
+        (ShellSource::Requested, Some(i), Some(Some(rec))) => log::warn(format!(
+            "the CLUSTER_* variables ask for {} (uid {}), but PID 1 runs the job as {} (uid {}); becoming {} as asked, with the groups the account files give",
+            i.name, i.uid, rec.name, rec.uid, i.name
+        )),
+        (ShellSource::Caller, None, Some(None)) if !asked => {
+            log::info(format!("PID 1 runs the job without a cluster user ({record_path}): the shell runs as uid {euid}"))
+        }
+        (ShellSource::Caller, None, None) if !asked => log::info(format!(
+            "no CLUSTER_* variables and no record of PID 1 ({record_path}): the shell runs as uid {euid}"
+        )),
+        _ => {}
+    }
+    Ok(state::JobState { identity, exports: record.map(|r| r.exports).unwrap_or_default() })
+}
+
 fn prepare_shell(
     root: &Path,
     cmd: Vec<OsString>,
     env: &[(OsString, OsString)],
     start_dir: Option<&Path>,
 ) -> Result<Launch, Fatal> {
-    let mut identity = setup::resolve_identity(root, &env_for_setup(env))?;
+    let state::JobState { mut identity, exports } = shell_identity(root, env)?;
     let euid = nix::unistd::geteuid().as_raw();
     if let Some(i) = &identity {
         if euid != 0 && euid != i.uid {
@@ -757,7 +718,6 @@ fn prepare_shell(
         }
     }
     let identity = identity.as_ref();
-    let exports = setup::load_exports(root);
     let marker = pid1_is_labinit().then_some(1);
     let env_out = job_env(env, identity, &exports, marker);
     let login = cmd.is_empty();
@@ -826,95 +786,6 @@ mod tests {
 
     fn os(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
-    }
-
-    fn alice() -> Identity {
-        Identity {
-            name: "alice".into(),
-            uid: 123456,
-            gid: 11166,
-            groups: vec![11166],
-            home: "/home/alice".into(),
-            shell: "/bin/bash".into(),
-        }
-    }
-
-    #[test]
-    fn env_keeps_container_sets_account_drops_internal() {
-        let container = os(&[
-            ("PATH", "/opt/conda/bin:/usr/bin"),
-            ("HOME", "/root"),
-            ("LD_LIBRARY_PATH", "/usr/local/cuda/lib64"),
-            ("LABKIT_TIMEOUT", "4h"),
-            ("LABKIT_ROOT", "/x"),
-            ("CUDA_VISIBLE_DEVICES", "0"),
-            ("USER", "root"),
-        ]);
-        let exports =
-            vec![("TORCH_HOME".to_owned(), "/data/torch".to_owned()), ("LABKIT_X".to_owned(), "no".to_owned())];
-        let env = job_env(&container, Some(&alice()), &exports, Some(1));
-        let want = os(&[
-            ("PATH", "/opt/conda/bin:/usr/bin"),
-            ("HOME", "/home/alice"),
-            ("LD_LIBRARY_PATH", "/usr/local/cuda/lib64"),
-            ("CUDA_VISIBLE_DEVICES", "0"),
-            ("USER", "alice"),
-            ("LOGNAME", "alice"),
-            ("SHELL", "/bin/bash"),
-            ("TORCH_HOME", "/data/torch"),
-            ("LABKIT_SUPERVISOR", "1"),
-        ]);
-        assert_eq!(env, want);
-    }
-
-    #[test]
-    fn env_without_identity_is_the_container_minus_internal() {
-        let container = os(&[("PATH", "/bin"), ("LABKIT_GRACE", "5s"), ("HOME", "/root"), ("LABKIT_SUPERVISOR", "7")]);
-        let env = job_env(&container, None, &[], None);
-        assert_eq!(env, os(&[("PATH", "/bin"), ("HOME", "/root"), ("LABKIT_SUPERVISOR", "7")]));
-    }
-
-    #[test]
-    fn working_directory_rules() {
-        let home = Some(Path::new("/home/alice"));
-        let wd = Some(Path::new("/data/work"));
-        let root = Some(Path::new("/"));
-        let p = |v: &[&str]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
-        assert_eq!(working_dirs(wd, home, false, true), p(&["/data/work", "/home/alice", "/"]));
-        assert_eq!(working_dirs(root, home, false, true), p(&["/home/alice", "/"]));
-        assert_eq!(working_dirs(None, home, false, true), p(&["/home/alice", "/"]));
-        assert_eq!(working_dirs(wd, home, true, true), p(&["/home/alice", "/data/work", "/"]));
-        assert_eq!(working_dirs(root, home, true, false), p(&["/home/alice", "/"]));
-        assert_eq!(working_dirs(wd, Some(Path::new("/root")), false, false), p(&["/data/work", "/"]));
-        assert_eq!(working_dirs(root, Some(Path::new("/root")), false, false), p(&["/"]));
-    }
-
-    #[test]
-    fn program_search() {
-        let c = program_candidates(OsStr::new("python3"), Some(OsStr::new("/opt/conda/bin::/usr/bin")));
-        assert_eq!(
-            c,
-            vec![
-                PathBuf::from("/opt/conda/bin/python3"),
-                PathBuf::from("./python3"),
-                PathBuf::from("/usr/bin/python3")
-            ]
-        );
-        assert_eq!(program_candidates(OsStr::new("./x.sh"), None), vec![PathBuf::from("./x.sh")]);
-        assert_eq!(program_candidates(OsStr::new("sh"), None).len(), 6);
-        assert!(program_candidates(OsStr::new(""), None).is_empty());
-    }
-
-    #[test]
-    fn shell_strings() {
-        let a = shell_argv(Path::new("/bin/bash"), "cd /data && python x.py", true);
-        assert_eq!(a[0], "/bin/bash");
-        assert_eq!(a[1], "-c");
-        let s = a[2].to_string_lossy();
-        assert!(s.starts_with("if [ -f \"$HOME/.bashrc\" ]; then . \"$HOME/.bashrc\"; fi\n"), "{s}");
-        assert!(s.ends_with("\ncd /data && python x.py"));
-        assert_eq!(shell_argv(Path::new("/bin/sh"), "true", true)[2], "true");
-        assert_eq!(shell_argv(Path::new("/bin/bash"), "true", false)[2], "true");
     }
 
     #[test]

@@ -20,15 +20,14 @@ use std::io::{BufRead, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::libc;
 
 use crate::init::log;
 use crate::init::procfs::ProcStat;
-use crate::init::signals;
-use crate::init::steps::{self, StepKind};
+use crate::init::steps::{self, Runnable, StepKind};
 use crate::init::supervisor::Exit;
 
 pub const DEFAULT_DIR: &str = "/opt/lab/services";
@@ -65,7 +64,8 @@ enum State {
 
 struct Service {
     name: String,
-    program: PathBuf,
+    /// The checked file; every (re)start runs this very file.
+    program: Runnable,
     /// Interpreter for a `*.sh` service without the executable bit.
     shell: Option<PathBuf>,
     state: State,
@@ -89,34 +89,45 @@ impl Services {
 
     /// The services in `dir` (a host path), in name order, not started yet.
     /// `env` is what each gets (container environment plus `LABKIT_USER`…).
+    /// Services run as root: the directory, every directory above it and
+    /// each service must be owned by root and writable by no one else
+    /// ([`steps::list`]); what fails is refused with a warning.
     pub fn discover(dir: &Path, env: Vec<(OsString, OsString)>) -> Services {
         let mut s = Services::none();
         s.env = env;
         let entries = match steps::list(dir) {
             Ok(e) => e,
+            Err(steps::ListError::Untrusted(u)) => {
+                log::warn(format!(
+                    "{}; {}. No service started",
+                    steps::refused_dir("services", dir, &u),
+                    steps::OWNERSHIP_RULE
+                ));
+                return s;
+            }
             Err(e) => {
                 log::warn(format!("cannot read the services directory {}: {e}; no services started", dir.display()));
                 return s;
             }
         };
-        for (name, kind) in entries {
-            let shell = match kind {
+        for entry in entries {
+            let name = entry.name;
+            let shell = match entry.kind {
                 StepKind::Skip(why) => {
                     log::info(format!("service {name}: skipped ({why})"));
+                    continue;
+                }
+                StepKind::Refused(why) => {
+                    log::warn(format!("service {name} refused: {why}; {}", steps::OWNERSHIP_RULE));
                     continue;
                 }
                 StepKind::Executable => None,
                 StepKind::ShellScript => Some(PathBuf::from("/bin/sh")),
             };
+            let Some(program) = entry.file else { continue };
             // The name in log lines and output prefixes: `ssh`, `jupyter.sh` → `jupyter`.
             let shown = name.strip_suffix(".sh").filter(|n| !n.is_empty()).unwrap_or(&name).to_owned();
-            s.list.push(Service {
-                program: dir.join(&name),
-                name: shown,
-                shell,
-                state: State::Stopped,
-                failures: Vec::new(),
-            });
+            s.list.push(Service { program, name: shown, shell, state: State::Stopped, failures: Vec::new() });
         }
         s
     }
@@ -230,13 +241,6 @@ impl Services {
     }
 }
 
-fn describe_err(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(libc::ENOENT) => "not found".into(),
-        _ => e.to_string(),
-    }
-}
-
 /// Start one service: own session, stdin from /dev/null, stdout and stderr
 /// into a pipe read by a thread that prefixes each line with the name.
 fn spawn(s: &Service, env: &[(OsString, OsString)]) -> Result<i32, String> {
@@ -248,29 +252,21 @@ fn spawn(s: &Service, env: &[(OsString, OsString)]) -> Result<i32, String> {
     // SAFETY: both fds were just created and are owned here only.
     let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let wr2 = wr.try_clone().map_err(|e| format!("cannot duplicate a pipe: {e}"))?;
-    let mut cmd = match &s.shell {
-        Some(sh) => {
-            let mut c = Command::new(sh);
-            c.arg(&s.program);
-            c
-        }
-        None => Command::new(&s.program),
-    };
+    let mut cmd = s.program.command(s.shell.as_deref());
     cmd.env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir("/")
-        .stdin(Stdio::null())
+        .stdin(steps::empty_stdin())
         .stdout(Stdio::from(wr))
         .stderr(Stdio::from(wr2));
-    // SAFETY: setsid and the signal reset are async-signal-safe.
+    // SAFETY: setsid is async-signal-safe (the signal reset is in `command`).
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
-            signals::reset_in_child();
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|e| describe_err(&e))?;
+    let child = cmd.spawn().map_err(|e| steps::start_error(&e))?;
     drop(cmd); // closes our copies of the write end: EOF when the service's side is gone
     let pid = child.id() as i32;
     let name = s.name.clone();
@@ -285,24 +281,27 @@ fn spawn(s: &Service, env: &[(OsString, OsString)]) -> Result<i32, String> {
 }
 
 /// Copy `input` to `out` line by line, each line prefixed `NAME: ` and
-/// written in one piece (lines longer than 4 KiB are split).
+/// written in one piece (lines longer than 4 KiB are split). The name and
+/// the text are escaped ([`log::escape`]): no control character of a
+/// service's output (a remote user name sshd logs, say) reaches the log.
 pub fn prefix_lines(name: &str, input: impl std::io::Read, out: &mut impl Write) {
     let mut r = std::io::BufReader::with_capacity(4096, input);
-    let mut line: Vec<u8> = Vec::with_capacity(256);
+    let mut raw: Vec<u8> = Vec::with_capacity(256);
+    let prefix = format!("{}: ", log::escape(name));
     loop {
-        line.clear();
-        line.extend_from_slice(name.as_bytes());
-        line.extend_from_slice(b": ");
-        match std::io::Read::take(&mut r, MAX_LINE).read_until(b'\n', &mut line) {
+        raw.clear();
+        match std::io::Read::take(&mut r, MAX_LINE).read_until(b'\n', &mut raw) {
             Ok(0) => return,
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         }
-        if !line.ends_with(b"\n") {
-            line.push(b'\n');
-        }
-        let _ = out.write_all(&line);
+        let text = raw.strip_suffix(b"\n").unwrap_or(&raw);
+        let mut line = String::with_capacity(prefix.len() + text.len() + 1);
+        line.push_str(&prefix);
+        line.push_str(&log::escape_bytes(text));
+        line.push('\n');
+        let _ = out.write_all(line.as_bytes());
     }
 }
 
@@ -358,5 +357,17 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 2);
         assert!(text.lines().all(|l| l.starts_with("s: ")));
+    }
+
+    #[test]
+    fn output_control_characters_are_escaped() {
+        // sshd logs names remote users choose: "\r" or ESC must not reach the log raw.
+        let input: &[u8] = b"Invalid user \rlabinit: error: forged\x1b[2K from 10.0.0.1\nplain\n";
+        let mut out = Vec::new();
+        prefix_lines("ssh", input, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ssh: Invalid user \\rlabinit: error: forged\\x1b[2K from 10.0.0.1\nssh: plain\n"
+        );
     }
 }

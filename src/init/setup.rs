@@ -1,7 +1,10 @@
 //! The setup half of labinit: from the `CLUSTER_*` variables, provision the
 //! account (group, user, shadow, home, sudo), then run the setup steps. Owns
 //! nothing about running or supervising the job; it hands back the identity
-//! and environment the job must get.
+//! the job must get, read from the account files *after* the steps (so a
+//! step's `usermod -aG video` counts), and the steps' exports, and keeps both
+//! in PID 1's record ([`state`]) for `labinit shell`. How identity and
+//! exports become a child's environment is [`job`]'s.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -11,28 +14,17 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use nix::libc;
 
-use crate::init::accounts::{self, Kind, Table};
+use crate::init::accounts::{Kind, Table};
 use crate::init::config::{AccountRequest, SetupConfig, Who};
 use crate::init::exit::{self, Fatal};
 use crate::init::files::{self, Root, Update, Written};
+use crate::init::job::{self, Caller};
 use crate::init::provision::{self, Note, Request};
+use crate::init::state::{self, JobState};
 use crate::init::steps::{self, StepOptions};
 use crate::init::{home, log, sudo};
 
-/// Who the job runs as, fully resolved from the account files (never NSS).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    /// Supplementary groups for `setgroups`, primary group included: the
-    /// groups whose member lists name the user, plus the gids PID 1 was started
-    /// with that root's own memberships do not explain (fsGroup, --group-add).
-    pub groups: Vec<u32>,
-    /// Path inside the container (not prefixed by the test root).
-    pub home: PathBuf,
-    pub shell: PathBuf,
-}
+pub use crate::init::job::Identity;
 
 /// What setup hands to the job.
 #[derive(Debug, Clone, Default)]
@@ -61,77 +53,116 @@ pub fn pending_signal() -> Option<i32> {
 /// `root` prefixes every file path (`/` in production, a temp dir in tests);
 /// `env` is the container's environment.
 pub fn setup(root: &Path, env: &[(String, String)]) -> Result<SetupOutcome, Fatal> {
-    let cfg = SetupConfig::from_env(env)?;
+    setup_with_grace(root, env, None)
+}
+
+/// [`setup`] with the grace period of `labinit run --grace` (else
+/// `LABKIT_GRACE`) for a step a stop signal or `LABKIT_STEP_TIMEOUT` ends.
+pub fn setup_with_grace(
+    root: &Path,
+    env: &[(String, String)],
+    grace: Option<std::time::Duration>,
+) -> Result<SetupOutcome, Fatal> {
+    let mut cfg = SetupConfig::from_env(env)?;
+    if let Some(g) = grace {
+        cfg.grace = g;
+    }
     log::set_quiet(cfg.quiet);
     let root = Root::new(root);
     install_signal_guard();
-    let identity = account(&root, &cfg)?;
+    let before = account(&root, &cfg)?;
     if let Some(sig) = pending_signal() {
         return Err(Fatal::with_code(exit::SIGNAL_BASE + sig, format!("setup stopped by signal {sig}")));
     }
-    let exports = run_steps(&root, &cfg, env, identity.as_ref())?;
-    save_exports(&root, &exports);
-    Ok(SetupOutcome { identity, exports })
+    let exports = run_steps(&root, &cfg, env, before.as_ref())?;
+    // The steps may have changed the account (usermod -aG, -d, -s): the job
+    // gets the account as they left it.
+    let identity = match (&cfg.who, before) {
+        (Who::User(req), Some(before)) => Some(after_steps(&root, req, before)),
+        (_, before) => before,
+    };
+    let outcome = SetupOutcome { identity, exports };
+    keep_record(&root, &outcome);
+    Ok(outcome)
 }
 
-/// Where the step exports are kept for `labinit shell` (root-only).
-pub const EXPORTS_FILE: &str = "/run/labkit/exports";
-
-/// Keep the step exports so `labinit shell` gives an exec'd shell the same
-/// environment as the job. Best effort: without /run, shells lack them.
-fn save_exports(root: &Root, exports: &[(String, String)]) {
-    let mut text = String::new();
-    for (k, v) in exports {
-        text.push_str(&format!("{k}={v}\n"));
+/// The identity again, from the account files as the steps left them; says
+/// what the steps changed. Keeps `before` when the files cannot be read.
+fn after_steps(root: &Root, req: &AccountRequest, before: Identity) -> Identity {
+    let shell = before.shell.display().to_string();
+    let now = match read_accounts(root) {
+        Ok((passwd, group)) => job::identity_from_accounts(&passwd, &group, req, &inherited_groups(), &shell),
+        Err(e) => {
+            log::warn(format!("{e}; the job gets {}'s account as it was before the setup steps", req.user));
+            return before;
+        }
+    };
+    let mut changes = Vec::new();
+    if now.groups != before.groups {
+        changes.push(format!("groups {:?} (were {:?})", now.groups, before.groups));
     }
-    let path = root.path(EXPORTS_FILE);
-    let _ = std::fs::create_dir_all(root.path("/run/labkit"));
-    let _ = std::fs::remove_file(&path);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .and_then(|mut f| io::Write::write_all(&mut f, text.as_bytes()));
-    if let Err(e) = written {
-        if !exports.is_empty() {
+    if now.home != before.home {
+        changes.push(format!("home {} (was {})", now.home.display(), before.home.display()));
+    }
+    if now.shell != before.shell {
+        changes.push(format!("shell {} (was {})", now.shell.display(), before.shell.display()));
+    }
+    if !changes.is_empty() {
+        log::info(format!("the setup steps changed {}'s account: the job gets {}", req.user, changes.join(", ")));
+    }
+    now
+}
+
+/// Keep the identity and exports for `labinit shell` ([`state`]). Best
+/// effort: without it, a shell needs the `CLUSTER_*` variables and lacks the
+/// exports.
+fn keep_record(root: &Root, outcome: &SetupOutcome) {
+    let record = JobState { identity: outcome.identity.clone(), exports: outcome.exports.clone() };
+    if let Err(e) = state::write(root, &record) {
+        if nix::unistd::geteuid().is_root() || !outcome.exports.is_empty() {
             log::warn(format!(
-                "cannot keep the step exports in {EXPORTS_FILE} ({e}); `labinit shell` will not see them"
+                "cannot keep the job's record ({e}); `labinit shell` will need the CLUSTER_* variables and will not see the steps' exports"
             ));
         }
     }
 }
 
-/// The step exports saved by the running container's setup (empty if none).
+/// The step exports in PID 1's record (empty if there is none or it is not
+/// usable).
 pub fn load_exports(root: &Path) -> Vec<(String, String)> {
-    let Ok(text) = std::fs::read_to_string(Root::new(root).path(EXPORTS_FILE)) else { return Vec::new() };
-    text.lines().filter_map(|l| steps::parse_env_line(l).ok().flatten()).collect()
+    state::read(&Root::new(root)).ok().flatten().map(|s| s.exports).unwrap_or_default()
 }
 
-/// The identity a job of this container runs as, resolved read-only from the
-/// account files setup already wrote (for `labinit shell`). Same rules as
-/// setup: `None` for the image's own user or explicit root.
+/// passwd and group, as they are now (read-only; shadow is never needed for
+/// an identity and a non-root caller may not read it). A missing file is an
+/// empty table.
+fn read_accounts(root: &Root) -> io::Result<(Table, Table)> {
+    let read = |kind: Kind| match std::fs::read(root.path(kind.path())) {
+        Ok(data) => Ok(Table::parse(kind, &data)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Table::parse(kind, b"")),
+        Err(e) => Err(io::Error::new(e.kind(), format!("cannot read {}: {e}", kind.path()))),
+    };
+    Ok((read(Kind::Passwd)?, read(Kind::Group)?))
+}
+
+/// The gids this process was started with (the runtime's fsGroup,
+/// supplementalGroups, --group-add).
+fn inherited_groups() -> Vec<u32> {
+    nix::unistd::getgroups().map(|g| g.iter().map(|g| g.as_raw()).collect()).unwrap_or_default()
+}
+
+/// The identity the `CLUSTER_*` variables in `env` ask for, resolved
+/// read-only from passwd and group as setup left them (for `labinit shell`;
+/// never reads shadow, so it works as the user too). `None` for the image's
+/// own user or explicit root.
 pub fn resolve_identity(root: &Path, env: &[(String, String)]) -> Result<Option<Identity>, Fatal> {
     let cfg = SetupConfig::from_env(env)?;
     let Who::User(req) = &cfg.who else { return Ok(None) };
     let root = Root::new(root);
-    let db = files::load(&root).map_err(|e| Fatal::config(e.to_string()))?;
-    let home = format!("/home/{}", req.user);
-    let shell = match db.passwd.find_id(req.uid) {
-        Some(i) if db.passwd.field(i, 0) == req.user => db.passwd.field(i, 6),
-        // Setup could not write the account (read-only /etc): numeric identity.
-        _ => choose_shell(&root, cfg.shell.as_deref()),
-    };
-    Ok(Some(job_identity(&db, req, home, shell)))
-}
-
-/// The identity a job gets: the request's ids, the groups the account files
-/// give the user, and the runtime's extra groups PID 1 was started with.
-fn job_identity(db: &accounts::Database, req: &AccountRequest, home: String, shell: String) -> Identity {
-    let inherited: Vec<u32> =
-        nix::unistd::getgroups().map(|g| g.iter().map(|g| g.as_raw()).collect()).unwrap_or_default();
-    let groups = provision::supplementary_groups(db, &req.user, req.gid, &inherited);
-    Identity { name: req.user.clone(), uid: req.uid, gid: req.gid, groups, home: home.into(), shell: shell.into() }
+    let (passwd, group) = read_accounts(&root).map_err(|e| Fatal::config(e.to_string()))?;
+    // Used only when setup could not write the account (read-only /etc).
+    let shell = choose_shell(&root, cfg.shell.as_deref());
+    Ok(Some(job::identity_from_accounts(&passwd, &group, req, &inherited_groups(), &shell)))
 }
 
 /// Days since the epoch (shadow's `lastchg` unit).
@@ -246,7 +277,7 @@ fn account(root: &Root, cfg: &SetupConfig) -> Result<Option<Identity>, Fatal> {
         log::warn("sudo was not granted: the account files could not be written");
     }
     let final_db = if writable { &plan.db } else { &db };
-    Ok(Some(job_identity(final_db, req, home, shell)))
+    Ok(Some(job::identity_from_accounts(&final_db.passwd, &final_db.group, req, &inherited_groups(), &shell)))
 }
 
 /// Write the changed tables under the account lock, in write order.
@@ -296,39 +327,24 @@ fn run_steps(
         let _ = std::fs::create_dir_all(parent);
     }
     let _ = std::fs::remove_file(&env_file);
-    std::fs::OpenOptions::new()
+    // Kept open: the exports are read through this descriptor, never by path.
+    let env_fd = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&env_file)
         .map_err(|e| Fatal::config(format!("cannot create the LABKIT_ENV file {}: {e}", env_file.display())))?;
-    let (user, uid, gid, home) = match identity {
-        Some(i) => (i.name.clone(), i.uid, i.gid, i.home.display().to_string()),
-        None => (
-            env.iter().find(|(k, _)| k == "USER").map(|(_, v)| v.clone()).unwrap_or_default(),
-            nix::unistd::geteuid().as_raw(),
-            nix::unistd::getegid().as_raw(),
-            env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| v.clone()).unwrap_or_else(|| "/".into()),
-        ),
-    };
-    let mut step_env: Vec<(String, String)> = env
-        .iter()
-        .filter(|(k, _)| {
-            !matches!(k.as_str(), "LABKIT_USER" | "LABKIT_UID" | "LABKIT_GID" | "LABKIT_HOME" | "LABKIT_ENV")
-        })
-        .cloned()
-        .collect();
-    step_env.push(("LABKIT_USER".into(), user));
-    step_env.push(("LABKIT_UID".into(), uid.to_string()));
-    step_env.push(("LABKIT_GID".into(), gid.to_string()));
-    step_env.push(("LABKIT_HOME".into(), home));
-    step_env.push(("LABKIT_ENV".into(), env_file.display().to_string()));
+    let caller = Caller { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw() };
+    let step_env = job::step_env(env, identity, caller, &env_file);
     let shell = root.path(choose_shell(root, None));
     let opts = StepOptions {
         dir,
         abort_on_failure: cfg.step_abort,
         warn_after: cfg.step_warn,
-        env_file: env_file.clone(),
+        timeout: cfg.step_timeout,
+        grace: cfg.grace,
+        env_file: env_fd,
         env: step_env,
         shell,
     };
@@ -349,7 +365,8 @@ fn env_file_path(root: &Root) -> PathBuf {
 
 /// Handlers for TERM/INT/HUP/QUIT while setup runs: as PID 1 a signal without
 /// a handler is silently dropped by the kernel, and the legacy ignored them.
-/// The handler records the signal and passes it to the running step's group.
+/// The handler records the signal; the running step's supervision passes it
+/// on ([`steps::run_all`]).
 struct SignalGuard {
     ids: Vec<signal_hook::SigId>,
 }
@@ -365,10 +382,8 @@ impl SignalGuard {
             let id = unsafe {
                 signal_hook::low_level::register(sig, move || {
                     PENDING_SIGNAL.store(sig, Ordering::SeqCst);
-                    let pg = steps::CURRENT_STEP_PGID.load(Ordering::SeqCst);
-                    if pg > 0 {
-                        libc::kill(-pg, sig);
-                    }
+                    // The running step's supervision passes it on.
+                    steps::note_stop_signal();
                 })
             };
             if let Ok(id) = id {

@@ -4,10 +4,15 @@
 //!
 //! labinit blocks every signal it can and collects them with `sigtimedwait`:
 //! as PID 1 a signal without a handler is dropped by the kernel, but a blocked
-//! one stays pending, so nothing is lost between two waits. The synchronous
-//! fault signals stay unblocked (blocking them would hide labinit's own
-//! crashes), and TSTP/TTIN/TTOU are ignored so that neither a terminal nor an
-//! outside sender can stop PID 1 (tini, catatonit).
+//! one stays pending, so nothing is lost between two waits. Like tini, every
+//! catchable signal is forwarded, the real-time ones included: the mask is
+//! built bit by bit and set with the raw system calls, because the C library
+//! leaves out the signals it reserves (32–33 in glibc, 32–34 in musl — so
+//! glibc's SIGRTMIN, 34, would be dropped). Left out: the synchronous fault
+//! signals (blocking them would hide labinit's own crashes), TTIN/TTOU (a
+//! terminal's reaction to labinit itself; ignored, as tini does), and PIPE
+//! (labinit's own write to a closed stderr; ignored). KILL and STOP cannot be
+//! caught. CHLD is labinit's to reap.
 
 use nix::libc;
 
@@ -33,11 +38,12 @@ pub fn route(sig: i32) -> Route {
     match sig {
         libc::SIGTERM | libc::SIGINT => Route::StopJob,
         libc::SIGHUP | libc::SIGQUIT => Route::WholeJob,
-        libc::SIGWINCH | libc::SIGUSR1 | libc::SIGUSR2 => Route::MainGroup,
+        // TSTP as a terminal's ^Z would: to the foreground (main) group.
+        libc::SIGWINCH | libc::SIGUSR1 | libc::SIGUSR2 | libc::SIGTSTP => Route::MainGroup,
         libc::SIGCHLD => Route::Reap,
-        // Job-control stops are the terminal's business; KILL/STOP cannot be
-        // caught; faults are labinit's own.
-        libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU | libc::SIGKILL | libc::SIGSTOP => Route::Drop,
+        // TTIN/TTOU are the terminal's reaction to labinit itself; KILL/STOP
+        // cannot be caught; faults are labinit's own.
+        libc::SIGTTIN | libc::SIGTTOU | libc::SIGKILL | libc::SIGSTOP => Route::Drop,
         // labinit's own broken stderr, never the job's business.
         libc::SIGPIPE => Route::Drop,
         s if is_fault(s) => Route::Drop,
@@ -53,42 +59,71 @@ pub fn is_fault(sig: i32) -> bool {
     )
 }
 
-/// Ignored by labinit itself so it can never be stopped.
-pub const STOPS: [i32; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+/// Ignored by labinit itself: the terminal stops a background process with
+/// these when it touches the terminal (labinit hands it back at the end).
+pub const STOPS: [i32; 2] = [libc::SIGTTIN, libc::SIGTTOU];
 
-/// Highest signal number (real-time signals included).
-fn max_signal() -> i32 {
-    libc::SIGRTMAX()
+/// Highest signal number of the kernel (real-time signals included).
+const MAX_SIGNAL: i32 = 64;
+
+/// Size of the kernel's signal set, the last argument of the rt_sig* calls.
+const KERNEL_SET_BYTES: usize = 8;
+
+/// Whether labinit blocks `sig` and waits for it (see the module docs). Pure.
+pub fn is_supervised(sig: i32) -> bool {
+    (1..=MAX_SIGNAL).contains(&sig)
+        && !is_fault(sig)
+        && !STOPS.contains(&sig)
+        && !matches!(sig, libc::SIGPIPE | libc::SIGKILL | libc::SIGSTOP)
 }
 
-/// The set labinit blocks and waits on.
-pub fn supervised_set() -> libc::sigset_t {
-    // SAFETY: sigset manipulation on a local value.
+/// The supervised signals as the kernel's bit mask (bit N-1 for signal N).
+pub fn supervised_mask() -> u64 {
+    (1..=MAX_SIGNAL).filter(|s| is_supervised(*s)).fold(0, |m, s| m | 1u64 << (s - 1))
+}
+
+/// `mask` as a C library signal set, written bit by bit: `sigaddset` would
+/// refuse the library's reserved signals. The C libraries of Linux keep
+/// signal N at bit N-1 of the first word.
+fn raw_set(mask: u64) -> libc::sigset_t {
+    // SAFETY: a zeroed sigset_t is valid; it is at least 8 bytes and aligned
+    // for u64 in glibc and musl.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut set);
-        for s in 1..=max_signal() {
-            // SIGPIPE stays ignored (Rust's default): blocked, labinit's own
-            // write to a closed stderr would queue one for the job.
-            if is_fault(s) || STOPS.contains(&s) || s == libc::SIGPIPE {
-                libc::sigdelset(&mut set, s);
-            }
-        }
+        *(&mut set as *mut libc::sigset_t).cast::<u64>() = mask;
         set
     }
 }
 
-/// Take the signals over: ignore the stop signals, block the rest.
+/// The set labinit blocks and waits on.
+pub fn supervised_set() -> libc::sigset_t {
+    raw_set(supervised_mask())
+}
+
+/// `rt_sigprocmask` without the C library's filtering. Async-signal-safe.
+fn raw_sigprocmask(how: i32, set: &libc::sigset_t) {
+    // SAFETY: valid set pointer, kernel set size.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            how,
+            set as *const libc::sigset_t,
+            std::ptr::null_mut::<libc::sigset_t>(),
+            KERNEL_SET_BYTES,
+        );
+    }
+}
+
+/// Take the signals over: ignore TTIN/TTOU and PIPE, block the rest.
 /// From here on they are read with [`wait`].
 pub fn take_over() {
-    let set = supervised_set();
     // SAFETY: process-wide signal setup with valid arguments.
     unsafe {
         for s in STOPS.into_iter().chain([libc::SIGPIPE]) {
             libc::signal(s, libc::SIG_IGN);
         }
-        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
+    raw_sigprocmask(libc::SIG_BLOCK, &supervised_set());
 }
 
 /// Wait up to `timeout` for a supervised signal; `None` on timeout.
@@ -98,9 +133,18 @@ pub fn wait(timeout: std::time::Duration) -> Option<i32> {
         tv_sec: timeout.as_secs().min(i64::MAX as u64) as _,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
-    // SAFETY: valid set and timespec; no siginfo wanted.
-    let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
-    (sig > 0).then_some(sig)
+    // SAFETY: valid set and timespec; no siginfo wanted. The raw call, as the
+    // C library's may leave out its reserved signals.
+    let sig = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigtimedwait,
+            &set as *const libc::sigset_t,
+            std::ptr::null_mut::<libc::siginfo_t>(),
+            &ts as *const libc::timespec,
+            KERNEL_SET_BYTES,
+        )
+    };
+    (sig > 0).then_some(sig as i32)
 }
 
 /// A terminating signal already pending (received after setup, before the
@@ -136,15 +180,13 @@ pub fn reset_in_child() {
         let mut dfl: libc::sigaction = std::mem::zeroed();
         dfl.sa_sigaction = libc::SIG_DFL;
         libc::sigemptyset(&mut dfl.sa_mask);
-        for s in 1..=max_signal() {
+        for s in 1..=MAX_SIGNAL {
             if s != libc::SIGKILL && s != libc::SIGSTOP && libc::sigaction(s, &dfl, std::ptr::null_mut()) != 0 {
                 reset_reserved(s);
             }
         }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
+    raw_sigprocmask(libc::SIG_SETMASK, &raw_set(0));
 }
 
 /// The C library refuses to touch the signals it reserves for itself (32 and
@@ -171,9 +213,9 @@ unsafe fn reset_reserved(_sig: i32) {}
 pub fn name(sig: i32) -> String {
     match nix::sys::signal::Signal::try_from(sig) {
         Ok(s) => s.as_str().to_owned(),
-        Err(_) if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig) => {
-            format!("SIGRTMIN+{}", sig - libc::SIGRTMIN())
-        }
+        // Real-time signals: their SIGRTMIN+n names differ between C
+        // libraries (glibc's SIGRTMIN is 34, musl's 35), the number does not.
+        Err(_) if (32..=MAX_SIGNAL).contains(&sig) => format!("signal {sig} (real-time)"),
         Err(_) => format!("signal {sig}"),
     }
 }
@@ -192,11 +234,14 @@ mod tests {
             assert_eq!(route(s), Route::MainGroup);
         }
         assert_eq!(route(libc::SIGCHLD), Route::Reap);
-        for s in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU, libc::SIGSEGV, libc::SIGABRT] {
+        for s in [libc::SIGTTIN, libc::SIGTTOU, libc::SIGSEGV, libc::SIGABRT] {
             assert_eq!(route(s), Route::Drop);
         }
+        assert_eq!(route(libc::SIGTSTP), Route::MainGroup);
         assert_eq!(route(libc::SIGALRM), Route::MainChild);
-        assert_eq!(route(libc::SIGRTMIN() + 3), Route::MainChild);
+        for s in 32..=64 {
+            assert_eq!(route(s), Route::MainChild, "signal {s}");
+        }
     }
 
     #[test]
@@ -211,11 +256,22 @@ mod tests {
             assert_eq!(libc::sigismember(&set, libc::SIGTTOU), 0);
             assert_eq!(libc::sigismember(&set, libc::SIGPIPE), 0);
         }
+        // The C library's reserved signals are in the mask too (34 is
+        // glibc's SIGRTMIN and reserved by musl).
+        let mask = supervised_mask();
+        for s in [32, 33, 34, 35, 64, libc::SIGTSTP, libc::SIGCHLD, libc::SIGCONT] {
+            assert_ne!(mask & 1 << (s - 1), 0, "signal {s} is not supervised");
+        }
+        // Negative control: what stays out.
+        for s in [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGTTIN, libc::SIGTTOU, libc::SIGPIPE] {
+            assert_eq!(mask & 1 << (s - 1), 0, "signal {s} must not be supervised");
+        }
     }
 
     #[test]
     fn names() {
         assert_eq!(name(libc::SIGTERM), "SIGTERM");
-        assert_eq!(name(libc::SIGRTMIN() + 2), "SIGRTMIN+2");
+        assert_eq!(name(34), "signal 34 (real-time)");
+        assert_eq!(name(64), "signal 64 (real-time)");
     }
 }

@@ -197,6 +197,8 @@ pub struct Supervisor {
     service_grace: Duration,
     /// The exit code when the job never started ([`Supervisor::end_now`]).
     forced: Option<i32>,
+    /// When supervision began, for the run time in the last line.
+    started: Instant,
 }
 
 impl Supervisor {
@@ -230,6 +232,7 @@ impl Supervisor {
             services: Services::none(),
             service_grace: crate::init::services::DEFAULT_GRACE,
             forced: None,
+            started: Instant::now(),
         }
     }
 
@@ -591,7 +594,9 @@ impl Supervisor {
         } else {
             ""
         };
-        log::info(format!("exiting with code {code}{why}"));
+        let ran = crate::init::duration::show(Duration::from_secs(self.started.elapsed().as_secs()));
+        let span = if self.main.is_none() { "up" } else { "the job ran" };
+        log::info(format!("exiting with code {code}{why}; {span} for {ran}"));
         code
     }
 }

@@ -4,7 +4,7 @@
 # Called by `make test` and by .ci/run.
 set -euo pipefail
 need=(busybox-static sudo file debootstrap python3 python3-psutil podman runc iptables docker.io
-      openssh-client openssh-server ca-certificates hyperfine shellcheck g++
+      python3-venv openssh-client openssh-server ca-certificates hyperfine shellcheck g++
       tini catatonit dumb-init gosu)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -22,3 +22,18 @@ if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-
     rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 \
         || echo "deps: musl target unavailable; make falls back to a glibc static build" >&2
 fi
+# kubernetes-validate (PyPI, pinned): the official Kubernetes JSON schemas for
+# validating what `labkit job render` prints, offline (tests/job_validate.rs).
+# Installed in a venv under LABKIT_TOOLS_DIR (the Makefile passes $(CACHE)/tools)
+# and linked as $LABKIT_TOOLS_DIR/bin/kubernetes-validate.
+kv_version=1.37.0
+tools=${LABKIT_TOOLS_DIR:-/var/cache/labkit/tools}
+kv_venv=$tools/kubernetes-validate-$kv_version
+if [ ! -x "$kv_venv/bin/kubernetes-validate" ]; then
+    echo "deps: installing kubernetes-validate $kv_version in $kv_venv" >&2
+    rm -rf "$kv_venv"
+    /usr/bin/python3 -m venv "$kv_venv"
+    "$kv_venv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$kv_version"
+fi
+mkdir -p "$tools/bin"
+ln -sfn "$kv_venv/bin/kubernetes-validate" "$tools/bin/kubernetes-validate"
