@@ -10,7 +10,8 @@ use std::path::Path;
 use std::process::Command;
 
 /// Variables labinit sets for children, or that only tests use: not settings.
-const NOT_SETTINGS: [&str; 9] = [
+const NOT_SETTINGS: [&str; 10] = [
+    "LABKIT_SSHD_SETENV",
     "LABKIT_SUPERVISOR",
     "LABKIT_USER",
     "LABKIT_UID",
