@@ -5,8 +5,10 @@ DIST := dist
 # Throwaway roots for tests and benchmarks live outside the clone and are reused.
 CACHE ?= /var/cache/labkit
 DEBIAN_ROOT := $(CACHE)/debian-12-root
+# A real Jupyter (jupyter_server, ipykernel; pinned) for tests/jupyter.rs.
+JUPYTER_VENV := $(CACHE)/jupyter-venv
 
-.PHONY: all try labinit labkit labkit-static deps test unit e2e fuzz fuzz-ci bench bench-images clean debian-root
+.PHONY: all try labinit labkit labkit-static deps test unit e2e fuzz fuzz-ci bench bench-images clean debian-root jupyter-venv
 
 all: labinit labkit
 
@@ -50,6 +52,9 @@ labkit-static:
 debian-root:
 	tests/tools/debian-root.sh $(DEBIAN_ROOT)
 
+jupyter-venv:
+	tests/tools/jupyter-venv.sh $(JUPYTER_VENV)
+
 # The one test command (README, .ci/run): the unit, namespace and chroot suites,
 # then the end-to-end run in real containers.
 test: deps
@@ -57,13 +62,14 @@ test: deps
 
 # Debian packages and the musl target the tests need (installed when missing).
 deps:
-	LABKIT_TOOLS_DIR=$(CACHE)/tools tests/tools/deps.sh
+	LABKIT_TOOLS_DIR=$(CACHE)/tools JUPYTER_VENV=$(JUPYTER_VENV) tests/tools/deps.sh
 
 # Static build first: the tests use it.
-unit: labinit debian-root
+unit: labinit debian-root jupyter-venv
 	cargo run --locked --quiet --bin labkit -- check
 	LABKIT_TEST_LABINIT=$(CURDIR)/$(DIST)/labinit LABKIT_TEST_DEBIAN_ROOT=$(DEBIAN_ROOT) \
 	  LABKIT_TEST_KUBERNETES_VALIDATE=$(CACHE)/tools/bin/kubernetes-validate \
+	  LABKIT_TEST_JUPYTER=$(JUPYTER_VENV) \
 	  cargo test --locked -- --test-threads=2
 
 # End to end (tests/e2e/README.md): lab-base (cpu) built by labkit with podman on a

@@ -16,12 +16,12 @@ cd "$(dirname "$0")"
 
 secs=${1:?usage: fuzz/run.sh SECONDS [--merge]}
 merge=${2:-}
-targets=${FUZZ_TARGETS:-accounts provision env_line duration manifest}
+targets=${FUZZ_TARGETS:-accounts provision env_line duration manifest jupyter}
 export RUSTC_BOOTSTRAP=1
 # Keep the committed corpus small: inputs stay short (the account fixtures
 # are ~2 KiB, the manifest ~3 KiB), and a merge stops at this many files.
 max_files=300
-declare -A max_len=([accounts]=4096 [provision]=8192 [env_line]=512 [duration]=256 [manifest]=8192)
+declare -A max_len=([accounts]=4096 [provision]=8192 [env_line]=512 [duration]=256 [manifest]=8192 [jupyter]=2048)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz" >&2

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::fs;
 
 use labkit::init::accounts::{Database, Kind, Table};
-use labkit::init::provision::{self, Note, Request};
+use labkit::init::provision::{self, Limits, Note, Plan, Request};
 
 fn load(distro: &str) -> Database {
     let dir = common::fixtures_dir().join(distro);
@@ -38,6 +38,20 @@ fn req(user: &str, uid: u32, group: &str, gid: u32) -> Request {
         shell: "/bin/bash".into(),
         extra_groups: vec![],
         today: 20000,
+        limits: Limits::default(),
+    }
+}
+
+/// Plan, panicking with the refusal (for requests that must succeed).
+fn plan_ok(db: &Database, r: &Request) -> Plan {
+    provision::plan(db, r).unwrap_or_else(|e| panic!("refused: {e}"))
+}
+
+/// Plan, returning the refusal (for requests that must be refused).
+fn refusal(db: &Database, r: &Request) -> String {
+    match provision::plan(db, r) {
+        Ok(p) => panic!("not refused; notes {:?}", p.notes),
+        Err(e) => e.0,
     }
 }
 
@@ -105,18 +119,31 @@ fn quirks_fixture_has_the_oddities_it_claims() {
     assert!(!data.ends_with(b"\n"));
     assert!(data.contains(&0xe9));
     let t = Table::parse(Kind::Passwd, &data);
-    assert_eq!(t.names(), vec!["root", "latin", "dave"], "only well-formed lines are entries");
+    // What glibc reads: "zero::0:0" is uid 0 (missing fields are empty), the
+    // CRLF line is bob; "carol:x:abc" is skipped; NIS lines never match.
+    assert_eq!(t.names(), vec!["root", "zero", "bob", "latin", "dave"]);
 }
 
 #[test]
 fn fresh_user_on_each_distro() {
     for distro in common::DISTROS {
         let db = load(distro);
-        let plan = provision::plan(&db, &alice());
+        let plan = plan_ok(&db, &alice());
         let pw = text(&plan.db.passwd);
         let shadow_field = if db.shadow.is_some() { "x" } else { "*" };
-        assert!(pw.ends_with(&format!("alice:{shadow_field}:123456:11166::/home/alice:/bin/bash\n")), "{distro}: {pw}");
-        assert!(text(&plan.db.group).ends_with("CVLAB-unit:x:11166:\n"), "{distro}");
+        let line = format!("alice:{shadow_field}:123456:11166::/home/alice:/bin/bash\n");
+        if distro == "quirks" {
+            // NIS compat lines stay last, as shadow-utils keeps them.
+            assert!(pw.contains(&format!("\n{line}+@netgroup::::::\n")), "{distro}: {pw}");
+        } else {
+            assert!(pw.ends_with(&line), "{distro}: {pw}");
+        }
+        let group = text(&plan.db.group);
+        if distro == "quirks" {
+            assert!(group.contains("\n# comment\nCVLAB-unit:x:11166:\n+:::\n"), "{distro}: {group}");
+        } else {
+            assert!(group.ends_with("CVLAB-unit:x:11166:\n"), "{distro}: {group}");
+        }
         if let Some(sh) = &plan.db.shadow {
             assert!(text(sh).ends_with("alice:*:20000:0:99999:7:::\n"), "{distro}");
         }
@@ -133,7 +160,7 @@ fn fresh_user_on_each_distro() {
 #[test]
 fn uid_taken_by_ubuntu_is_renamed_in_place() {
     let db = load("ubuntu-24.04");
-    let plan = provision::plan(&db, &req("alice", 1000, "CVLAB-unit", 11166));
+    let plan = plan_ok(&db, &req("alice", 1000, "CVLAB-unit", 11166));
     let pw = text(&plan.db.passwd);
     assert!(pw.contains("\nalice:x:1000:11166:Ubuntu:/home/alice:/bin/bash\n"), "{pw}");
     assert!(!pw.contains("ubuntu:"), "{pw}");
@@ -156,7 +183,7 @@ fn renamed_user_keeps_its_group_memberships() {
     let gs = text(db.gshadow.as_ref().unwrap()).replace("\nadm:*::\n", "\nadm:*:ubuntu:syslog,ubuntu\n");
     db.gshadow = Some(Table::parse(Kind::Gshadow, gs.as_bytes()));
     assert!(text(&db.group).contains("syslog,ubuntu"), "fixture edit took effect");
-    let plan = provision::plan(&db, &req("alice", 1000, "CVLAB-unit", 11166));
+    let plan = plan_ok(&db, &req("alice", 1000, "CVLAB-unit", 11166));
     assert!(text(&plan.db.group).contains("\nadm:x:4:syslog,alice\n"));
     assert!(text(plan.db.gshadow.as_ref().unwrap()).contains("\nadm:*:alice:syslog,alice\n"));
 }
@@ -164,7 +191,7 @@ fn renamed_user_keeps_its_group_memberships() {
 #[test]
 fn gid_taken_by_users_becomes_the_primary_group() {
     let db = load("debian-12");
-    let plan = provision::plan(&db, &req("alice", 123456, "CVLAB-unit", 100));
+    let plan = plan_ok(&db, &req("alice", 123456, "CVLAB-unit", 100));
     assert_eq!(plan.group_name, "users");
     assert!(!text(&plan.db.group).contains("CVLAB-unit"), "no duplicate gid 100 group");
     assert!(text(&plan.db.passwd).ends_with("alice:x:123456:100::/home/alice:/bin/bash\n"));
@@ -178,7 +205,7 @@ fn gid_taken_by_users_becomes_the_primary_group() {
 fn existing_name_with_another_uid_gets_the_cluster_uid() {
     // docker-stacks: jovyan is 1000:100.
     let db = load("docker-stacks");
-    let plan = provision::plan(&db, &req("jovyan", 123456, "CVLAB-unit", 11166));
+    let plan = plan_ok(&db, &req("jovyan", 123456, "CVLAB-unit", 11166));
     let pw = text(&plan.db.passwd);
     assert!(pw.contains("\njovyan:x:123456:11166::/home/jovyan:/bin/bash\n"), "{pw}");
     assert!(!pw.contains(":1000:"), "old uid gone: {pw}");
@@ -192,16 +219,16 @@ fn existing_name_with_another_uid_gets_the_cluster_uid() {
 #[test]
 fn existing_group_name_with_another_gid_is_renumbered_and_users_follow() {
     let mut db = load("debian-12");
-    db.group = Table::parse(Kind::Group, (text(&db.group) + "CVLAB-unit:x:500:\n").as_bytes());
-    db.passwd = Table::parse(Kind::Passwd, (text(&db.passwd) + "bob:x:2000:500::/home/bob:/bin/sh\n").as_bytes());
-    let plan = provision::plan(&db, &alice());
+    db.group = Table::parse(Kind::Group, (text(&db.group) + "CVLAB-unit:x:1500:\n").as_bytes());
+    db.passwd = Table::parse(Kind::Passwd, (text(&db.passwd) + "bob:x:2000:1500::/home/bob:/bin/sh\n").as_bytes());
+    let plan = plan_ok(&db, &alice());
     let g = text(&plan.db.group);
-    assert!(g.ends_with("CVLAB-unit:x:11166:\n") && !g.contains(":500:"), "{g}");
+    assert!(g.ends_with("CVLAB-unit:x:11166:\n") && !g.contains(":1500:"), "{g}");
     let pw = text(&plan.db.passwd);
     assert!(pw.contains("\nbob:x:2000:11166::/home/bob:/bin/sh\n"), "bob follows: {pw}");
     let w = warnings(&plan.notes);
     assert!(
-        w.iter().any(|m| m.contains("group 'CVLAB-unit' had gid 500; changed it to 11166") && m.contains("bob")),
+        w.iter().any(|m| m.contains("group 'CVLAB-unit' had gid 1500; changed it to 11166") && m.contains("bob")),
         "{w:?}"
     );
     assert_no_duplicates(&plan.db);
@@ -219,8 +246,8 @@ fn name_and_uid_on_two_entries_resolve_deterministically() {
         Kind::Shadow,
         (text(db.shadow.as_ref().unwrap()) + "alice:!:1:0:99999:7:::\nbob:$6$x:1:0:99999:7:::\n").as_bytes(),
     ));
-    let first = provision::plan(&db, &alice());
-    let again = provision::plan(&db, &alice());
+    let first = plan_ok(&db, &alice());
+    let again = plan_ok(&db, &alice());
     assert_eq!(first.db, again.db, "same input, same output");
     let pw = text(&first.db.passwd);
     assert_eq!(lines_named(&pw, "alice"), 1, "{pw}");
@@ -244,8 +271,8 @@ fn planning_is_idempotent_on_every_distro_and_conflict() {
         ("quirks", alice()),
     ];
     for (distro, r) in cases {
-        let first = provision::plan(&load(distro), &r);
-        let second = provision::plan(&first.db, &r);
+        let first = plan_ok(&load(distro), &r);
+        let second = plan_ok(&first.db, &r);
         assert_eq!(first.db, second.db, "{distro}");
         assert!(warnings(&second.notes).iter().all(|w| w.contains("already belongs")), "{distro}: {:?}", second.notes);
     }
@@ -253,22 +280,22 @@ fn planning_is_idempotent_on_every_distro_and_conflict() {
 
 #[test]
 fn manual_edit_converges_back() {
-    let first = provision::plan(&load("debian-12"), &alice()).db;
+    let first = plan_ok(&load("debian-12"), &alice()).db;
     let mut edited = first.clone();
     let pw = text(&edited.passwd)
         .replace("alice:x:123456:11166::/home/alice:/bin/bash", "alice:x:123456:0::/root:/bin/false");
     edited.passwd = Table::parse(Kind::Passwd, pw.as_bytes());
     assert_ne!(edited, first);
-    assert_eq!(provision::plan(&edited, &alice()).db, first);
+    assert_eq!(plan_ok(&edited, &alice()).db, first);
 }
 
 #[test]
 fn no_supplementary_groups_unless_asked() {
-    let plan = provision::plan(&load("debian-12"), &alice());
+    let plan = plan_ok(&load("debian-12"), &alice());
     assert!(plan.db.group.groups_listing("alice").is_empty());
     let mut r = alice();
     r.extra_groups = vec!["sudo".into(), "adm".into(), "root".into(), "nosuch".into()];
-    let plan = provision::plan(&load("debian-12"), &r);
+    let plan = plan_ok(&load("debian-12"), &r);
     let mut g = plan.db.group.groups_listing("alice");
     g.sort();
     assert_eq!(g, vec![0, 4, 27]);
@@ -278,7 +305,7 @@ fn no_supplementary_groups_unless_asked() {
 #[test]
 fn supplementary_list_keeps_runtime_groups_but_not_roots() {
     // Alpine: root is a member of bin, daemon, sys, adm, disk, wheel...
-    let db = provision::plan(&load("alpine-3"), &alice()).db;
+    let db = plan_ok(&load("alpine-3"), &alice()).db;
     let roots_disk = 6;
     let g = provision::supplementary_groups(&db, "alice", 11166, &[0, 1, roots_disk, 555, 11166]);
     assert_eq!(g, vec![11166, 555]);
@@ -286,32 +313,9 @@ fn supplementary_list_keeps_runtime_groups_but_not_roots() {
 
 #[test]
 fn alpine_without_shadow_gets_a_locked_passwd_field() {
-    let plan = provision::plan(&load("alpine-3"), &alice());
+    let plan = plan_ok(&load("alpine-3"), &alice());
     assert!(plan.db.shadow.is_none() && plan.db.gshadow.is_none());
     assert!(text(&plan.db.passwd).contains("alice:*:123456:"));
-}
-
-#[test]
-fn malformed_lines_never_match_as_root() {
-    // quirks has "zero::0:0" (too few fields): asking for a user must never
-    // treat it as an entry, and it must survive untouched.
-    let db = load("quirks");
-    let plan = provision::plan(&db, &req("zero", 5000, "zero", 5000));
-    let pw = text(&plan.db.passwd);
-    assert!(pw.contains("\nzero::0:0\n"), "malformed line kept: {pw}");
-    assert!(pw.ends_with("zero:*:5000:5000::/home/zero:/bin/bash\n"), "{pw}");
-    assert!(pw.contains("dave:x:1004:1004::/home/dave:/bin/bash\nzero"), "newline added after last line: {pw}");
-}
-
-#[test]
-fn a_rename_interrupted_between_passwd_and_shadow_converges() {
-    let db = load("ubuntu-24.04");
-    let r = req("alice", 1000, "CVLAB-unit", 11166);
-    let full = provision::plan(&db, &r).db;
-    // The crash: group, gshadow and passwd were written, shadow was not.
-    let crashed = Database { shadow: db.shadow.clone(), ..full.clone() };
-    assert_ne!(crashed, full);
-    assert_eq!(provision::plan(&crashed, &r).db, full);
 }
 
 #[test]
@@ -320,14 +324,436 @@ fn duplicate_stale_names_all_go_so_the_name_resolves_to_the_uid() {
     let db = Database {
         passwd: Table::parse(
             Kind::Passwd,
-            b"alice:x:5:5::/h:/bin/sh\nalice:x:6:6::/h:/bin/sh\nbob:x:1000:1000::/home/bob:/bin/sh\n",
+            b"alice:x:1005:5::/h:/bin/sh\nalice:x:1006:6::/h:/bin/sh\nbob:x:1000:1000::/home/bob:/bin/sh\n",
         ),
         group: Table::parse(Kind::Group, b"alice:x:1000:\n"),
         shadow: None,
         gshadow: None,
     };
     let r = req("alice", 1000, "alice", 1000);
-    let p = provision::plan(&db, &r);
+    let p = plan_ok(&db, &r);
     assert_eq!(p.db.passwd.find_name("alice"), p.db.passwd.find_id(1000));
-    assert_eq!(provision::plan(&p.db, &r).db, p.db, "a second start changes nothing");
+    assert_eq!(plan_ok(&p.db, &r).db, p.db, "a second start changes nothing");
+}
+
+// ---- Lines as glibc reads them (issue 11 §2) ----
+
+/// The host's glibc (`fgetpwent`, `fgetgrent`, `fgetspent`, `fgetsgent`, the
+/// same line parsers `nss_files` uses) reads each of `files` as `kind`; per
+/// file, one text line per entry: hex name, then the ids (passwd, group),
+/// then hex members (group). NIS `+`/`-` entries are left out (`nss_files`
+/// lookups skip them). One python3 process for all files.
+fn glibc_reads_all(kind: Kind, files: &[Vec<u8>]) -> Vec<Vec<String>> {
+    let dir = common::TempDir::new("glibc-oracle");
+    for (i, data) in files.iter().enumerate() {
+        fs::write(dir.join(&i.to_string()), data).unwrap();
+    }
+    let script = r#"
+import ctypes, sys
+libc = ctypes.CDLL("libc.so.6")
+P = ctypes.c_char_p
+class Pw(ctypes.Structure): _fields_ = [("n", P), ("p", P), ("u", ctypes.c_uint32), ("g", ctypes.c_uint32), ("c", P), ("d", P), ("s", P)]
+class Gr(ctypes.Structure): _fields_ = [("n", P), ("p", P), ("g", ctypes.c_uint32), ("m", ctypes.POINTER(P))]
+class Sp(ctypes.Structure): _fields_ = [("n", P), ("p", P)]
+class Sg(ctypes.Structure): _fields_ = [("n", P), ("p", P), ("a", ctypes.POINTER(P)), ("m", ctypes.POINTER(P))]
+kind, d, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+fn, st = {"passwd": ("fgetpwent", Pw), "group": ("fgetgrent", Gr), "shadow": ("fgetspent", Sp), "gshadow": ("fgetsgent", Sg)}[kind]
+libc.fopen.restype = ctypes.c_void_p; libc.fopen.argtypes = [P, P]
+libc.fclose.argtypes = [ctypes.c_void_p]
+f = getattr(libc, fn); f.restype = ctypes.POINTER(st); f.argtypes = [ctypes.c_void_p]
+def mem(m):
+    out = []
+    i = 0
+    while m and m[i] is not None:
+        out.append(m[i].hex()); i += 1
+    return out
+for n in range(count):
+    print("=")
+    fp = libc.fopen(("%s/%d" % (d, n)).encode(), b"r")
+    while True:
+        r = f(fp)
+        if not r: break
+        e = r.contents
+        if e.n[:1] in (b"+", b"-"): continue
+        if kind == "passwd": print(e.n.hex(), e.u, e.g)
+        elif kind == "group": print(e.n.hex(), e.g, ",".join(mem(e.m)))
+        else: print(e.n.hex())
+    libc.fclose(fp)
+"#;
+    let name = match kind {
+        Kind::Passwd => "passwd",
+        Kind::Group => "group",
+        Kind::Shadow => "shadow",
+        Kind::Gshadow => "gshadow",
+    };
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(name)
+        .arg(dir.path())
+        .arg(files.len().to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the glibc oracle failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut res: Vec<Vec<String>> = Vec::new();
+    for line in text.lines() {
+        if line == "=" {
+            res.push(Vec::new());
+        } else {
+            res.last_mut().unwrap().push(line.to_owned());
+        }
+    }
+    assert_eq!(res.len(), files.len());
+    res
+}
+
+fn glibc_reads(kind: Kind, data: &[u8]) -> Vec<String> {
+    glibc_reads_all(kind, &[data.to_vec()]).pop().unwrap()
+}
+
+/// labinit's reading of `data`, in the oracle's format.
+fn labinit_reads(kind: Kind, data: &[u8]) -> Vec<String> {
+    let t = Table::parse(kind, data);
+    let hex = |s: &[u8]| s.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut out = Vec::new();
+    for i in 0..t.len() {
+        if !t.is_entry(i) {
+            continue;
+        }
+        // Names are compared as bytes: field() is lossy, so re-read the raw
+        // name from a lossless source (the entry's first field).
+        let name = t.field(i, 0);
+        let name = hex(name.as_bytes());
+        out.push(match kind {
+            Kind::Passwd => format!("{name} {} {}", t.id_at(i, 2).unwrap(), t.id_at(i, 3).unwrap()),
+            Kind::Group => format!(
+                "{name} {} {}",
+                t.id_at(i, 2).unwrap(),
+                t.members(i, 3).iter().map(|m| hex(m.as_bytes())).collect::<Vec<_>>().join(",")
+            ),
+            _ => name,
+        });
+    }
+    out
+}
+
+/// Lines of 1 to 11 `:`-separated fields, each drawn from values parsers trip
+/// on (signs, blanks, CR, NUL, overflow, comment and NIS markers, member
+/// lists), sometimes with leading blanks: most are entries for some kind.
+fn random_lines(seed: u64, count: usize, numeric: bool) -> Vec<Vec<u8>> {
+    // Shadow lines need day counts (or nothing) in most fields.
+    const NUMBERS: [&[u8]; 10] = [b"", b"", b"", b"19000", b"0", b" 7", b"-0", b"99999999999", b"1\r", b"x"];
+    const FIELDS: [&[u8]; 26] = [
+        b"",
+        b"",
+        b"1000",
+        b"0",
+        b" 1000",
+        b"+1000",
+        b"-0",
+        b"-1",
+        b"4294967295",
+        b"4294967296",
+        b"alice",
+        b"x",
+        b"*",
+        b"a,b",
+        b" b,,c ",
+        b"\r",
+        b"1000\r",
+        b"#",
+        b"+",
+        b"-",
+        b"1e3",
+        b"\0",
+        b"\t5",
+        b"5 ",
+        b"/bin/sh",
+        b"\x0b7",
+    ];
+    let mut s = seed | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    (0..count)
+        .map(|_| {
+            let n = 1 + (next() % 11) as usize;
+            let mut line: Vec<u8> = if next() % 8 == 0 { b" \t".to_vec() } else { Vec::new() };
+            let fields: Vec<&[u8]> = (0..n)
+                .map(|i| {
+                    let r = next();
+                    if numeric && i >= 2 {
+                        NUMBERS[(r % NUMBERS.len() as u64) as usize]
+                    } else {
+                        FIELDS[(r % FIELDS.len() as u64) as usize]
+                    }
+                })
+                .collect();
+            line.extend(fields.join(&b':'));
+            line
+        })
+        .collect()
+}
+
+#[test]
+fn every_line_is_read_as_the_host_glibc_reads_it() {
+    let hand: Vec<&[u8]> = vec![
+        b"ubuntu:x:1000:1000:Ubuntu:/home/ubuntu:/bin/bash\r",
+        b"ubuntu:x:1000:1000:Ubuntu:/home/ubuntu",
+        b"ubuntu:x: 1000:1000::/h:/s",
+        b"ubuntu:x:+1000:1000::/h:/s",
+        b"ubuntu:x:1000:1000::/h:/s\0junk",
+        b"  ubuntu:x:1000:1000::/h:/s\0junk",
+        b"zero::0:0",
+        b"u:x:-0:-0",
+        b"u:x:-1:1",
+        b"u:x:4294967295:1",
+        b"u:x:1000\r",
+        b"g:x:100:\r",
+        b"g:x:100:a, b ,,c\r",
+        b"s:*:19000:0:99999:7:::\r",
+        b"s:*:1:2:3",
+        b"s:*:1:2:3: ",
+        b"s:*:1:2:3:4:5:6:7",
+        b"s:*:1:2:3:4:5:6:7:",
+        b"+@ng::::::",
+        b"#c:x:1:1",
+        b"\r",
+    ];
+    let mut total = 0;
+    for (k, kind) in [Kind::Passwd, Kind::Group, Kind::Shadow, Kind::Gshadow].into_iter().enumerate() {
+        let mut lines: Vec<Vec<u8>> = hand.iter().map(|l| l.to_vec()).collect();
+        lines.extend(random_lines(0x5eed + k as u64, 4000, false));
+        lines.extend(random_lines(0x5eed + k as u64, 2000, true));
+        // Files of 1 to 5 lines, with and without a final newline (the last
+        // line's quirks depend on it).
+        let files: Vec<Vec<u8>> = lines
+            .chunks(5)
+            .enumerate()
+            .map(|(n, chunk)| {
+                let mut data = chunk.join(&b'\n');
+                if n % 2 == 0 {
+                    data.push(b'\n');
+                }
+                data
+            })
+            .collect();
+        let mut entries = 0;
+        for (data, glibc) in files.iter().zip(glibc_reads_all(kind, &files)) {
+            total += 1;
+            entries += glibc.len();
+            assert_eq!(labinit_reads(kind, data), glibc, "{kind:?}: {:?}", String::from_utf8_lossy(data));
+        }
+        // The generated lines are not all rejects: many are entries.
+        assert!(entries > 50, "{kind:?}: only {entries} entries among the generated lines");
+    }
+    assert!(total > 4800, "{total} files compared");
+}
+
+#[test]
+fn the_glibc_oracle_sees_what_labinits_old_parser_missed() {
+    // Negative control for the test above: the oracle itself must report the
+    // odd lines as entries (otherwise agreeing with it proves nothing).
+    let got =
+        glibc_reads(Kind::Passwd, b"ubuntu:x: 1000:1000::/h:/s\nbob:x:1001:1001:Bob:/home/bob\nc:x:1000:1000:::/s\r\n");
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got[0].ends_with(" 1000 1000") && got[1].ends_with(" 1001 1001"), "{got:?}");
+    assert!(glibc_reads(Kind::Passwd, b"u:x:1000\n").is_empty(), "a line without a gid is skipped");
+}
+
+fn ubuntu_with_passwd_line(line: &str) -> Database {
+    let mut db = load("ubuntu-24.04");
+    let pw = text(&db.passwd).replace("ubuntu:x:1000:1000:Ubuntu:/home/ubuntu:/bin/bash", line);
+    assert!(pw.contains(line));
+    db.passwd = Table::parse(Kind::Passwd, pw.as_bytes());
+    db
+}
+
+/// glibc's uid 1000 holders in `t` (the whole file, not only the first).
+fn glibc_holders_of(t: &Table, uid: u32) -> Vec<String> {
+    glibc_reads(Kind::Passwd, &t.render())
+        .into_iter()
+        .filter(|l| l.split(' ').nth(1) == Some(&uid.to_string()))
+        .map(|l| l.split(' ').next().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn odd_lines_holding_the_uid_are_renamed_not_duplicated() {
+    // Case 01: CRLF, no shell field ("echo ... >> /etc/passwd"), " 1000",
+    // "+1000", a NUL byte: glibc reads uid 1000 in each.
+    let alice = hexs("alice");
+    for line in [
+        "ubuntu:x:1000:1000:Ubuntu:/home/ubuntu:/bin/bash\r",
+        "ubuntu:x:1000:1000:Ubuntu:/home/ubuntu",
+        "ubuntu:x: 1000:1000:Ubuntu:/home/ubuntu:/bin/bash",
+        "ubuntu:x:+1000:1000:Ubuntu:/home/ubuntu:/bin/bash",
+        "ubuntu:x:1000:1000:Ubuntu:/home/ubuntu:/bin/bash\0junk",
+    ] {
+        let db = ubuntu_with_passwd_line(line);
+        assert_eq!(glibc_holders_of(&db.passwd, 1000), vec![hexs("ubuntu")], "{line:?}: fixture");
+        let p = plan_ok(&db, &req("alice", 1000, "CVLAB-unit", 11166));
+        assert_eq!(glibc_holders_of(&p.db.passwd, 1000), vec![alice.clone()], "{line:?}: one holder, alice");
+        assert!(warnings(&p.notes).iter().any(|w| w.contains("uid 1000 belonged to 'ubuntu'")), "{line:?}");
+        let sh = text(p.db.shadow.as_ref().unwrap());
+        assert!(sh.contains("\nalice:*:20000:") && !sh.contains("ubuntu:"), "{line:?}: the shadow line follows");
+    }
+    // Negative control: a line glibc skips (no gid) holds nothing; alice is
+    // added and the line stays as it was.
+    let db = ubuntu_with_passwd_line("ubuntu:x:1000");
+    let p = plan_ok(&db, &req("alice", 1000, "CVLAB-unit", 11166));
+    let pw = text(&p.db.passwd);
+    assert!(pw.contains("\nubuntu:x:1000\n") && pw.ends_with("alice:x:1000:11166::/home/alice:/bin/bash\n"), "{pw}");
+    assert_eq!(glibc_holders_of(&p.db.passwd, 1000), vec![alice]);
+}
+
+fn hexs(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn no_shadow_line_is_taken_over_on_a_guess() {
+    // Case 06: bob's passwd line has no shell field, so the old parser missed
+    // bob and gave his (seemingly orphaned) shadow line to alice.
+    let bob = "bob:$6$bobsalt$BOBSREALPASSWORDHASH:19000:0:99999:7:::";
+    let db = Database {
+        passwd: Table::parse(Kind::Passwd, b"root:x:0:0:root:/root:/bin/bash\nbob:x:1001:1001:Bob:/home/bob\n"),
+        group: Table::parse(Kind::Group, b"root:x:0:\nbob:x:1001:\n"),
+        shadow: Some(Table::parse(Kind::Shadow, format!("root:*:19000:0:99999:7:::\n{bob}\n").as_bytes())),
+        gshadow: Some(Table::parse(Kind::Gshadow, b"root:*::\nbob:!::\n")),
+    };
+    let p = plan_ok(&db, &req("alice", 123456, "CVLAB", 11166));
+    let sh = text(p.db.shadow.as_ref().unwrap());
+    assert!(sh.contains(&format!("\n{bob}\n")), "bob's line is byte-identical: {sh}");
+    assert!(sh.ends_with("alice:*:20000:0:99999:7:::\n"), "{sh}");
+    // Even a shadow line that names no account at all stays as it is.
+    let mut db2 = db.clone();
+    db2.passwd = Table::parse(Kind::Passwd, b"root:x:0:0:root:/root:/bin/bash\n");
+    let p = plan_ok(&db2, &req("alice", 123456, "CVLAB", 11166));
+    assert!(text(p.db.shadow.as_ref().unwrap()).contains(&format!("\n{bob}\n")));
+    // The one line that is replaced is a stale one with the requested name
+    // (glibc would hand it to the new user): its hash is not inherited.
+    let mut db3 = db.clone();
+    db3.shadow = Some(Table::parse(
+        Kind::Shadow,
+        format!("root:*:1:0:99999:7:::\nalice:$6$old:1:0:99999:7:::\n{bob}\n").as_bytes(),
+    ));
+    let p = plan_ok(&db3, &req("alice", 123456, "CVLAB", 11166));
+    let sh = text(p.db.shadow.as_ref().unwrap());
+    assert!(!sh.contains("$6$old") && sh.contains(&format!("\n{bob}\n")), "{sh}");
+    assert_eq!(lines_named(&sh, "alice"), 1, "{sh}");
+}
+
+// ---- System accounts are never taken over (issue 11 §1) ----
+
+#[test]
+fn system_accounts_and_privileged_groups_are_refused() {
+    let db = load("ubuntu-24.04");
+    let cases: Vec<(Request, &str)> = vec![
+        // nobody would be renumbered to the cluster uid and get sudo.
+        (req("nobody", 123456, "CVLAB-unit", 11166), "system account 'nobody' (uid 65534)"),
+        // daemon would be renamed.
+        (req("alice", 1, "CVLAB-unit", 11166), "system account 'daemon' (uid 1)"),
+        // daemon, exactly: it would get a new home, shell and sudo.
+        (req("daemon", 1, "CVLAB-unit", 11166), "system account 'daemon' (uid 1)"),
+        // The stale 'daemon' entry would be removed while ubuntu is renamed.
+        (req("daemon", 1000, "CVLAB-unit", 11166), "system account 'daemon' (uid 1)"),
+        (req("_apt", 123456, "CVLAB-unit", 11166), "system account '_apt'"),
+        // Groups: renumbering sudo or nogroup (nobody would follow).
+        (req("alice", 123456, "sudo", 11166), "system group 'sudo' (gid 27)"),
+        (req("alice", 123456, "nogroup", 11166), "system group 'nogroup' (gid 65534)"),
+        (req("alice", 123456, "users", 11166), "system group 'users' (gid 100)"),
+        // Privileged groups as the primary group.
+        (req("alice", 123456, "CVLAB-unit", 42), "privileged group 'shadow'"),
+        (req("alice", 123456, "CVLAB-unit", 27), "privileged group 'sudo'"),
+        (req("alice", 123456, "CVLAB-unit", 4), "privileged group 'adm'"),
+        (req("alice", 123456, "CVLAB-unit", 6), "privileged group 'disk'"),
+        (req("alice", 123456, "sudo", 27), "privileged group 'sudo'"),
+    ];
+    for (r, want) in cases {
+        let msg = refusal(&db, &r);
+        assert!(msg.contains(want), "{}/{}/{}/{}: {msg}", r.user, r.uid, r.group, r.gid);
+        assert!(!msg.contains('\n'), "one line: {msg}");
+    }
+    // gid 0 under any name, and a privileged name above GID_MIN.
+    let mut db2 = db.clone();
+    db2.group = Table::parse(Kind::Group, (text(&db.group) + "docker:x:1001:\n").as_bytes());
+    assert!(refusal(&db2, &req("alice", 123456, "CVLAB-unit", 1001)).contains("privileged group 'docker'"));
+    assert!(refusal(&db2, &req("alice", 123456, "docker", 11166)).contains("privileged group 'docker'"));
+    assert!(refusal(&db2, &req("alice", 123456, "root", 0)).contains("privileged group 'root'"));
+}
+
+#[test]
+fn regular_accounts_and_harmless_groups_keep_working() {
+    // Negative controls of the refusals: Ubuntu's regular `ubuntu` at 1000 is
+    // renamed, `users` (100) may be the primary group, a fresh uid below
+    // UID_MIN that nobody holds is created.
+    let db = load("ubuntu-24.04");
+    let p = plan_ok(&db, &req("alice", 1000, "CVLAB-unit", 11166));
+    assert_eq!(p.db.passwd.find_id(1000).map(|i| p.db.passwd.field(i, 0)), Some("alice".into()));
+    assert_eq!(plan_ok(&db, &req("alice", 123456, "CVLAB-unit", 100)).group_name, "users");
+    assert_eq!(plan_ok(&db, &req("alice", 123456, "users", 100)).group_name, "users");
+    let p = plan_ok(&db, &req("alice", 500, "CVLAB-unit", 11166));
+    assert!(text(&p.db.passwd).ends_with("alice:x:500:11166::/home/alice:/bin/bash\n"));
+    // The ubuntu *group* (1000) is regular: renumbering it moves its members.
+    let p = plan_ok(&db, &req("alice", 123456, "ubuntu", 11166));
+    assert!(text(&p.db.passwd).contains("\nubuntu:x:1000:11166:"));
+}
+
+#[test]
+fn the_system_range_comes_from_login_defs() {
+    let (l, notes) = Limits::from_login_defs("# c\nUID_MIN\t\t 500\nGID_MIN 600\nUID_MAX 60000\n");
+    assert_eq!((l.uid_min, l.gid_min), (500, 600));
+    assert!(notes.is_empty());
+    let (l, notes) = Limits::from_login_defs("UID_MIN 0x3e8\n#GID_MIN 5\n");
+    assert_eq!((l.uid_min, l.gid_min), (1000, 1000), "bad and commented values keep the default");
+    assert_eq!(notes.len(), 1);
+    assert_eq!(Limits::from_login_defs("").0, Limits::default());
+    // An account at 700 is regular with UID_MIN 500 (old Red Hat) and a
+    // system account with the default.
+    let mut db = load("debian-12");
+    db.passwd =
+        Table::parse(Kind::Passwd, (text(&db.passwd) + "olduser:x:700:700::/home/olduser:/bin/sh\n").as_bytes());
+    let mut r = req("alice", 700, "CVLAB-unit", 11166);
+    assert!(refusal(&db, &r).contains("'olduser' (uid 700)"));
+    r.limits = Limits { uid_min: 500, gid_min: 500 };
+    assert!(text(&plan_ok(&db, &r).db.passwd).contains("\nalice:x:700:11166:"));
+}
+
+#[test]
+fn a_later_duplicate_of_the_users_own_entry_is_not_a_takeover() {
+    // alice at her uid comes first; a later line with the name at a system
+    // uid is never reached by a lookup and nothing edits it: no refusal.
+    let mut db = load("debian-12");
+    db.passwd = Table::parse(
+        Kind::Passwd,
+        (text(&db.passwd) + "alice:x:123456:11166::/home/alice:/bin/bash\nalice:x:5:5::/:/bin/sh\n").as_bytes(),
+    );
+    let p = plan_ok(&db, &alice());
+    assert!(text(&p.db.passwd).ends_with("alice:x:5:5::/:/bin/sh\n"));
+    // Negative control: when that system line is the first with the name,
+    // the request would renumber it, and is refused.
+    let mut db = load("debian-12");
+    db.passwd = Table::parse(Kind::Passwd, (text(&db.passwd) + "alice:x:5:5::/:/bin/sh\n").as_bytes());
+    assert!(refusal(&db, &alice()).contains("system account 'alice' (uid 5)"));
+}
+
+#[test]
+fn a_new_account_at_a_free_low_uid_is_created_and_kept_on_restart() {
+    // Found by the provision fuzz target: uid 1 free (no daemon), so the
+    // account is new; the next start must not mistake it for a system one.
+    let mut db = load("debian-12");
+    db.passwd = Table::parse(Kind::Passwd, b"root:x:0:0:root:/root:/bin/bash\n");
+    let r = req("jovyan", 1, "CVLAB-unit", 11166);
+    let first = plan_ok(&db, &r);
+    let second = plan_ok(&first.db, &r);
+    assert_eq!(second.db, first.db);
+    // Negative control: the image's own daemon at uid 1 (another home and
+    // shell) is refused.
+    let db = load("debian-12");
+    assert!(refusal(&db, &req("daemon", 1, "CVLAB-unit", 11166)).contains("system account 'daemon'"));
 }

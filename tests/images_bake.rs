@@ -109,6 +109,14 @@ fn stages_context_and_writes_the_file() {
     assert!(s.join("build/images/context/labinit").is_file());
     assert!(s.join("build/images/context/setup_steps/50_example.sh").is_file());
     assert!(s.join("build/images/context/services").is_dir());
+    // images/files/ ships as files/ (lab-pytorch COPYs its Jupyter configuration from there).
+    assert_eq!(
+        s.read("build/images/context/files/jupyter/jupyter_server_config.py"),
+        s.read("images/files/jupyter/jupyter_server_config.py")
+    );
+    assert!(s
+        .read("images/generated/lab-pytorch/cpu/Dockerfile")
+        .contains("COPY files/jupyter/jupyter_server_config.py /etc/jupyter/jupyter_server_config.py"));
 
     std::fs::remove_file(s.join("dist/labinit")).unwrap();
     let t = expect(labkit(s.path(), &["bake"]), 1);

@@ -206,9 +206,10 @@ fn per_build_label(arg: &str) -> Option<&'static str> {
     }
 }
 
-/// Copies what lab-base ships into the build context: labinit (mode 0755),
-/// setup_steps/ and services/ (empty directories when the repo has none).
-/// Only those three entries of `ctx` are replaced; nothing else is touched.
+/// Copies what the images ship into the build context: labinit (mode 0755),
+/// setup_steps/ and services/ (lab-base), files/ from images/files/ (e.g.
+/// lab-pytorch's Jupyter configuration); empty directories when the repo has
+/// none. Only those four entries of `ctx` are replaced; nothing else is touched.
 pub fn stage_context(layout: &Layout, ctx: &Path, labinit: Option<&Path>) -> Result<()> {
     let ctx = if ctx.is_absolute() { ctx.to_path_buf() } else { layout.root.join(ctx) };
     let src = labinit
@@ -224,8 +225,8 @@ pub fn stage_context(layout: &Layout, ctx: &Path, labinit: Option<&Path>) -> Res
     std::fs::copy(&src, &dest).with_context(|| format!("cannot copy {} to {}", src.display(), dest.display()))?;
     set_mode(&dest, 0o755)?;
     let shipped = super::plan::shipped_files(layout).map_err(super::UsageError)?;
-    for dir in ["setup_steps", "services"] {
-        let to = ctx.join(dir);
+    for (_, to) in SHIPPED_DIRS {
+        let to = ctx.join(to);
         if to.exists() {
             std::fs::remove_dir_all(&to).with_context(|| format!("cannot clear {}", to.display()))?;
         }
@@ -240,6 +241,11 @@ pub fn stage_context(layout: &Layout, ctx: &Path, labinit: Option<&Path>) -> Res
     }
     Ok(())
 }
+
+/// Repository directories shipped in every build context, and their names
+/// there.
+pub const SHIPPED_DIRS: [(&str, &str); 3] =
+    [("setup_steps", "setup_steps"), ("services", "services"), ("images/files", "files")];
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;

@@ -96,21 +96,23 @@ pub fn parse_build_arg(s: &str) -> Result<(String, String), String> {
 
 /// One file `labkit build` ships into every context besides labinit.
 pub struct ShippedFile {
-    /// `setup_steps/…` or `services/…`.
+    /// Its path in the build context: `setup_steps/…`, `services/…` or
+    /// `files/…` (from images/files/).
     pub rel: String,
     pub path: PathBuf,
     pub data: Vec<u8>,
     pub exec: bool,
 }
 
-/// The files of setup_steps/ and services/, read once. A script with CRLF
+/// The files of setup_steps/, services/ and images/files/ (see
+/// [`super::build::SHIPPED_DIRS`]), read once. A script with CRLF
 /// line endings (a Windows or `core.autocrlf` checkout without the
 /// repository's .gitattributes) is refused, naming the file: in the image its
 /// `#!/bin/sh\r` shebang would not run.
 pub fn shipped_files(layout: &Layout) -> Result<Vec<ShippedFile>, String> {
     use std::os::unix::fs::PermissionsExt;
     let mut files = Vec::new();
-    for dir in ["setup_steps", "services"] {
+    for (dir, to) in super::build::SHIPPED_DIRS {
         let top = layout.root.join(dir);
         for rel in super::render::list_files(&top) {
             let path = top.join(&rel);
@@ -119,12 +121,12 @@ pub fn shipped_files(layout: &Layout) -> Result<Vec<ShippedFile>, String> {
             let text = !data.contains(&0);
             if text && data.windows(2).any(|w| w == b"\r\n") {
                 return Err(format!(
-                    "{dir}/{rel} has CRLF line endings; scripts shipped into images must be LF \
+                    "{dir}/{rel} has CRLF line endings; files shipped into images must be LF \
                      (check out with the repository's .gitattributes, or run `sed -i 's/\\r$//' {dir}/{rel}`)"
                 ));
             }
             files.push(ShippedFile {
-                rel: format!("{dir}/{rel}"),
+                rel: format!("{to}/{rel}"),
                 path,
                 data,
                 exec: meta.permissions().mode() & 0o111 != 0,

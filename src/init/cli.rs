@@ -160,6 +160,35 @@ pub enum Legacy {
     Sleeper,
 }
 
+/// Whether a labinit started with `args` (its whole argv) waits: `wait`,
+/// no command, or the legacy names `setup_and_wait.sh` and `sleeper`. For
+/// `labinit shell`, which reads PID 1's command line to learn the idle
+/// timeout in force. Pure.
+pub fn waits(args: &[OsString]) -> bool {
+    match args.first().and_then(|a| legacy_name(a)) {
+        Some(l) => matches!(l, Legacy::SetupAndWait | Legacy::Sleeper),
+        None => {
+            let args = normalize(args.to_vec());
+            let mut i = 1;
+            while i < args.len() && args[i].as_bytes().starts_with(b"--root") {
+                i += if args[i].as_bytes() == b"--root" { 2 } else { 1 };
+            }
+            args.get(i).is_none_or(|w| w.as_bytes() == b"wait")
+        }
+    }
+}
+
+/// [`waits`] for PID 1, from `/proc/1/cmdline`.
+fn pid1_waits() -> bool {
+    let argv: Vec<OsString> = std::fs::read("/proc/1/cmdline")
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| OsStr::from_bytes(a).to_owned())
+        .collect();
+    !argv.is_empty() && waits(&argv)
+}
+
 pub fn legacy_name(argv0: &OsStr) -> Option<Legacy> {
     match Path::new(argv0).file_name()?.as_bytes() {
         b"setup_and_run_command.sh" => Some(Legacy::SetupAndRun),
@@ -240,7 +269,7 @@ fn dispatch(args: Vec<OsString>, depth: u8) -> i32 {
     let root = root_dir(cli.root);
     match cli.command {
         None | Some(Sub::Wait) => run::wait(root),
-        Some(Sub::Shell(a)) => run::shell(root, a.cmd),
+        Some(Sub::Shell(a)) => run::shell(root, a.cmd, pid1_waits()),
         Some(Sub::IdleCheck { checks }) => crate::init::idle::bench(checks),
         Some(Sub::Each(a)) => {
             let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
@@ -343,6 +372,22 @@ mod tests {
 
     fn v(args: &[&str]) -> Vec<OsString> {
         args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn which_command_lines_wait() {
+        let w = |a: &[&str]| waits(&v(a));
+        assert!(w(&["/opt/lab/labinit"]));
+        assert!(w(&["/opt/lab/labinit", "wait"]));
+        assert!(w(&["/opt/lab/labinit", "--root", "/x", "wait"]));
+        assert!(w(&["/opt/lab/labinit", "--root=/x"]));
+        assert!(w(&["/opt/lab/setup_and_wait.sh"]));
+        assert!(w(&["sleeper"]));
+        assert!(!w(&["/opt/lab/labinit", "run", "--", "jupyter", "lab"]));
+        assert!(!w(&["/opt/lab/labinit", "jupyter", "lab"]));
+        assert!(!w(&["/opt/lab/labinit", "--root", "/x", "python", "wait"]));
+        assert!(!w(&["/opt/lab/setup_and_run_command.sh", "jupyter lab"]));
+        assert!(!w(&["/opt/lab/setup.sh"]));
     }
 
     #[test]

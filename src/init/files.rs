@@ -194,6 +194,18 @@ struct Staged {
 /// mode; all temps are flushed together, then renamed in order, then each
 /// directory is synced once. No temp file survives an error.
 pub fn replace_all(root: &Root, updates: &[Update]) -> io::Result<Vec<Written>> {
+    replace_all_with(root, updates, None)
+}
+
+/// [`replace_all`], calling `journal` after every temp file is durable and
+/// before the first rename (see [`commit`]); its error aborts the batch with
+/// nothing replaced. Once the journal is written, a failed rename leaves the
+/// remaining temp files for [`recover`] to complete.
+fn replace_all_with(
+    root: &Root,
+    updates: &[Update],
+    journal: Option<&dyn Fn() -> io::Result<()>>,
+) -> io::Result<Vec<Written>> {
     let mut staged: Vec<Staged> = Vec::new();
     let mut handles = Vec::new();
     let cleanup = |staged: &[Staged]| {
@@ -218,6 +230,17 @@ pub fn replace_all(root: &Root, updates: &[Update]) -> io::Result<Vec<Written>> 
         return Err(io::Error::new(e.kind(), format!("cannot flush the new account files: {e}")));
     }
     drop(handles);
+    if let Some(journal) = journal {
+        if let Err(e) = journal() {
+            cleanup(&staged);
+            return Err(e);
+        }
+    }
+    let cleanup = |staged: &[Staged]| {
+        if journal.is_none() {
+            cleanup(staged);
+        }
+    };
     let mut written = Vec::new();
     let mut dirs: Vec<PathBuf> = Vec::new();
     for (i, (s, u)) in staged.iter().zip(updates).enumerate() {
@@ -225,11 +248,13 @@ pub fn replace_all(root: &Root, updates: &[Update]) -> io::Result<Vec<Written>> 
         match fs::rename(&s.tmp, &s.path) {
             Ok(()) => written.push(Written::Atomic),
             Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EBUSY) | Some(nix::libc::EXDEV)) => {
-                let _ = fs::remove_file(&s.tmp);
+                // The temp file stays until the rewrite is complete: a kill
+                // during it leaves the journal's copy for `recover`.
                 if let Err(e) = rewrite_in_place(&s.path, u.data) {
-                    cleanup(&staged[i + 1..]);
+                    cleanup(&staged[i..]);
                     return Err(ctx(e, "cannot rewrite in place"));
                 }
+                let _ = fs::remove_file(&s.tmp);
                 written.push(Written::InPlace);
             }
             Err(e) => {
@@ -314,6 +339,215 @@ fn rewrite_in_place(path: &Path, data: &[u8]) -> io::Result<()> {
     f.write_all(data)?;
     f.set_len(data.len() as u64)?;
     f.sync_all()
+}
+
+/// The journal of a commit in progress: one line per account file,
+/// `<container path> <hash before> <hash after>` (hash: see [`content_hash`]).
+pub const JOURNAL: &str = "/etc/.labkit-journal";
+
+/// FNV-1a (64 bit) of a file's content, `absent` for a missing file. Only
+/// tells "still the content we planned from" apart from "changed since"; the
+/// files are root's, so no adversary chooses collisions.
+fn content_hash(data: Option<&[u8]>) -> String {
+    match data {
+        None => "absent".to_owned(),
+        Some(d) => {
+            let h = d.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+            format!("{h:016x}-{}", d.len())
+        }
+    }
+}
+
+fn read_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Write `data` to `path` through a temp file and a rename, durably.
+fn write_durably(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = temp_path(path);
+    let _ = fs::remove_file(&tmp);
+    let f = create_exact(&tmp, data, 0o600, 0, 0)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)?;
+    if let Some(d) = path.parent() {
+        fsync_dir(d)?;
+    }
+    Ok(())
+}
+
+/// Replace the changed account files as one transaction: every temp file is
+/// written and flushed, then the journal naming them is made durable, then
+/// they are renamed in order, then the journal is removed. A start killed
+/// anywhere after the journal exists is completed by the next one
+/// ([`recover`]), so the four files never stay half-updated. The caller
+/// holds the account lock and read `before` under it.
+pub fn commit(root: &Root, before: &Database, tables: &[&Table]) -> io::Result<Vec<(Kind, Written)>> {
+    let rendered: Vec<(Kind, Vec<u8>)> = tables.iter().map(|t| (t.kind(), t.render())).collect();
+    let olds: Vec<Option<Vec<u8>>> = rendered
+        .iter()
+        .map(|(kind, _)| {
+            let t = match kind {
+                Kind::Passwd => Some(&before.passwd),
+                Kind::Group => Some(&before.group),
+                Kind::Shadow => before.shadow.as_ref(),
+                Kind::Gshadow => before.gshadow.as_ref(),
+            };
+            t.map(Table::render)
+        })
+        .collect();
+    let mut journal = String::new();
+    for ((kind, data), old) in rendered.iter().zip(&olds) {
+        journal.push_str(&format!("{} {} {}\n", kind.path(), content_hash(old.as_deref()), content_hash(Some(data))));
+    }
+    let updates: Vec<Update> = rendered
+        .iter()
+        .map(|(kind, data)| Update { path: kind.path(), data, default_mode: default_mode(*kind) })
+        .collect();
+    let journal_path = root.path(JOURNAL);
+    let write_journal = || {
+        write_durably(&journal_path, journal.as_bytes())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot write the journal {JOURNAL}: {e}")))
+    };
+    let written = replace_all_with(root, &updates, Some(&write_journal))?;
+    fs::remove_file(&journal_path)
+        .and_then(|()| fsync_dir(&root.path("/etc")))
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot remove the journal {JOURNAL}: {e}")))?;
+    Ok(rendered.iter().map(|(k, _)| *k).zip(written).collect())
+}
+
+/// Complete a commit that was interrupted (the journal exists): each file
+/// whose temp file is still there and whose content is still what the commit
+/// planned from gets its temp file; a file that changed since (another tool
+/// wrote it) keeps its content and the temp file goes, so nothing written
+/// under the lock in between is lost. Call with the account lock held.
+/// Returns notes for the log.
+pub fn recover(root: &Root) -> io::Result<Vec<String>> {
+    let journal_path = root.path(JOURNAL);
+    let text = match fs::read(&journal_path) {
+        Ok(t) => String::from_utf8_lossy(&t).into_owned(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("cannot read the journal {JOURNAL}: {e}"))),
+    };
+    let mut notes = Vec::new();
+    let mut completed = Vec::new();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        let [path, old, new] = parts[..] else { continue };
+        let Some(kind) =
+            [Kind::Passwd, Kind::Group, Kind::Shadow, Kind::Gshadow].into_iter().find(|k| k.path() == path)
+        else {
+            continue;
+        };
+        let target = root.path(kind.path());
+        let tmp = temp_path(&target);
+        let Some(staged) = read_if_exists(&tmp)? else { continue };
+        let current = read_if_exists(&target)?;
+        let current_hash = content_hash(current.as_deref());
+        if content_hash(Some(&staged)) != new {
+            let _ = fs::remove_file(&tmp);
+            continue;
+        }
+        let mounted = current.is_some() && is_mount_point(&target);
+        if current_hash == old || current_hash == new || mounted {
+            match fs::rename(&tmp, &target) {
+                Ok(()) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EBUSY) | Some(nix::libc::EXDEV)) => {
+                    rewrite_in_place(&target, &staged)
+                        .map_err(|e| io::Error::new(e.kind(), format!("cannot rewrite in place {path}: {e}")))?;
+                    let _ = fs::remove_file(&tmp);
+                }
+                Err(e) => return Err(io::Error::new(e.kind(), format!("cannot replace {path}: {e}"))),
+            }
+            completed.push(path.to_owned());
+        } else {
+            let _ = fs::remove_file(&tmp);
+            notes.push(format!(
+                "{path} changed since an interrupted start planned its update; kept the current content"
+            ));
+        }
+    }
+    fsync_dir(&root.path("/etc"))?;
+    fs::remove_file(&journal_path)?;
+    fsync_dir(&root.path("/etc"))?;
+    if !completed.is_empty() {
+        notes.insert(0, format!("completed the account update of an interrupted start ({})", completed.join(", ")));
+    }
+    Ok(notes)
+}
+
+/// Whether `path` is a mount point of its own (a bind-mounted file).
+fn is_mount_point(path: &Path) -> bool {
+    let dev = |p: &Path| fs::symlink_metadata(p).map(|m| m.dev()).ok();
+    match (dev(path), path.parent().and_then(dev)) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    }
+}
+
+/// Why an account update did not happen.
+#[derive(Debug)]
+pub enum TxError<E> {
+    /// The planner refused (nothing was written).
+    Plan(E),
+    /// Reading, locking or writing failed (errno kept in the kind).
+    Io(io::Error),
+}
+
+/// The result of [`transact`].
+pub struct Tx<T> {
+    /// What the planner returned (from the read under the lock when a write
+    /// was needed).
+    pub value: T,
+    /// The database as it is now.
+    pub after: Database,
+    /// The files written, in order (empty: nothing needed to change).
+    pub written: Vec<(Kind, Written)>,
+    /// Notes of an interrupted earlier start that was completed.
+    pub recovered: Vec<String>,
+}
+
+/// Read, plan and write the account files as one locked transaction.
+///
+/// A first, lock-free read and plan decides whether anything must change:
+/// when nothing must (a restart), or the planner refuses, nothing is locked or
+/// written. Otherwise the glibc lock `/etc/.pwd.lock` is taken (waiting up to
+/// `timeout`, as `lckpwdf`), an interrupted earlier commit is completed, and
+/// the files are read and planned again under the lock and committed before
+/// the lock is released: an account another tool (`useradd`, a second
+/// labinit) adds while holding the lock is never lost.
+pub fn transact<T, E>(
+    root: &Root,
+    timeout: Duration,
+    plan: impl Fn(&Database) -> Result<(Database, T), E>,
+) -> Result<Tx<T>, TxError<E>> {
+    if fs::symlink_metadata(root.path(JOURNAL)).is_err() {
+        let db = load(root).map_err(TxError::Io)?;
+        let (after, value) = plan(&db).map_err(TxError::Plan)?;
+        if changed(&db, &after).is_empty() {
+            return Ok(Tx { value, after, written: Vec::new(), recovered: Vec::new() });
+        }
+    }
+    let _lock = lock(root, timeout).map_err(TxError::Io)?;
+    let recovered = recover(root).map_err(TxError::Io)?;
+    let db = load(root).map_err(TxError::Io)?;
+    let (after, value) = plan(&db).map_err(TxError::Plan)?;
+    let tables = changed(&db, &after);
+    let written = if tables.is_empty() { Vec::new() } else { commit(root, &db, &tables).map_err(TxError::Io)? };
+    Ok(Tx { value, after, written, recovered })
+}
+
+/// The text of the image's `/etc/login.defs` (empty when it has none).
+pub fn login_defs(root: &Root) -> io::Result<String> {
+    match fs::read(root.path("/etc/login.defs")) {
+        Ok(d) => Ok(String::from_utf8_lossy(&d).into_owned()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(io::Error::new(e.kind(), format!("cannot read /etc/login.defs: {e}"))),
+    }
 }
 
 /// The account files that differ between `old` and `new`, in write order.

@@ -9,6 +9,13 @@
 //! a process name containing one of `busy_names` (default `python`, like the
 //! sleeper). GPU file descriptors are only scanned when a device matching the
 //! glob exists, so a CPU-only container never pays for the fd walk.
+//!
+//! A Jupyter server whose API answers is also judged by its own activity
+//! ([`crate::init::jupyter`]): busy while a kernel executes or a client was
+//! active since the previous check. The server process counts by that alone.
+//! Below it the name rule does not count, nor the GPU rule for its direct
+//! children (kernels, terminals); the CPU rule does (an idle kernel uses
+//! none; a thread or a `!python train.py &` a cell left running does).
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -17,6 +24,7 @@ use std::time::Duration;
 
 use crate::init::duration;
 use crate::init::exit::Fatal;
+use crate::init::jupyter;
 use crate::init::procfs;
 use crate::init::trusted;
 
@@ -33,6 +41,11 @@ pub struct IdleConfig {
     /// Substrings of process names that count as busy.
     pub busy_names: Vec<String>,
     pub log_file: Option<PathBuf>,
+    /// The Jupyter rule (`LABKIT_IDLE_JUPYTER`, on by default).
+    pub jupyter: bool,
+    /// Where Jupyter servers leave their runtime files
+    /// ([`jupyter::runtime_dirs`]); set once the job's user is known.
+    pub jupyter_runtime_dirs: Vec<PathBuf>,
 }
 
 impl Default for IdleConfig {
@@ -44,6 +57,8 @@ impl Default for IdleConfig {
             device_glob: "/dev/nvidia[0-9]*".into(),
             busy_names: vec!["python".into()],
             log_file: None,
+            jupyter: true,
+            jupyter_runtime_dirs: Vec::new(),
         }
     }
 }
@@ -54,6 +69,7 @@ pub enum Busy {
     Cpu { pid: i32, name: String, percent: f64 },
     Gpu { pid: i32, name: String, device: String },
     Name { pid: i32, name: String },
+    Jupyter(jupyter::Reason),
 }
 
 impl std::fmt::Display for Busy {
@@ -62,6 +78,7 @@ impl std::fmt::Display for Busy {
             Busy::Cpu { pid, name, percent } => write!(f, "{name} (pid {pid}) used {percent:.0}% CPU"),
             Busy::Gpu { pid, name, device } => write!(f, "{name} (pid {pid}) holds {device} open"),
             Busy::Name { pid, name } => write!(f, "{name} (pid {pid}) is running"),
+            Busy::Jupyter(r) => write!(f, "{r}"),
         }
     }
 }
@@ -157,9 +174,36 @@ pub struct Watchdog {
     first: bool,
     idle_for: Duration,
     last_busy: Option<Busy>,
+    /// The kernels logged as executing in this busy period.
+    logged_kernels: Vec<String>,
     busy: bool,
     reminded_at: Duration,
     reader: procfs::StatReader,
+    /// Finds and asks Jupyter servers; `None` with the rule off.
+    jupyter: Option<jupyter::Finder>,
+    /// Log lines of the last check besides the state change (a Jupyter
+    /// server found or not answering).
+    notes: Vec<String>,
+    /// One scan's processes, kept when Jupyter servers answer: the rule
+    /// needs the whole tree before judging (the buffer is reused).
+    seen: Vec<Seen>,
+    /// (pid, starttime) -> CPU ticks of all threads, for the processes
+    /// below a Jupyter server (see [`Watchdog::busy_reason_with_jupyter`]).
+    tree_ticks: HashMap<(i32, u64), u64>,
+}
+
+/// A process of one scan, for judging after the Jupyter tree is known.
+struct Seen {
+    pid: i32,
+    ppid: i32,
+    starttime: u64,
+    /// CPU use over the interval, fraction of one core.
+    used: f64,
+    /// Whether the name matches `busy_names`.
+    named: bool,
+    /// The name, kept only when it may be reported (`used`, `named`, or a
+    /// GPU device exists).
+    name: String,
 }
 
 /// Log a reminder every this long while idle.
@@ -168,6 +212,8 @@ pub const REMINDER: Duration = Duration::from_secs(5 * 60);
 impl Watchdog {
     pub fn new(cfg: IdleConfig) -> Watchdog {
         let clk_tck = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
+        let jupyter = (cfg.jupyter && !cfg.jupyter_runtime_dirs.is_empty())
+            .then(|| jupyter::Finder::new(cfg.jupyter_runtime_dirs.clone(), PathBuf::from("/proc")));
         Watchdog {
             cfg,
             clk_tck,
@@ -176,10 +222,20 @@ impl Watchdog {
             first: true,
             idle_for: Duration::ZERO,
             last_busy: None,
+            logged_kernels: Vec::new(),
             busy: false,
             reminded_at: Duration::ZERO,
             reader: procfs::StatReader::new(),
+            jupyter,
+            notes: Vec::new(),
+            seen: Vec::new(),
+            tree_ticks: HashMap::new(),
         }
+    }
+
+    /// The log lines of the last check besides its state change.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 
     pub fn config(&self) -> &IdleConfig {
@@ -197,6 +253,21 @@ impl Watchdog {
         elapsed: Duration,
     ) -> Option<Busy> {
         let devices: HashSet<String> = matching_devices(&self.cfg.device_glob).into_iter().collect();
+        if let Some(finder) = self.jupyter.as_mut() {
+            let check = finder.check(jupyter::now_micros(), elapsed);
+            self.notes.extend(check.notes);
+            if !check.servers.is_empty() {
+                let other = self.busy_reason_with_jupyter(
+                    proc_root,
+                    excluded_sessions,
+                    excluded_pids,
+                    elapsed,
+                    &devices,
+                    &check.servers,
+                );
+                return check.busy.map(Busy::Jupyter).or(other);
+            }
+        }
         let mut reason = None;
         let mut next = std::mem::take(&mut self.spare_prev);
         next.clear();
@@ -234,6 +305,95 @@ impl Watchdog {
         reason
     }
 
+    /// [`Watchdog::busy_reason`] when Jupyter servers answer: the scan is
+    /// kept whole, then each process is judged by the rules its place in a
+    /// server's tree leaves (module doc).
+    fn busy_reason_with_jupyter(
+        &mut self,
+        proc_root: &Path,
+        excluded_sessions: &[i32],
+        excluded_pids: &[i32],
+        elapsed: Duration,
+        devices: &HashSet<String>,
+        servers: &[i32],
+    ) -> Option<Busy> {
+        let mut next = std::mem::take(&mut self.spare_prev);
+        next.clear();
+        let mut seen = std::mem::take(&mut self.seen);
+        seen.clear();
+        let secs = elapsed.as_secs_f64().max(1e-3);
+        let (cfg, clk_tck, prev) = (&self.cfg, self.clk_tck, &self.prev);
+        self.reader.for_each(proc_root, clk_tck, |sample| {
+            let p = sample.stat;
+            let key = (p.pid, p.starttime);
+            next.insert(key, sample.cpu_seconds);
+            if p.is_zombie() || excluded_pids.contains(&p.pid) || excluded_sessions.contains(&p.session) {
+                return;
+            }
+            let used = prev.get(&key).map_or(0.0, |before| (sample.cpu_seconds - *before).max(0.0) / secs);
+            let named = cfg.busy_names.iter().any(|n| !n.is_empty() && p.name.contains(n.as_str()));
+            let name = if used >= cfg.cpu || named || !devices.is_empty() { p.name.clone() } else { String::new() };
+            seen.push(Seen { pid: p.pid, ppid: p.ppid, starttime: p.starttime, used, named, name });
+        });
+        self.spare_prev = std::mem::replace(&mut self.prev, next);
+        let pairs: Vec<(i32, i32)> = seen.iter().map(|s| (s.pid, s.ppid)).collect();
+        let depth = jupyter::tree_depths(&pairs, servers);
+        // The scan's CPU time is the main thread's (`schedstat`); a kernel
+        // whose cell left a thread training is busy in another thread. So
+        // below a server, where the name rule is gone, CPU use is taken
+        // from `stat`, which sums every thread (a few processes: cheap).
+        let mut tree_ticks = HashMap::new();
+        for s in seen.iter_mut().filter(|s| depth.get(&s.pid).is_some_and(|d| *d >= 1)) {
+            let text = fs::read_to_string(proc_root.join(s.pid.to_string()).join("stat")).unwrap_or_default();
+            let Some(st) = procfs::parse_stat(&text).filter(|st| st.starttime == s.starttime) else { continue };
+            if let Some(before) = self.tree_ticks.get(&(s.pid, s.starttime)) {
+                let all = st.ticks.saturating_sub(*before) as f64 / self.clk_tck / secs;
+                if all > s.used {
+                    s.used = all;
+                    if s.name.is_empty() {
+                        s.name = st.name.clone();
+                    }
+                }
+            }
+            tree_ticks.insert((s.pid, s.starttime), st.ticks);
+        }
+        self.tree_ticks = tree_ticks;
+        let mut reason = None;
+        for s in &seen {
+            let d = depth.get(&s.pid).copied();
+            // The server itself answers to its API alone: its CPU use is
+            // mostly serving clients (labinit's own requests included),
+            // which its activity already tells. Its kernels and what they
+            // start keep the CPU rule: an idle kernel uses next to none
+            // (measured: 0.05 % of a core), and a silent thread a cell left
+            // training must not be killed. The name rule never counts in a
+            // server's tree, the GPU rule not for its kernels, whose open
+            // GPU is the point.
+            let (cpu_rule, name_rule, gpu_rule) = match d {
+                None => (true, true, true),
+                Some(0) => (false, false, false),
+                Some(1) => (true, false, false),
+                Some(_) => (true, false, true),
+            };
+            if cpu_rule && s.used >= self.cfg.cpu {
+                reason = Some(Busy::Cpu { pid: s.pid, name: s.name.clone(), percent: s.used * 100.0 });
+            } else if s.named && name_rule {
+                reason = Some(Busy::Name { pid: s.pid, name: s.name.clone() });
+            } else if gpu_rule && !devices.is_empty() {
+                reason = open_device(proc_root, s.pid, devices).map(|device| Busy::Gpu {
+                    pid: s.pid,
+                    name: s.name.clone(),
+                    device,
+                });
+            }
+            if reason.is_some() {
+                break;
+            }
+        }
+        self.seen = seen;
+        reason
+    }
+
     /// Feed one check's verdict; returns what to log or do.
     pub fn observe(&mut self, reason: Option<Busy>, elapsed: Duration) -> Event {
         let first = std::mem::replace(&mut self.first, false);
@@ -244,7 +404,22 @@ impl Watchdog {
                 self.idle_for = Duration::ZERO;
                 self.reminded_at = Duration::ZERO;
                 self.last_busy = Some(b.clone());
-                if was_busy && !first {
+                if !was_busy || first {
+                    self.logged_kernels.clear();
+                }
+                // A kernel that starts a cell while the container is busy
+                // anyway (the notebook's own requests) is worth one line:
+                // it says why the container stays up.
+                let new_kernel = match &b {
+                    Busy::Jupyter(jupyter::Reason::Executing { kernel, .. }) => {
+                        !self.logged_kernels.contains(kernel) && {
+                            self.logged_kernels.push(kernel.clone());
+                            true
+                        }
+                    }
+                    _ => false,
+                };
+                if was_busy && !first && !new_kernel {
                     Event::Quiet
                 } else {
                     Event::Busy(b)
@@ -338,6 +513,9 @@ pub fn config_from_env(
         }
         cfg.device_glob = v;
     }
+    if let Some(v) = var("LABKIT_IDLE_JUPYTER") {
+        cfg.jupyter = crate::init::config::parse_bool("LABKIT_IDLE_JUPYTER", v.trim())?;
+    }
     if let Some(v) = var("LABKIT_IDLE_LOG") {
         if !v.starts_with('/') {
             return Err(Fatal::config(format!("LABKIT_IDLE_LOG={v:?} must be an absolute path")));
@@ -348,6 +526,26 @@ pub fn config_from_env(
         return Ok(None);
     }
     Ok(Some(cfg))
+}
+
+/// The variable labinit sets in the job's environment while the watchdog
+/// is on: its timeout in whole seconds, for tools in the job that follow it
+/// (lab-pytorch's Jupyter configuration culls idle kernels after it).
+/// `LABKIT_*` variables never reach the job, hence another prefix.
+pub const TIMEOUT_VAR: &str = "LABINIT_IDLE_TIMEOUT";
+
+/// Complete the watchdog's settings with the job's environment `env`: the
+/// Jupyter runtime directories its servers will use, and [`TIMEOUT_VAR`]
+/// added to `env`. Pure.
+pub fn for_job(cfg: Option<IdleConfig>, env: &mut Vec<(std::ffi::OsString, std::ffi::OsString)>) -> Option<IdleConfig> {
+    let mut cfg = cfg?;
+    let get = |k: &str| env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.to_string_lossy().into_owned());
+    if cfg.jupyter {
+        cfg.jupyter_runtime_dirs = jupyter::runtime_dirs(&get, None);
+    }
+    env.retain(|(k, _)| k != TIMEOUT_VAR);
+    env.push((TIMEOUT_VAR.into(), cfg.timeout.as_secs().max(1).to_string().into()));
+    Some(cfg)
 }
 
 fn last_busy_text(b: &Option<Busy>) -> String {
@@ -541,6 +739,26 @@ mod tests {
     }
 
     #[test]
+    fn a_kernel_starting_a_cell_is_logged_once_per_busy_period() {
+        let mut w = wd(3600);
+        let ten = Duration::from_secs(10);
+        let active = Busy::Jupyter(jupyter::Reason::Active { server: 5, ago: Duration::from_secs(1) });
+        let exec =
+            |k: &str| Busy::Jupyter(jupyter::Reason::Executing { server: 5, kernel: k.into(), name: "python3".into() });
+        assert_eq!(w.observe(Some(active.clone()), ten), Event::Busy(active.clone()));
+        assert_eq!(w.observe(Some(exec("k1")), ten), Event::Busy(exec("k1")), "the cell is news");
+        assert_eq!(w.observe(Some(active.clone()), ten), Event::Quiet);
+        assert_eq!(w.observe(Some(exec("k1")), ten), Event::Quiet, "the same kernel again: not news");
+        assert_eq!(w.observe(Some(exec("k2")), ten), Event::Busy(exec("k2")));
+        assert!(matches!(w.observe(None, ten), Event::Idle { .. }));
+        assert_eq!(w.observe(Some(exec("k1")), ten), Event::Busy(exec("k1")), "a new busy period");
+        assert_eq!(w.observe(Some(exec("k1")), ten), Event::Quiet);
+        // Other reasons keep the one-line-per-change rule.
+        let py = Busy::Name { pid: 7, name: "python3".into() };
+        assert_eq!(w.observe(Some(py), ten), Event::Quiet);
+    }
+
+    #[test]
     fn reminder_every_five_minutes_and_expiry() {
         let mut w = wd(12 * 60);
         let ten = Duration::from_secs(10);
@@ -637,6 +855,31 @@ mod tests {
         );
         let exp = message(&Event::Expired { idle_for: Duration::from_secs(1800), last_busy: None }, &cfg).unwrap();
         assert!(exp.contains("stopping the container") && exp.contains("nothing was busy"), "{exp}");
+    }
+
+    #[test]
+    fn jupyter_switch_and_job_environment() {
+        let none = |_: &str| None;
+        assert!(config_from_env(&none, Duration::from_secs(60)).unwrap().unwrap().jupyter, "on by default");
+        let off = |k: &str| (k == "LABKIT_IDLE_JUPYTER").then(|| "0".to_owned());
+        let cfg = config_from_env(&off, Duration::from_secs(90)).unwrap().unwrap();
+        assert!(!cfg.jupyter);
+        let bad = |k: &str| (k == "LABKIT_IDLE_JUPYTER").then(|| "maybe".to_owned());
+        assert!(config_from_env(&bad, Duration::from_secs(60)).unwrap_err().message.contains("LABKIT_IDLE_JUPYTER"));
+        // The job learns the timeout in seconds; the watchdog where Jupyter writes.
+        let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> =
+            vec![("HOME".into(), "/home/alice".into()), (TIMEOUT_VAR.into(), "5".into())];
+        let on = config_from_env(&none, Duration::from_secs(1800)).unwrap();
+        let c = for_job(on, &mut env).unwrap();
+        assert_eq!(env, vec![("HOME".into(), "/home/alice".into()), (TIMEOUT_VAR.into(), "1800".into())]);
+        assert_eq!(c.jupyter_runtime_dirs[0], PathBuf::from("/home/alice/.local/share/jupyter/runtime"));
+        // Rule off: no directories, so no Jupyter lookups; the timeout is still exported.
+        let mut env = Vec::new();
+        assert!(for_job(Some(cfg), &mut env).unwrap().jupyter_runtime_dirs.is_empty());
+        assert_eq!(env, vec![(TIMEOUT_VAR.into(), "90".into())]);
+        // Watchdog off: nothing exported.
+        let mut env = Vec::new();
+        assert!(for_job(None, &mut env).is_none() && env.is_empty());
     }
 
     #[test]

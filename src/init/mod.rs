@@ -12,6 +12,8 @@ pub mod files;
 pub mod home;
 pub mod idle;
 pub mod job;
+pub mod json;
+pub mod jupyter;
 pub mod log;
 pub mod memory;
 pub mod privileges;

@@ -1,7 +1,8 @@
 //! Deciding what the account files must become: the conflict rules between
 //! the requested user/group and what the image already has. Pure code: takes
 //! a parsed [`Database`] and a [`Request`], returns the new database and one
-//! note per decision. Writing is `files`' job.
+//! note per decision, or a [`Refusal`] (one line; the start ends with exit
+//! 125 and nothing is written). Writing is `files`' job.
 //!
 //! Numeric ids are authoritative (they are what reaches the NFS server), and
 //! no duplicate id is ever created:
@@ -14,14 +15,131 @@
 //! - name and uid on two different entries: the entry holding the uid is
 //!   renamed to the user; the stale entry holding only the name is removed
 //!   (with its shadow line), since two entries cannot share a name.
+//!
+//! System accounts are never taken over. An account or group of the *system
+//! range* — an id below the image's `UID_MIN`/`GID_MIN` (`/etc/login.defs`,
+//! default 1000, as shadow-utils' `useradd` uses them), the overflow id 65534
+//! (`nobody`/`nogroup`), or the ids `(uid_t)-1`/`-2` — is never renamed,
+//! renumbered, removed, turned into the cluster user or given sudo; and a
+//! [privileged group](PRIVILEGED_GROUPS) never becomes the user's primary
+//! group. A harmless existing group of the system range (`users`, 100) may
+//! be the primary group, with a warning, as before.
+//!
+//! A shadow line is only ever edited by name: the user's own, or the one of
+//! the entry being renamed. A shadow line named after no account is left
+//! alone, unless it carries the requested name (then it is replaced: its
+//! password was nobody's to inherit).
+
+use std::collections::HashMap;
 
 use crate::init::accounts::{Database, Table};
+
+/// The system range of an image: ids below these are system accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `UID_MIN` of `/etc/login.defs` (default 1000).
+    pub uid_min: u32,
+    /// `GID_MIN` of `/etc/login.defs` (default 1000).
+    pub gid_min: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { uid_min: 1000, gid_min: 1000 }
+    }
+}
+
+/// The overflow id (`nobody`, `nogroup`).
+const OVERFLOW_ID: u32 = 65534;
+
+impl Limits {
+    /// Read `UID_MIN` and `GID_MIN` from the text of `/etc/login.defs`
+    /// (`NAME value` lines, `#` comments; the last setting wins as in
+    /// shadow-utils). A value that is not a plain decimal number keeps the
+    /// default and is reported in the returned notes.
+    pub fn from_login_defs(text: &str) -> (Limits, Vec<Note>) {
+        let mut limits = Limits::default();
+        let mut notes = Vec::new();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let (Some(key), Some(value)) = (words.next(), words.next()) else { continue };
+            let slot = match key {
+                "UID_MIN" => &mut limits.uid_min,
+                "GID_MIN" => &mut limits.gid_min,
+                _ => continue,
+            };
+            match value.parse::<u32>() {
+                Ok(v) if v > 0 => *slot = v,
+                _ => notes.push(Note::Warn(format!(
+                    "/etc/login.defs: {key} {value:?} is not a positive decimal number; using {} (the default)",
+                    *slot
+                ))),
+            }
+        }
+        (limits, notes)
+    }
+
+    pub fn is_system_uid(&self, uid: u32) -> bool {
+        uid < self.uid_min || uid == OVERFLOW_ID || uid >= u32::MAX - 1
+    }
+
+    pub fn is_system_gid(&self, gid: u32) -> bool {
+        gid < self.gid_min || gid == OVERFLOW_ID || gid >= u32::MAX - 1
+    }
+}
+
+/// Groups that must never be a user's primary group (besides gid 0, any
+/// name): membership gives root or reads secrets — root's files (`root`),
+/// password hashes (`shadow`, `auth`), sudo in distribution sudoers
+/// (`sudo`, `wheel`, `admin`), logs (`adm`, `systemd-journal`), raw disks
+/// and memory (`disk`, `kmem`, `mem`), container and VM daemons (`docker`,
+/// `podman`, `lxd`, `libvirt`, `kvm`), Debian's `staff` (writes
+/// `/usr/local`, which is in root's PATH), `sys`, and terminals and login
+/// records (`tty`, `utmp`).
+pub const PRIVILEGED_GROUPS: &[&str] = &[
+    "root",
+    "shadow",
+    "auth",
+    "sudo",
+    "wheel",
+    "admin",
+    "adm",
+    "systemd-journal",
+    "disk",
+    "kmem",
+    "mem",
+    "docker",
+    "podman",
+    "lxd",
+    "libvirt",
+    "kvm",
+    "staff",
+    "sys",
+    "tty",
+    "utmp",
+];
+
+fn is_privileged_group(name: &str, gid: Option<u32>) -> bool {
+    gid == Some(0) || PRIVILEGED_GROUPS.contains(&name)
+}
 
 /// One decision, logged by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {
     Info(String),
     Warn(String),
+}
+
+/// Why the request cannot be honoured without taking over a system account or
+/// leaving the files ambiguous: one line for the log; the start ends with exit
+/// 125 and nothing is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// The account that was asked for, already validated.
@@ -39,6 +157,8 @@ pub struct Request {
     pub extra_groups: Vec<String>,
     /// Days since the epoch, for the shadow `lastchg` field.
     pub today: u64,
+    /// The image's system range.
+    pub limits: Limits,
 }
 
 /// The result of planning.
@@ -63,19 +183,34 @@ const GS_ADMINS: usize = 2;
 const GS_MEMBERS: usize = 3;
 const SH_LASTCHG: usize = 2;
 
-/// Compute the database that holds exactly the requested account.
-pub fn plan(db: &Database, req: &Request) -> Plan {
-    let mut db = db.clone();
-    let mut notes = Vec::new();
-    let group_name = plan_group(&mut db, req, &mut notes);
-    plan_user(&mut db, req, &group_name, &mut notes);
-    plan_memberships(&mut db, req, &mut notes);
-    Plan { db, group_name, notes }
+fn range_text(what: &str, min: u32) -> String {
+    format!("{what} below {min} (/etc/login.defs, default 1000) or 65534")
 }
 
-fn plan_group(db: &mut Database, req: &Request, notes: &mut Vec<Note>) -> String {
+/// Compute the database that holds exactly the requested account, or refuse.
+pub fn plan(db: &Database, req: &Request) -> Result<Plan, Refusal> {
+    let mut new = db.clone();
+    let mut notes = Vec::new();
+    let group_name = plan_group(&mut new, req, &mut notes)?;
+    plan_user(&mut new, req, &mut notes)?;
+    plan_memberships(&mut new, req, &mut notes);
+    verify(db, &new, req, &group_name)?;
+    Ok(Plan { db: new, group_name, notes })
+}
+
+fn plan_group(db: &mut Database, req: &Request, notes: &mut Vec<Note>) -> Result<String, Refusal> {
     let by_gid = db.group.find_id(req.gid);
     let by_name = db.group.find_name(&req.group);
+    if let Some(i) = by_gid {
+        let holder = db.group.field(i, NAME);
+        if is_privileged_group(&holder, Some(req.gid)) {
+            return Err(Refusal(format!(
+                "CLUSTER_GROUP_ID={} is the gid of the privileged group '{holder}'; labinit never makes a privileged group (gid 0, {}) a user's primary group: set CLUSTER_GROUP_ID to your cluster group's gid",
+                req.gid,
+                PRIVILEGED_GROUPS[1..].join(", ")
+            )));
+        }
+    }
     let name = match (by_gid, by_name) {
         (Some(i), Some(j)) if i == j => req.group.clone(),
         (Some(i), other) => {
@@ -91,6 +226,17 @@ fn plan_group(db: &mut Database, req: &Request, notes: &mut Vec<Note>) -> String
         }
         (None, Some(j)) => {
             let old = db.group.id_at(j, ID);
+            let system = old.is_none_or(|g| req.limits.is_system_gid(g));
+            if system || is_privileged_group(&req.group, old) {
+                let old = old.map_or_else(|| "?".to_owned(), |g| g.to_string());
+                return Err(Refusal(format!(
+                    "CLUSTER_GROUP_NAME={} names the {} group '{}' (gid {old}); labinit never renumbers system groups ({}) or privileged ones: choose a group name the image does not have",
+                    req.group,
+                    if system { "system" } else { "privileged" },
+                    req.group,
+                    range_text("gid", req.limits.gid_min)
+                )));
+            }
             db.group.set_field(j, ID, &req.gid.to_string());
             let mut moved = Vec::new();
             if let Some(old) = old {
@@ -122,7 +268,7 @@ fn plan_group(db: &mut Database, req: &Request, notes: &mut Vec<Note>) -> String
             gs.push(&[&name, "!", "", ""]);
         }
     }
-    name
+    Ok(name)
 }
 
 fn new_shadow_line(shadow: &mut Table, user: &str, today: u64) {
@@ -132,10 +278,55 @@ fn new_shadow_line(shadow: &mut Table, user: &str, today: u64) {
     shadow.push(&[user, "*", &today.to_string(), "0", "99999", "7", "", "", ""]);
 }
 
-fn plan_user(db: &mut Database, req: &Request, group_name: &str, notes: &mut Vec<Note>) {
+/// Refuse when the entry at `idx` is a system account.
+fn refuse_system_user(db: &Database, req: &Request, idx: usize, what: &str) -> Result<(), Refusal> {
+    let uid = db.passwd.id_at(idx, ID);
+    if uid.is_some_and(|u| !req.limits.is_system_uid(u)) {
+        return Ok(());
+    }
+    let name = db.passwd.field(idx, NAME);
+    let uid = uid.map_or_else(|| "?".to_owned(), |u| u.to_string());
+    Err(Refusal(format!(
+        "{what} the system account '{name}' (uid {uid}); labinit never renames, renumbers, removes or gives sudo to a system account ({}): set CLUSTER_USER and CLUSTER_USER_ID to your cluster account",
+        range_text("uid", req.limits.uid_min)
+    )))
+}
+
+fn plan_user(db: &mut Database, req: &Request, notes: &mut Vec<Note>) -> Result<(), Refusal> {
     let uid = req.uid.to_string();
     let by_uid = db.passwd.find_id(req.uid);
     let by_name = db.passwd.find_name(&req.user);
+    // Every entry the plan would rename, renumber or remove, or turn into
+    // the cluster user, must be a regular account.
+    // An exact match that already is what this plan writes (a new account
+    // an earlier start created at a uid nobody held) is the user's own, even
+    // in the system range: planning again must change nothing.
+    let own = |i: usize| {
+        db.passwd.id_at(i, PW_GID) == Some(req.gid)
+            && db.passwd.field(i, PW_HOME) == req.home
+            && db.passwd.field(i, PW_SHELL) == req.shell
+    };
+    if let Some(i) = by_uid.filter(|&i| !(by_name == Some(i) && own(i))) {
+        let what = if by_name == Some(i) {
+            format!("CLUSTER_USER={} with CLUSTER_USER_ID={} is", req.user, req.uid)
+        } else {
+            format!("CLUSTER_USER_ID={} belongs to", req.uid)
+        };
+        refuse_system_user(db, req, i, &what)?;
+    }
+    match (by_uid, by_name) {
+        // The rename removes every entry holding the name with another uid.
+        (Some(i), Some(j)) if i != j => {
+            for k in db.passwd.entries_named(&req.user) {
+                if db.passwd.id_at(k, ID) != Some(req.uid) {
+                    refuse_system_user(db, req, k, &format!("CLUSTER_USER={} names", req.user))?;
+                }
+            }
+        }
+        // The first entry holding the name is renumbered.
+        (None, Some(j)) => refuse_system_user(db, req, j, &format!("CLUSTER_USER={} names", req.user))?,
+        _ => {}
+    }
     let idx = match (by_uid, by_name) {
         (Some(i), Some(j)) if i == j => i,
         (Some(i), by_name) => {
@@ -154,10 +345,13 @@ fn plan_user(db: &mut Database, req: &Request, group_name: &str, notes: &mut Vec
                     )));
                     db.passwd.remove(j);
                 }
-                if let Some(sh) = db.shadow.as_mut() {
-                    while let Some(k) = sh.find_name(&req.user) {
-                        sh.remove(k);
-                    }
+            }
+            // Shadow lines named like the user belong to no account that
+            // stays (the stale entry, or none): their password is nobody's to
+            // inherit, and the first would shadow the renamed line.
+            if let Some(sh) = db.shadow.as_mut() {
+                while let Some(k) = sh.find_name(&req.user) {
+                    sh.remove(k);
                 }
             }
             // Re-find: removing a line may have shifted the index.
@@ -192,13 +386,32 @@ fn plan_user(db: &mut Database, req: &Request, group_name: &str, notes: &mut Vec
             j
         }
         (None, None) => {
+            if let Some(sh) = db.shadow.as_mut() {
+                let mut stale = 0;
+                while let Some(k) = sh.find_name(&req.user) {
+                    sh.remove(k);
+                    stale += 1;
+                }
+                if stale > 0 {
+                    notes.push(Note::Warn(format!(
+                        "/etc/shadow had a line for '{}' but no account of that name existed; replaced it (its password is not inherited)",
+                        req.user
+                    )));
+                }
+            }
             let pw = if db.shadow.is_some() { "x" } else { "*" };
-            db.passwd.push(&[&req.user, pw, &uid, &req.gid.to_string(), "", &req.home, &req.shell]);
+            let fields = [req.user.as_str(), pw, &uid, &req.gid.to_string(), "", &req.home, &req.shell];
+            db.passwd.push(&fields);
             notes.push(Note::Info(format!(
-                "created user '{}' (uid {}, group {group_name} gid {}, home {}, shell {})",
-                req.user, req.uid, req.gid, req.home, req.shell
+                "created user '{}' (uid {}, group {} gid {}, home {}, shell {})",
+                req.user,
+                req.uid,
+                db.group.find_id(req.gid).map(|g| db.group.field(g, NAME)).unwrap_or_default(),
+                req.gid,
+                req.home,
+                req.shell
             )));
-            db.passwd.find_id(req.uid).unwrap_or(0)
+            db.passwd.find_name(&req.user).unwrap_or(0)
         }
     };
     let before = (db.passwd.field(idx, PW_GID), db.passwd.field(idx, PW_HOME), db.passwd.field(idx, PW_SHELL));
@@ -217,26 +430,10 @@ fn plan_user(db: &mut Database, req: &Request, group_name: &str, notes: &mut Vec
     }
     if let Some(sh) = db.shadow.as_mut() {
         if sh.find_name(&req.user).is_none() {
-            // Crash healing: a start killed between writing passwd and shadow
-            // during a rename leaves the entry's old shadow line behind under
-            // its old name. A single shadow line that names no user at all is
-            // that line (or dead weight): take it over, as the uninterrupted
-            // rename would have. Otherwise add a new line.
-            let orphans = sh.entries_not_named(&db.passwd.names());
-            if let [k] = orphans[..] {
-                let old = sh.field(k, NAME);
-                sh.set_field(k, NAME, &req.user);
-                sh.set_field(k, PASSWD, "*");
-                sh.set_field(k, SH_LASTCHG, &req.today.to_string());
-                notes.push(Note::Info(format!(
-                    "shadow line of '{old}', whose user no longer exists, now belongs to '{}' (no usable password)",
-                    req.user
-                )));
-            } else {
-                new_shadow_line(sh, &req.user, req.today);
-            }
+            new_shadow_line(sh, &req.user, req.today);
         }
     }
+    Ok(())
 }
 
 fn plan_memberships(db: &mut Database, req: &Request, notes: &mut Vec<Note>) {
@@ -256,6 +453,66 @@ fn plan_memberships(db: &mut Database, req: &Request, notes: &mut Vec<Note>) {
             }
         }
     }
+}
+
+/// Check the planned files as the C library will read them: the user's name
+/// and uid resolve to one entry with the requested gid, the gid resolves to
+/// the primary group, the user has a shadow line, and every system account
+/// and group still has its name and id. One pass over each table, with maps.
+fn verify(old: &Database, new: &Database, req: &Request, group_name: &str) -> Result<(), Refusal> {
+    let bad = |what: String| {
+        Err(Refusal(format!(
+            "the account files cannot be made unambiguous for {} (uid {}): {what}; fix the account files in the image",
+            req.user, req.uid
+        )))
+    };
+    let pw = &new.passwd;
+    let Some(i) = pw.find_name(&req.user) else { return bad(format!("no entry named {}", req.user)) };
+    if pw.find_id(req.uid) != Some(i) {
+        let j = pw.find_id(req.uid).unwrap_or(i);
+        return bad(format!("uid {} resolves to {}", req.uid, pw.describe(j)));
+    }
+    if pw.id_at(i, PW_GID) != Some(req.gid) {
+        return bad(format!("{} does not have gid {}", pw.describe(i), req.gid));
+    }
+    match new.group.find_id(req.gid) {
+        Some(g) if new.group.field(g, NAME) == group_name => {}
+        Some(g) => return bad(format!("gid {} resolves to {}", req.gid, new.group.describe(g))),
+        None => return bad(format!("no group has gid {}", req.gid)),
+    }
+    if let Some(sh) = &new.shadow {
+        if sh.find_name(&req.user).is_none() {
+            return bad(format!("/etc/shadow has no line glibc reads for {}", req.user));
+        }
+    }
+    for (old_t, new_t, is_system) in [
+        (&old.passwd, &new.passwd, &(|id| req.limits.is_system_uid(id)) as &dyn Fn(u32) -> bool),
+        (&old.group, &new.group, &|id| req.limits.is_system_gid(id)),
+    ] {
+        let ids = first_ids(new_t);
+        let mut seen = std::collections::HashSet::new();
+        for (idx, name, id) in entries_with_ids(old_t) {
+            // Only the first entry of a name is what lookups by name see.
+            if seen.insert(name.clone()) && is_system(id) && ids.get(&name) != Some(&id) {
+                return bad(format!("the system entry {} would change", old_t.describe(idx)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// (line, name, id) of every entry with a readable id.
+fn entries_with_ids(t: &Table) -> Vec<(usize, String, u32)> {
+    (0..t.len()).filter(|&i| t.is_entry(i)).filter_map(|i| t.id_at(i, ID).map(|id| (i, t.field(i, NAME), id))).collect()
+}
+
+/// name -> id of the first entry of each name, as lookups by name see it.
+fn first_ids(t: &Table) -> HashMap<String, u32> {
+    let mut m = HashMap::new();
+    for (_, name, id) in entries_with_ids(t) {
+        m.entry(name).or_insert(id);
+    }
+    m
 }
 
 /// The supplementary groups the job gets: its primary group, the groups whose

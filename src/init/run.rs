@@ -463,7 +463,8 @@ fn start(req: Request) -> Result<i32, Fatal> {
     let me = std::process::id();
     let identity = outcome.identity.as_ref();
     // Resolved before the services start, so a bad command starts nothing.
-    let launch = prepare(&req, &env, identity, &outcome.exports, start_dir.as_deref(), me)?;
+    let mut launch = prepare(&req, &env, identity, &outcome.exports, start_dir.as_deref(), me)?;
+    let idle = idle::for_job(extras.idle.clone(), &mut launch.env);
     let services = start_services(&req.root, &env, &extras, &outcome, nested);
     let pid = match spawn(&launch) {
         Ok(pid) => pid,
@@ -490,7 +491,7 @@ fn start(req: Request) -> Result<i32, Fatal> {
     // SAFETY: isatty has no preconditions.
     let tty = unsafe { libc::isatty(0) } == 1;
     crate::init::memory::release_startup_pages();
-    Ok(Supervisor::new(pid, policy, tty).with_idle(extras.idle).with_services(services, extras.service_grace).run())
+    Ok(Supervisor::new(pid, policy, tty).with_idle(idle).with_services(services, extras.service_grace).run())
 }
 
 /// `labinit wait` (legacy `setup_and_wait.sh`, `sleeper`, and `labinit`
@@ -524,7 +525,9 @@ fn start_wait(root: &Path) -> Result<i32, Fatal> {
         Some(i) => format!("set up; waiting. Connect with: {connect} (you become {}, uid {})", i.name, i.uid),
         None => format!("set up; waiting. Connect with: {connect}"),
     });
-    let supervisor = Supervisor::waiting(policy).with_idle(extras.idle).with_services(services, extras.service_grace);
+    let mut job = job_env(&env, outcome.identity.as_ref(), &outcome.exports, None);
+    let idle = idle::for_job(extras.idle.clone(), &mut job);
+    let supervisor = Supervisor::waiting(policy).with_idle(idle).with_services(services, extras.service_grace);
     crate::init::memory::release_startup_pages();
     Ok(supervisor.run())
 }
@@ -633,12 +636,14 @@ fn start_services(
 /// environment and the step exports PID 1's setup kept) and start the login
 /// shell in the home, or CMD. Nothing is set up and nothing supervised: the
 /// process becomes the shell. Returns only on failure.
-pub fn shell(root: PathBuf, cmd: Vec<OsString>) -> i32 {
+/// `pid1_waits`: PID 1 is a waiting labinit ([`crate::init::cli::waits`]),
+/// whose idle timeout defaults to 30 minutes.
+pub fn shell(root: PathBuf, cmd: Vec<OsString>, pid1_waits: bool) -> i32 {
     let env = container_env();
     // musl's getcwd hands back "(unreachable)/…" for a directory outside
     // this mount namespace (nsenter): only an absolute path is a start.
     let start_dir = std::env::current_dir().ok().filter(|p| p.is_absolute());
-    let launch = match prepare_shell(&root, cmd, &env, start_dir.as_deref()) {
+    let launch = match prepare_shell(&root, cmd, &env, start_dir.as_deref(), pid1_waits) {
         Ok(l) => l,
         Err(f) => {
             log::error(&f.message);
@@ -705,6 +710,7 @@ fn prepare_shell(
     cmd: Vec<OsString>,
     env: &[(OsString, OsString)],
     start_dir: Option<&Path>,
+    pid1_waits: bool,
 ) -> Result<Launch, Fatal> {
     let state::JobState { mut identity, exports } = shell_identity(root, env)?;
     let euid = nix::unistd::geteuid().as_raw();
@@ -719,7 +725,16 @@ fn prepare_shell(
     }
     let identity = identity.as_ref();
     let marker = pid1_is_labinit().then_some(1);
-    let env_out = job_env(env, identity, &exports, marker);
+    let mut env_out = job_env(env, identity, &exports, marker);
+    if marker.is_some() {
+        // The idle timeout PID 1 enforces, for a Jupyter started from this
+        // shell (its configuration follows LABINIT_IDLE_TIMEOUT).
+        let default = if pid1_waits { DEFAULT_IDLE_TIMEOUT } else { std::time::Duration::ZERO };
+        let get = |name: &str| env_get(env, name).map(|v| v.to_string_lossy().into_owned());
+        if let Ok(cfg) = idle::config_from_env(&get, default) {
+            idle::for_job(cfg, &mut env_out);
+        }
+    }
     let login = cmd.is_empty();
     let (argv, candidates) = if login {
         let shell = shell_for(identity, env);

@@ -17,7 +17,7 @@ use nix::libc;
 use crate::init::accounts::{Kind, Table};
 use crate::init::config::{AccountRequest, SetupConfig, Who};
 use crate::init::exit::{self, Fatal};
-use crate::init::files::{self, Root, Update, Written};
+use crate::init::files::{self, Root, Written};
 use crate::init::job::{self, Caller};
 use crate::init::provision::{self, Note, Request};
 use crate::init::state::{self, JobState};
@@ -230,8 +230,9 @@ fn account(root: &Root, cfg: &SetupConfig) -> Result<Option<Identity>, Fatal> {
     }
     let home = format!("/home/{}", req.user);
     let shell = choose_shell(root, cfg.shell.as_deref());
-    let db =
-        files::load(root).map_err(|e| Fatal::config(format!("{e}; the account for {} cannot be set up", req.user)))?;
+    let (limits, defs_notes) =
+        provision::Limits::from_login_defs(&files::login_defs(root).map_err(|e| Fatal::config(e.to_string()))?);
+    log_notes(&defs_notes);
     let request = Request {
         user: req.user.clone(),
         uid: req.uid,
@@ -241,28 +242,45 @@ fn account(root: &Root, cfg: &SetupConfig) -> Result<Option<Identity>, Fatal> {
         shell: shell.clone(),
         extra_groups: cfg.extra_groups.clone(),
         today: today(),
+        limits,
     };
-    let plan = provision::plan(&db, &request);
-    let changed = files::changed(&db, &plan.db);
+    // Read, plan and write under the account lock (files::transact).
+    let tx = files::transact(root, std::time::Duration::from_secs(15), |db| {
+        provision::plan(db, &request).map(|p| (p.db.clone(), p))
+    });
     let mut writable = true;
-    if !changed.is_empty() {
-        match write_tables(root, &changed) {
-            Ok(()) => log_notes(&plan.notes),
-            Err(e) if is_unwritable(&e) => {
-                writable = false;
-                log::warn(format!(
-                    "{e}: user {} (uid {}) is not in the account files, so whoami, ssh, su and sudo will not know it; the job still runs as uid {} gid {} with HOME={home}",
-                    req.user, req.uid, req.uid, req.gid
+    let final_db = match tx {
+        Ok(tx) => {
+            tx.recovered.iter().for_each(log::info);
+            if tx.written.is_empty() {
+                log::info(format!(
+                    "user {} (uid {}, gid {}) already set up; account files unchanged",
+                    req.user, req.uid, req.gid
                 ));
+            } else {
+                log_notes(&tx.value.notes);
+                for (kind, written) in &tx.written {
+                    if *written == Written::InPlace {
+                        log::warn(format!("{} is a mount point; rewrote it in place (not atomic)", kind.path()));
+                    }
+                }
             }
-            Err(e) => return Err(Fatal::config(format!("{e}; the account for {} was not set up", req.user))),
+            tx.after
         }
-    } else {
-        log::info(format!(
-            "user {} (uid {}, gid {}) already set up; account files unchanged",
-            req.user, req.uid, req.gid
-        ));
-    }
+        Err(files::TxError::Plan(refusal)) => return Err(Fatal::config(refusal.0)),
+        Err(files::TxError::Io(e)) if is_unwritable(&e) => {
+            writable = false;
+            log::warn(format!(
+                "{e}: user {} (uid {}) is not in the account files, so whoami, ssh, su and sudo will not know it; the job still runs as uid {} gid {} with HOME={home}",
+                req.user, req.uid, req.uid, req.gid
+            ));
+            files::load(root)
+                .map_err(|e| Fatal::config(format!("{e}; the account for {} cannot be set up", req.user)))?
+        }
+        Err(files::TxError::Io(e)) => {
+            return Err(Fatal::config(format!("{e}; the account for {} was not set up", req.user)))
+        }
+    };
     match home::ensure(root, &home, req.uid, req.gid) {
         Ok((_, notes)) => log_notes(&notes),
         Err(e) => log::warn(format!("{e}; the job starts without a usable home")),
@@ -276,24 +294,7 @@ fn account(root: &Root, cfg: &SetupConfig) -> Result<Option<Identity>, Fatal> {
     } else {
         log::warn("sudo was not granted: the account files could not be written");
     }
-    let final_db = if writable { &plan.db } else { &db };
     Ok(Some(job::identity_from_accounts(&final_db.passwd, &final_db.group, req, &inherited_groups(), &shell)))
-}
-
-/// Write the changed tables under the account lock, in write order.
-fn write_tables(root: &Root, tables: &[&Table]) -> io::Result<()> {
-    let _lock = files::lock(root, std::time::Duration::from_secs(15))?;
-    let rendered: Vec<(Kind, Vec<u8>)> = tables.iter().map(|t| (t.kind(), t.render())).collect();
-    let updates: Vec<Update> = rendered
-        .iter()
-        .map(|(kind, data)| Update { path: kind.path(), data, default_mode: files::default_mode(*kind) })
-        .collect();
-    for (written, (kind, _)) in files::replace_all(root, &updates)?.iter().zip(&rendered) {
-        if *written == Written::InPlace {
-            log::warn(format!("{} is a mount point; rewrote it in place (not atomic)", kind.path()));
-        }
-    }
-    Ok(())
 }
 
 /// Started as non-root (`--user`, `runAsUser`): nothing that needs root can

@@ -50,12 +50,17 @@ pub fn has_include(sudoers: &str) -> bool {
 }
 
 /// Grant (or, with `enabled == false`, withdraw) the drop-in. Returns notes.
+///
+/// `Err` means the grant was not made (the message says why, with the errno
+/// of a failed call); once the drop-in is written, a problem with
+/// `/etc/sudoers` is a warning note instead, since the drop-in exists.
 pub fn apply(root: &Root, uid: u32, enabled: bool, path: Option<&str>) -> io::Result<Vec<Note>> {
     let mut notes = Vec::new();
     let drop_in = root.path(DROP_IN);
+    let ctx = |e: io::Error, what: String| io::Error::new(e.kind(), format!("{what}: {e}"));
     if !enabled {
         if fs::symlink_metadata(&drop_in).is_ok() {
-            fs::remove_file(&drop_in)?;
+            fs::remove_file(&drop_in).map_err(|e| ctx(e, format!("cannot remove {DROP_IN}")))?;
             notes.push(Note::Info("LABKIT_SUDO=0: removed the sudo grant from an earlier start".into()));
         } else {
             notes.push(Note::Info("LABKIT_SUDO=0: no sudo for the user".into()));
@@ -67,9 +72,30 @@ pub fn apply(root: &Root, uid: u32, enabled: bool, path: Option<&str>) -> io::Re
         return Ok(notes);
     }
     let dir = root.path("/etc/sudoers.d");
-    if !dir.is_dir() {
-        fs::create_dir_all(&dir)?;
-        fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    match fs::symlink_metadata(&dir) {
+        Ok(m) if m.file_type().is_symlink() => {
+            let target = fs::read_link(&dir).map(|t| t.display().to_string()).unwrap_or_else(|_| "?".into());
+            let dangling = if fs::metadata(&dir).is_err() { ", which does not exist" } else { "" };
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "/etc/sudoers.d is a symbolic link to {target}{dangling}; labinit writes the drop-in only into a real directory (make /etc/sudoers.d a directory in the image)"
+                ),
+            ));
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "/etc/sudoers.d exists but is not a directory (make it a directory in the image)",
+            ))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir(&dir).map_err(|e| ctx(e, "cannot create /etc/sudoers.d".into()))?;
+            fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .map_err(|e| ctx(e, "cannot chmod /etc/sudoers.d".into()))?;
+        }
+        Err(e) => return Err(ctx(e, "cannot inspect /etc/sudoers.d".into())),
     }
     let want = drop_in_content(uid, path);
     let current = fs::read(&drop_in).ok();
@@ -80,30 +106,45 @@ pub fn apply(root: &Root, uid: u32, enabled: bool, path: Option<&str>) -> io::Re
     if current.as_deref() != Some(want.as_bytes()) || !meta_ok {
         // Remove first so replace() creates it fresh as 0440 root:root rather
         // than keeping whatever owner/mode a stale file had.
-        let _ = fs::remove_file(&drop_in);
+        match fs::remove_file(&drop_in) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ctx(e, format!("cannot replace the old {DROP_IN}"))),
+        }
         files::replace(root, DROP_IN, want.as_bytes(), 0o440)?;
     }
-    notes.push(Note::Info(format!("sudo: passwordless for uid {uid} ({DROP_IN})")));
 
-    match fs::read(root.path(SUDOERS)) {
+    let include = match fs::read(root.path(SUDOERS)) {
         Ok(data) => {
             let text = String::from_utf8_lossy(&data);
-            if !has_include(&text) {
+            if has_include(&text) {
+                Ok(None)
+            } else {
                 let mut new = data.clone();
                 if !new.is_empty() && !new.ends_with(b"\n") {
                     new.push(b'\n');
                 }
                 new.extend_from_slice(format!("{INCLUDE}\n").as_bytes());
-                files::replace(root, SUDOERS, &new, 0o440)?;
-                notes.push(Note::Info(format!("appended '{INCLUDE}' to /etc/sudoers (it had none)")));
+                files::replace(root, SUDOERS, &new, 0o440)
+                    .map(|_| Some(Note::Info(format!("appended '{INCLUDE}' to /etc/sudoers (it had none)"))))
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let content = format!("# Written by labinit: sudo was installed without a sudoers file.\nDefaults env_reset\nroot ALL=(ALL:ALL) ALL\n{INCLUDE}\n");
-            files::replace(root, SUDOERS, content.as_bytes(), 0o440)?;
-            notes.push(Note::Warn("/etc/sudoers was missing; wrote a minimal one that includes /etc/sudoers.d".into()));
+            files::replace(root, SUDOERS, content.as_bytes(), 0o440).map(|_| {
+                Some(Note::Warn("/etc/sudoers was missing; wrote a minimal one that includes /etc/sudoers.d".into()))
+            })
         }
-        Err(e) => return Err(e),
+        Err(e) => Err(ctx(e, "cannot read /etc/sudoers".into())),
+    };
+    match include {
+        Ok(note) => {
+            notes.push(Note::Info(format!("sudo: passwordless for uid {uid} ({DROP_IN})")));
+            notes.extend(note);
+        }
+        Err(e) => notes.push(Note::Warn(format!(
+            "wrote the sudo grant {DROP_IN}, but /etc/sudoers could not be made to include /etc/sudoers.d ({e}); sudo may not read the grant"
+        ))),
     }
     if no_new_privs() {
         notes.push(Note::Warn(

@@ -241,12 +241,17 @@ impl Supervisor {
         if let Some(cfg) = cfg {
             let now = Instant::now();
             log::info(format!(
-                "idle watchdog: on; the container stops after {} without CPU use (≥ {}% of a core), GPU use ({}) or a process named {} (checked every {})",
+                "idle watchdog: on; the container stops after {} without CPU use (≥ {}% of a core), GPU use ({}) or a process named {} (checked every {}){}",
                 idle::human(cfg.timeout),
                 cfg.cpu * 100.0,
                 if cfg.device_glob.is_empty() { "not watched".to_owned() } else { cfg.device_glob.clone() },
                 if cfg.busy_names.is_empty() { "-".to_owned() } else { cfg.busy_names.join(" or ") },
                 idle::human(cfg.interval),
+                if cfg.jupyter_runtime_dirs.is_empty() {
+                    ""
+                } else {
+                    "; Jupyter notebooks count while a kernel executes or a client is active"
+                },
             ));
             let next = now + cfg.interval;
             let log = IdleLog::new(cfg.log_file.clone());
@@ -389,6 +394,10 @@ impl Supervisor {
         w.last = now;
         w.next = now + w.dog.config().interval;
         let reason = w.dog.busy_reason(std::path::Path::new("/proc"), self.services.sessions(), &[me], elapsed);
+        for note in w.dog.take_notes() {
+            log::info(&note);
+            w.log.write(&note);
+        }
         let event = w.dog.observe(reason, elapsed);
         if let Some(line) = idle::message(&event, w.dog.config()) {
             log::info(&line);

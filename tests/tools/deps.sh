@@ -5,7 +5,7 @@
 set -euo pipefail
 need=(busybox-static sudo file debootstrap python3 python3-psutil podman runc iptables docker.io
       python3-venv openssh-client openssh-server ca-certificates hyperfine shellcheck g++
-      tini catatonit dumb-init gosu)
+      tini catatonit dumb-init gosu strace)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -37,3 +37,7 @@ if [ ! -x "$kv_venv/bin/kubernetes-validate" ]; then
 fi
 mkdir -p "$tools/bin"
 ln -sfn "$kv_venv/bin/kubernetes-validate" "$tools/bin/kubernetes-validate"
+# A real Jupyter for tests/jupyter.rs (pinned; PyPI), where the Makefile says.
+if [ -n "${JUPYTER_VENV:-}" ]; then
+    "$(dirname "$0")/jupyter-venv.sh" "$JUPYTER_VENV"
+fi
