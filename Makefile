@@ -74,15 +74,20 @@ unit: labinit debian-root jupyter-venv
 	  cargo test --locked -- --test-threads=2
 
 # End to end (tests/e2e/README.md): lab-base (cpu) built by labkit with podman on a
-# debootstrapped Ubuntu 24.04 base, then the lab's job shapes in real containers.
+# debootstrapped Ubuntu 24.04 base, then the lab's job shapes in real containers;
+# then lab-base and a child built by labkit with docker, on a dockerd the script
+# starts and stops itself (tests/e2e/docker.sh).
 e2e: labinit
 	E2E_CACHE=$(CACHE) tests/e2e/run.sh
+	E2E_CACHE=$(CACHE) tests/e2e/docker.sh
 
 # The whole cpu family from the committed Dockerfiles and locks (lab-pytorch and
 # lab-python-ml download ~4 GB from PyPI), every image's tests (`labkit test`),
-# researchers' and derived images' pip installs, sizes and install times.
+# researchers' and derived images' pip installs, sizes and install times; then
+# the docker engine run of `make e2e`.
 e2e-full: labinit
 	E2E_FULL=1 E2E_CACHE=$(CACHE) tests/e2e/run.sh
+	E2E_CACHE=$(CACHE) tests/e2e/docker.sh
 
 # Fuzz every parser 60 s per target and merge new coverage into fuzz/corpus/ (commit it).
 fuzz:

@@ -8,7 +8,7 @@ use images_support::*;
 use serde_json::Value;
 
 fn bake(s: &Scratch, extra: &[&str]) -> Value {
-    let mut args = vec!["bake", "--no-stage", "-o", "-", "--revision", "r1", "--created", "c1"];
+    let mut args = vec!["bake", "--no-stage", "-o", "-", "--revision", "r1", "--created", "2026-01-01T00:00:01Z"];
     args.extend_from_slice(extra);
     let out = labkit(s.path(), &args);
     assert!(out.status.success(), "{}", text(&out));
@@ -102,7 +102,7 @@ fn groups() {
 #[test]
 fn stages_context_and_writes_the_file() {
     let s = family_copy();
-    let t = expect(labkit(s.path(), &["bake", "--revision", "r", "--created", "c"]), 0);
+    let t = expect(labkit(s.path(), &["bake", "--revision", "r", "--created", "2026-01-01T00:00:00Z"]), 0);
     assert!(t.contains("docker buildx bake -f"), "{t}");
     let b: Value = serde_json::from_str(&s.read("build/images/docker-bake.json")).unwrap();
     assert_eq!(b["target"].as_object().unwrap().len(), 9);

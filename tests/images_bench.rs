@@ -64,7 +64,16 @@ fn bench_build_parallelism() {
         s.write("durations", &table);
         let t0 = Instant::now();
         let o = labkit_cmd(s.path())
-            .args(["build", "--revision", "r", "--created", "c", "--jobs", &jobs.to_string(), "--engine"])
+            .args([
+                "build",
+                "--revision",
+                "r",
+                "--created",
+                "2026-01-01T00:00:00Z",
+                "--jobs",
+                &jobs.to_string(),
+                "--engine",
+            ])
             .arg(s.join("fakebin/docker"))
             .env("FAKE_ENGINE_LOG", s.join("engine.log"))
             .env("FAKE_ENGINE_DURATIONS", s.join("durations"))

@@ -25,7 +25,7 @@ fn rig() -> Rig {
 impl Rig {
     fn build(&self, engine: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         let mut c = labkit_cmd(self.s.path());
-        c.arg("build").args(["--revision", "r1", "--created", "c1"]);
+        c.arg("build").args(["--revision", "r1", "--created", "2026-01-01T00:00:01Z"]);
         if !engine.is_empty() {
             c.arg("--engine").arg(self.bin.join(engine));
         }
@@ -184,7 +184,14 @@ fn podman_gets_volumes_network_and_build_args() {
     let base = argv.iter().find(|a| a.contains("lab-base/cpu")).unwrap();
     assert!(base.contains("--build-arg BASE_IMAGE=localhost/debootstrap-noble:latest"), "{base}");
     let torch = argv.iter().find(|a| a.contains("lab-pytorch/cpu")).unwrap();
-    assert!(torch.contains(&format!("--build-arg BASE_IMAGE={R}/lab-base:cpu")), "{torch}");
+    // The child is built on the image ID the engine reported for its parent
+    // in this run, not on the parent's moving tag; the label still names it.
+    let parent_id = labkit::images::sha256_hex(format!("{R}/lab-base:cpu").as_bytes());
+    assert!(torch.contains(&format!("--build-arg BASE_IMAGE=sha256:{parent_id}")), "{torch}");
+    assert!(torch.contains(&format!("--build-arg BASE_NAME={R}/lab-base:cpu")), "{torch}");
+    // A --base-override names a local image: not pulled. Children: not pulled.
+    assert!(!base.contains("--pull"), "{base}");
+    assert!(!torch.contains("--pull"), "{torch}");
 }
 
 #[test]

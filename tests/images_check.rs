@@ -138,10 +138,10 @@ fn undefined_template_variable_names_file_and_line() {
     s.edit("images/templates/app.Dockerfile.tera", "{{ image.name }}", "{{ image.nmae }}");
     invalid(&s, "images/templates/app.Dockerfile.tera:3");
 
-    // Tera treats an undefined name in `if` as false; labkit does not.
+    // An undefined name in `if` is an error too, not false.
     let s = fixture_family();
     s.edit("images/templates/base.Dockerfile.tera", "{%- if variant.is_cuda %}", "{%- if is_cuda %}");
-    invalid(&s, "images/templates/base.Dockerfile.tera:4: undefined variable `is_cuda`");
+    invalid(&s, "images/templates/base.Dockerfile.tera:5: image base, variant cpu: undefined variable `is_cuda`");
 }
 
 #[test]

@@ -25,7 +25,7 @@ fn target<'a>(p: &'a Value, name: &str) -> &'a Value {
 fn whole_family_in_three_levels() {
     let s = family_copy();
     let p = plan_json(s.path(), &[]);
-    assert_eq!(p["schema"], 1);
+    assert_eq!(p["schema"], 2);
     let levels: Vec<Vec<String>> = serde_json::from_value(p["levels"].clone()).unwrap();
     assert_eq!(
         levels,
@@ -64,7 +64,7 @@ fn per_target_facts() {
     assert_eq!(t["args"]["BASE_IMAGE"], "ic-registry.epfl.ch/cvlab/lis/lab-base:cuda12");
     assert_eq!(t["args"]["VCS_REF"], "r1");
     assert_eq!(t["args"]["BUILD_DATE"], "2026-01-01T00:00:00Z");
-    assert_eq!(t["inputs_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(t["build_inputs_sha256"].as_str().unwrap().len(), 64);
 
     let base = target(&p, "lab-base-cu118");
     assert_eq!(base["parent"]["kind"], "image");
@@ -83,8 +83,8 @@ fn inputs_hash_follows_parents_and_shipped_files() {
     let b = plan_json(s.path(), &["--revision", "other"]);
     for n in ["lab-base-cpu", "lab-python-ml-cpu"] {
         assert_eq!(
-            target(&a, n)["inputs_sha256"],
-            target(&b, n)["inputs_sha256"],
+            target(&a, n)["build_inputs_sha256"],
+            target(&b, n)["build_inputs_sha256"],
             "revision is per-build, not an input"
         );
     }
@@ -92,8 +92,8 @@ fn inputs_hash_follows_parents_and_shipped_files() {
     let c = plan_json(s.path(), &[]);
     for n in ["lab-base-cpu", "lab-python-ml-cpu"] {
         assert_ne!(
-            target(&a, n)["inputs_sha256"],
-            target(&c, n)["inputs_sha256"],
+            target(&a, n)["build_inputs_sha256"],
+            target(&c, n)["build_inputs_sha256"],
             "{n}: a new step changes the inputs"
         );
     }
@@ -147,7 +147,7 @@ fn base_override_and_build_args() {
 #[test]
 fn text_plan_lists_levels() {
     let s = family_copy();
-    let t = expect(labkit(s.path(), &["plan", "--revision", "r", "--created", "c"]), 0);
+    let t = expect(labkit(s.path(), &["plan", "--revision", "r", "--created", "2026-01-01T00:00:00Z"]), 0);
     assert!(t.contains("plan: 9 target(s) in 3 level(s)"), "{t}");
     assert!(t.contains("level 0: lab-base-cpu, lab-base-cu118, lab-base-cuda12"), "{t}");
     assert!(t.contains("parent      target lab-base-cpu"), "{t}");

@@ -229,7 +229,7 @@ fn the_build_context_carries_the_locks() {
     let (s, path) = family();
     expect(lock(&s, &path, &[], false), 0);
     s.write("dist/labinit", "#!/bin/sh\n");
-    let t = expect(labkit(s.path(), &["bake", "-o", "-", "--revision", "r", "--created", "c"]), 0);
+    let t = expect(labkit(s.path(), &["bake", "-o", "-", "--revision", "r", "--created", "2026-11-30T00:00:00Z"]), 0);
     assert!(t.contains("\"target\""), "{t}");
     for (img, v) in [("base", "cpu"), ("app", "cpu"), ("base", "gpu"), ("app", "gpu")] {
         let staged = s.read(&format!("build/images/context/python/{img}/{v}/requirements.lock"));

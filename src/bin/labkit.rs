@@ -69,7 +69,12 @@ enum Command {
         base_override: Vec<(String, String)>,
     },
     /// Fail on drift between the committed Dockerfiles and a fresh render.
-    Check,
+    Check {
+        /// Output format; json prints one object
+        /// {"schema":1,"clean":…,"drift":[{"kind","path","detail"}],"warnings":[…]}.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
     /// Show the build plan: targets in levels that can build in parallel.
     Plan {
         #[command(flatten)]
@@ -124,6 +129,9 @@ enum Command {
         /// Directory for per-target logs (default: build/images/logs).
         #[arg(long)]
         log_dir: Option<PathBuf>,
+        /// Also write the summary as JSON to FILE (for CI).
+        #[arg(long, value_name = "FILE")]
+        summary_json: Option<PathBuf>,
     },
     /// Run the image tests (images/tests/<image>/, inherited by children) in
     /// containers of the built images, one line per test.
@@ -175,6 +183,28 @@ enum Command {
     Job(labkit::job::cli::JobArgs),
 }
 
+/// Writes `s` to stdout. A closed stdout (`labkit plan | head`) is not an
+/// error the user needs to hear about: labkit stops quietly with 0, as `cat`
+/// and `grep` do, instead of panicking.
+fn emit(s: &str) {
+    use std::io::Write as _;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_all(s.as_bytes()).and_then(|_| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("labkit: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` through [`emit`].
+macro_rules! out {
+    ($($t:tt)*) => {
+        emit(&format!("{}\n", format_args!($($t)*)))
+    };
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `labkit job` runs anywhere (a laptop, the login node): no repository.
@@ -212,74 +242,76 @@ fn run(layout: &Layout, command: Command) -> anyhow::Result<u8> {
             let overrides = base_override.into_iter().collect();
             let r = images::render_to(layout, out.as_deref(), &overrides)?;
             for p in &r.written {
-                println!("wrote {p}");
+                out!("wrote {p}");
             }
             for p in &r.deleted {
-                println!("deleted stale {p}");
+                out!("deleted stale {p}");
             }
             for p in &r.foreign {
                 eprintln!("labkit: left alone {p}: not written by labkit");
             }
-            println!(
-                "render: {} written, {} unchanged, {} deleted",
-                r.written.len(),
-                r.unchanged.len(),
-                r.deleted.len()
-            );
+            out!("render: {} written, {} unchanged, {} deleted", r.written.len(), r.unchanged.len(), r.deleted.len());
             Ok(0)
         }
-        Command::Check => {
+        Command::Check { format } if format == "json" => {
+            let report = images::check(layout)?;
+            out!("{}", report.to_json());
+            Ok(if report.is_clean() { 0 } else { 1 })
+        }
+        Command::Check { .. } => {
             let report = images::check(layout)?;
             for w in &report.warnings {
                 eprintln!("warning: {w}");
             }
             for d in &report.drift {
-                println!("{d}");
+                out!("{d}");
             }
             if report.is_clean() {
-                println!("check: images/generated is up to date");
+                out!("check: images/generated is up to date");
                 Ok(0)
             } else {
-                println!("check: {} problem(s)", report.drift.len());
+                out!("check: {} problem(s)", report.drift.len());
                 Ok(1)
             }
         }
         Command::Plan { sel, values, format } => {
             let p = plan_for(layout, &sel, &values)?;
             if format == "json" {
-                println!("{}", p.to_json());
+                out!("{}", p.to_json());
             } else {
-                print!("{}", p.to_text());
+                emit(&p.to_text());
             }
             Ok(0)
         }
         Command::Bake { sel, values, output, no_stage, labinit } => {
             let p = plan_for(layout, &sel, &values)?;
+            // The bake file points at the committed Dockerfiles: refuse, as
+            // build does, when they are not what the manifest says.
+            build::require_up_to_date(layout)?;
             if !no_stage {
                 let ctx = values.context.clone().unwrap_or_else(|| layout.work().join("context"));
                 build::stage_context(layout, &ctx, labinit.as_deref())?;
             }
             let json = bake::to_json(&bake::bake(&p, &layout.root));
             match output.as_deref() {
-                Some("-") => println!("{json}"),
+                Some("-") => out!("{json}"),
                 other => {
                     let path = other.map(PathBuf::from).unwrap_or_else(|| layout.work().join("docker-bake.json"));
                     if let Some(d) = path.parent() {
                         std::fs::create_dir_all(d)?;
                     }
                     std::fs::write(&path, json + "\n")?;
-                    println!(
-                        "bake: wrote {} ({} targets); run from {}: docker buildx bake -f {}",
+                    out!(
+                        "bake: wrote {} ({} targets; absolute paths, so from any directory): docker buildx bake -f {}",
                         path.display(),
                         p.targets.len(),
-                        layout.root.display(),
                         path.display()
                     );
                 }
             }
             Ok(0)
         }
-        Command::Build { sel, values, engine, jobs, push, network, volumes, labinit, log_dir } => {
+        Command::Build { sel, values, engine, jobs, push, network, volumes, labinit, log_dir, summary_json } => {
             let p = plan_for(layout, &sel, &values)?;
             let engine = build::Engine::detect(engine.as_deref())?;
             let opts = build::BuildOptions {
@@ -290,6 +322,7 @@ fn run(layout: &Layout, command: Command) -> anyhow::Result<u8> {
                 labinit,
                 log_dir: log_dir.unwrap_or_else(|| layout.work().join("logs")),
                 context: values.context.unwrap_or_else(|| layout.work().join("context")),
+                summary_json,
             };
             let summary = build::build(layout, &p, &engine, &opts)?;
             Ok(if summary.success() { 0 } else { 1 })
@@ -338,7 +371,8 @@ fn plan_for(layout: &Layout, sel: &Selection, v: &BuildValues) -> anyhow::Result
             v.created.clone(),
             v.apt_mirror.clone(),
             &v.build_args,
-        ),
+        )
+        .map_err(images::UsageError)?,
     };
     images::plan(layout, &overrides, &opts)
 }

@@ -41,15 +41,36 @@ pub struct BakeTarget {
     pub platforms: Vec<String>,
 }
 
-/// `dockerfile` relative to `context` (both relative to the repository root),
-/// or an absolute path when the context is outside the repository.
-fn dockerfile_from_context(root: &Path, context: &str, dockerfile: &str) -> String {
-    let ctx = Path::new(context);
-    if ctx.is_absolute() || context.split('/').any(|c| c == "..") {
-        return root.join(dockerfile).to_string_lossy().to_string();
+/// `path` (relative to the repository root, or absolute) as an absolute path.
+///
+/// The bake file names its context and Dockerfile by absolute path, so it
+/// means the same whether bake resolves relative paths against the current
+/// directory (the default) or against the bake file's directory
+/// (`BUILDX_BAKE_FILE_RELATIVE_PATHS=1`), and from any directory. The file is
+/// a build artifact of this checkout (under `build/`), never committed, so
+/// absolute paths cost nothing.
+fn absolute(root: &Path, path: &str) -> String {
+    let p = Path::new(path);
+    let abs = if p.is_absolute() { p.to_path_buf() } else { root.join(p) };
+    let mut out = std::path::PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
     }
-    let depth = context.split('/').filter(|c| !c.is_empty() && *c != ".").count();
-    format!("{}{}", "../".repeat(depth), dockerfile)
+    out.to_string_lossy().to_string()
+}
+
+/// Escapes a string for bake: bake reads JSON files as HCL, where `${…}` is
+/// interpolation and `%{…}` a template directive (buildx #2613). `$${` and
+/// `%%{` are their literal forms, so every string labkit writes reaches the
+/// build exactly as given.
+pub fn escape(s: &str) -> String {
+    s.replace("${", "$${").replace("%{", "%%{")
 }
 
 /// The bake file for `plan`; `root` is where `docker buildx bake` runs.
@@ -91,16 +112,17 @@ pub fn bake(plan: &Plan, root: &Path) -> BakeFile {
         ] {
             labels.insert(format!("{oci}.{label}"), t.args.get(arg).cloned().unwrap_or_default());
         }
+        let esc_map = |m: BTreeMap<String, String>| m.into_iter().map(|(k, v)| (escape(&k), escape(&v))).collect();
         target.insert(
             t.name.clone(),
             BakeTarget {
-                context: t.context.clone(),
-                dockerfile: dockerfile_from_context(root, &t.context, &t.dockerfile),
-                args,
-                contexts,
-                tags: t.tags.clone(),
-                labels,
-                platforms: t.platforms.clone(),
+                context: escape(&absolute(root, &t.context)),
+                dockerfile: escape(&absolute(root, &t.dockerfile)),
+                args: esc_map(args),
+                contexts: esc_map(contexts),
+                tags: t.tags.iter().map(|x| escape(x)).collect(),
+                labels: esc_map(labels),
+                platforms: t.platforms.iter().map(|x| escape(x)).collect(),
             },
         );
     }
@@ -116,14 +138,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dockerfile_is_relative_to_context() {
-        assert_eq!(
-            dockerfile_from_context(Path::new("/r"), "build/images/context", "images/generated/a/b/Dockerfile"),
-            "../../../images/generated/a/b/Dockerfile"
-        );
-        assert_eq!(
-            dockerfile_from_context(Path::new("/r"), "/abs/ctx", "images/generated/a/b/Dockerfile"),
-            "/r/images/generated/a/b/Dockerfile"
-        );
+    fn paths_are_absolute() {
+        assert_eq!(absolute(Path::new("/r"), "build/images/context"), "/r/build/images/context");
+        assert_eq!(absolute(Path::new("/r"), "./a/../b"), "/r/b");
+        assert_eq!(absolute(Path::new("/r"), "/abs/ctx"), "/abs/ctx");
+    }
+
+    #[test]
+    fn escape_makes_interpolation_literal() {
+        assert_eq!(escape("a${T}b"), "a$${T}b");
+        assert_eq!(escape("50%{x}"), "50%%{x}");
+        assert_eq!(escape("$${x}"), "$$${x}");
+        // Negative control: plain `$` and `%` are not interpolation.
+        assert_eq!(escape("$HOME 50% {x}"), "$HOME 50% {x}");
     }
 }

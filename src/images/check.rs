@@ -60,6 +60,42 @@ impl CheckReport {
     pub fn is_clean(&self) -> bool {
         self.drift.is_empty()
     }
+
+    /// `check --format json`: `{"schema":1,"clean":bool,"drift":[{"kind":
+    /// "modified|missing|orphaned|hand-edited|lock-missing|lock-stale|
+    /// lock-hand-edited","path","detail","message"}],
+    /// "warnings":[string]}`.
+    pub fn to_json(&self) -> String {
+        let drift: Vec<serde_json::Value> = self
+            .drift
+            .iter()
+            .map(|d| {
+                let (kind, path, detail) = match d {
+                    Drift::Modified { path, detail } => ("modified", path, detail.as_str()),
+                    Drift::Missing { path } => ("missing", path, ""),
+                    Drift::Orphaned { path } => ("orphaned", path, ""),
+                    Drift::HandEdited { path, detail } => ("hand-edited", path, detail.as_str()),
+                    Drift::Lock(l) => (
+                        match l.problem {
+                            super::python::LockProblem::Missing => "lock-missing",
+                            super::python::LockProblem::Stale => "lock-stale",
+                            super::python::LockProblem::HandEdited => "lock-hand-edited",
+                        },
+                        &l.path,
+                        "",
+                    ),
+                };
+                serde_json::json!({"kind": kind, "path": path, "detail": detail, "message": d.to_string()})
+            })
+            .collect();
+        serde_json::to_string_pretty(&serde_json::json!({
+            "schema": 1,
+            "clean": self.is_clean(),
+            "drift": drift,
+            "warnings": self.warnings,
+        }))
+        .expect("check report serialises")
+    }
 }
 
 /// Where two texts first differ, as `line N: expected "…", found "…"` (N is
@@ -103,14 +139,18 @@ fn first_difference(expected: &str, found: &str) -> String {
 /// messages (e.g. `images/generated/`).
 pub fn compare(out: &Path, shown: &str, rendered: &Rendered) -> Vec<Drift> {
     let mut drift = Vec::new();
-    let index = std::fs::read_to_string(out.join(INDEX)).map(|s| render::parse_index(&s)).unwrap_or_default();
+    let index = std::fs::read_to_string(out.join(INDEX))
+        .map(|s| render::parse_index(&s.replace("\r\n", "\n")))
+        .unwrap_or_default();
     let on_disk = if out.is_dir() { render::list_files(out) } else { Vec::new() };
     let expected: BTreeMap<&str, &str> = rendered.files.iter().map(|f| (f.path.as_str(), f.content.as_str())).collect();
 
     for (path, want) in &expected {
         let full = out.join(path);
         let shown_path = format!("{shown}{path}");
-        match std::fs::read_to_string(&full) {
+        // A checkout may turn LF into CRLF (core.autocrlf without the
+        // repository's .gitattributes): line endings are not content.
+        match std::fs::read_to_string(&full).map(|h| h.replace("\r\n", "\n")) {
             Err(_) => drift.push(Drift::Missing { path: shown_path }),
             Ok(have) if have == *want => {}
             Ok(have) => {
@@ -136,7 +176,7 @@ pub fn compare(out: &Path, shown: &str, rendered: &Rendered) -> Vec<Drift> {
     // The INDEX is reported only on its own: any other drift already implies it.
     if drift.is_empty() {
         let want = rendered.index();
-        match std::fs::read_to_string(out.join(INDEX)) {
+        match std::fs::read_to_string(out.join(INDEX)).map(|h| h.replace("\r\n", "\n")) {
             Err(_) => drift.push(Drift::Missing { path: format!("{shown}{INDEX}") }),
             Ok(have) if have != want => drift
                 .push(Drift::HandEdited { path: format!("{shown}{INDEX}"), detail: first_difference(&want, &have) }),

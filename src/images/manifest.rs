@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::lock::Lock;
-use super::Layout;
+use super::{syntax, Layout};
 
 /// The whole manifest file. Unknown keys anywhere are errors: a typo must
 /// never silently drop a setting.
@@ -174,7 +174,10 @@ pub type BaseOverrides = BTreeMap<String, String>;
 /// Parses `cpu=localhost/debootstrap-noble:latest`.
 pub fn parse_override(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
-        Some((v, r)) if !v.is_empty() && !r.is_empty() => Ok((v.to_string(), r.to_string())),
+        Some((v, r)) if !v.is_empty() && !r.is_empty() => match syntax::full_reference(r) {
+            Ok(()) => Ok((v.to_string(), r.to_string())),
+            Err(why) => Err(format!("base override `{s}`: {why}")),
+        },
         _ => Err(format!("base override `{s}` is not VARIANT=REFERENCE (e.g. cpu=localhost/noble:latest)")),
     }
 }
@@ -229,20 +232,74 @@ impl Family {
 pub enum ManifestError {
     Read(String),
     Parse(String),
-    BadName { what: &'static str, name: String },
-    UnknownParent { image: String, parent: String },
-    Cycle { chain: Vec<String> },
-    UnknownVariant { image: String, variant: String },
-    ParentLacksVariant { image: String, variant: String, parent: String },
-    DuplicateTag { tag: String, first: String, second: String },
-    BadTag { image: String, pattern: String, reason: String },
-    NoTags { image: String, variant: String },
-    BadBase { variant: String, base: String },
-    BadEol { variant: String, eol: String },
-    MissingValue { variant: String, key: String },
-    MissingTemplate { image: String, path: String },
-    NameCollision { name: String },
-    UnknownOverride { variant: String },
+    BadName {
+        what: &'static str,
+        name: String,
+    },
+    UnknownParent {
+        image: String,
+        parent: String,
+    },
+    Cycle {
+        chain: Vec<String>,
+    },
+    UnknownVariant {
+        image: String,
+        variant: String,
+    },
+    ParentLacksVariant {
+        image: String,
+        variant: String,
+        parent: String,
+    },
+    DuplicateTag {
+        tag: String,
+        first: String,
+        second: String,
+    },
+    BadTag {
+        image: String,
+        pattern: String,
+        reason: String,
+    },
+    NoTags {
+        image: String,
+        variant: String,
+    },
+    BadBase {
+        variant: String,
+        base: String,
+    },
+    BadEol {
+        variant: String,
+        eol: String,
+    },
+    MissingValue {
+        variant: String,
+        key: String,
+    },
+    MissingTemplate {
+        image: String,
+        path: String,
+    },
+    NameCollision {
+        name: String,
+    },
+    UnknownOverride {
+        variant: String,
+    },
+    /// A value with the wrong format for where it lands (`where` is its
+    /// place in the manifest, e.g. `variants.cpu.description`).
+    Invalid {
+        place: String,
+        reason: String,
+    },
+    /// A bake group name (`all`, `default`, a variant, an image) that equals
+    /// another group's or a target's name: bake would resolve it to the group.
+    GroupClash {
+        name: String,
+        with: String,
+    },
 }
 
 impl fmt::Display for ManifestError {
@@ -289,7 +346,7 @@ impl fmt::Display for ManifestError {
                 "variant `{variant}`: base `{base}` must be written in full, registry/name:tag (e.g. docker.io/library/ubuntu:24.04)"
             ),
             BadEol { variant, eol } => {
-                write!(f, "variant `{variant}`: eol `{eol}` is not a YYYY-MM-DD date")
+                write!(f, "variant `{variant}`: eol {eol}")
             }
             MissingValue { variant, key } => write!(
                 f,
@@ -305,6 +362,12 @@ impl fmt::Display for ManifestError {
             UnknownOverride { variant } => write!(
                 f,
                 "base override names variant `{variant}`, which the manifest does not declare"
+            ),
+            Invalid { place, reason } => write!(f, "{place}: {reason}"),
+            GroupClash { name, with } => write!(
+                f,
+                "bake name `{name}` is taken twice, by {with}: bake resolves a name to the group and \
+                 silently builds something else. Rename the variant or image (reserved group names: all, default)"
             ),
         }
     }
@@ -334,33 +397,6 @@ fn valid_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-/// Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-fn valid_tag(s: &str) -> bool {
-    let mut chars = s.chars();
-    s.len() <= 128
-        && matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
-}
-
-/// A full reference names a registry host and an explicit tag or digest.
-fn valid_full_reference(r: &str) -> bool {
-    let (first, rest) = match r.split_once('/') {
-        Some(p) => p,
-        None => return false,
-    };
-    let host = first.contains('.') || first.contains(':') || first == "localhost";
-    let last = rest.rsplit('/').next().unwrap_or(rest);
-    host && (last.contains(':') || r.contains("@sha256:"))
-}
-
-fn valid_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
-}
-
 /// Expands one tag pattern for a variant; `{alias}` fans out.
 fn expand_pattern(pattern: &str, variant: &str, v: &Variant) -> Result<Vec<String>, String> {
     let mut rest = pattern;
@@ -379,9 +415,7 @@ fn expand_pattern(pattern: &str, variant: &str, v: &Variant) -> Result<Vec<Strin
         vec![with_variant]
     };
     for t in &tags {
-        if !valid_tag(t) {
-            return Err(format!("`{t}` is not a valid tag ([A-Za-z0-9_][A-Za-z0-9_.-]*, at most 128)"));
-        }
+        syntax::tag(t)?;
     }
     Ok(tags)
 }
@@ -397,6 +431,7 @@ pub fn expand(
     use ManifestError::*;
     let mut errors = Vec::new();
 
+    errors.extend(check_formats(m));
     for name in m.variants.keys() {
         if !valid_name(name) {
             errors.push(BadName { what: "variant", name: name.clone() });
@@ -405,24 +440,33 @@ pub fn expand(
     for name in m.images.keys() {
         if !valid_name(name) {
             errors.push(BadName { what: "image", name: name.clone() });
+        } else if let Err(reason) = syntax::path_component(name) {
+            errors.push(Invalid {
+                place: format!("images.{name}"),
+                reason: format!("the image name is part of every tag: {reason}"),
+            });
         }
     }
+    errors.extend(group_clashes(m));
     for (name, v) in &m.variants {
-        if !valid_full_reference(&v.base) {
+        if syntax::full_reference(&v.base).is_err() {
             errors.push(BadBase { variant: name.clone(), base: v.base.clone() });
         }
         if let Some(eol) = &v.eol {
-            if !valid_date(eol) {
-                errors.push(BadEol { variant: name.clone(), eol: eol.clone() });
+            if let Err(why) = syntax::date(eol) {
+                errors.push(BadEol { variant: name.clone(), eol: why });
             }
         }
         if v.kind == Kind::Cuda && !v.values.contains_key("cuda") {
             errors.push(MissingValue { variant: name.clone(), key: "cuda".into() });
         }
     }
-    for variant in overrides.keys() {
+    for (variant, reference) in overrides {
         if !m.variants.contains_key(variant) {
             errors.push(UnknownOverride { variant: variant.clone() });
+        }
+        if let Err(reason) = syntax::full_reference(reference) {
+            errors.push(Invalid { place: format!("--base-override {variant}"), reason });
         }
     }
     for (name, img) in &m.images {
@@ -532,6 +576,140 @@ pub fn expand(
     }
     targets.sort_by(|a, b| (a.depth, &a.name).cmp(&(b.depth, &b.name)));
     Ok(targets)
+}
+
+/// Format checks of every value where it lands: text that reaches a
+/// Dockerfile line or a label is one line without control characters; the
+/// registry is a repository name (host/path, lower case); the label prefix is
+/// reverse DNS; template value names are identifiers; platforms are
+/// `os/arch[/variant]`; the venv is a plain absolute path.
+fn check_formats(m: &Manifest) -> Vec<ManifestError> {
+    use ManifestError::Invalid;
+    let mut errors = Vec::new();
+    let mut text = |place: String, value: &str| {
+        if let Err(reason) = syntax::single_line(value) {
+            errors.push(Invalid { place, reason });
+        }
+    };
+    let f = &m.family;
+    for (k, v) in [
+        ("registry", &f.registry),
+        ("vendor", &f.vendor),
+        ("authors", &f.authors),
+        ("licenses", &f.licenses),
+        ("source", &f.source),
+        ("documentation", &f.documentation),
+        ("label_prefix", &f.label_prefix),
+        ("venv", &f.venv),
+    ] {
+        text(format!("family.{k}"), v);
+    }
+    for p in &f.platforms {
+        text("family.platforms".into(), p);
+    }
+    for (name, v) in &m.variants {
+        text(format!("variants.{name}.description"), &v.description);
+        text(format!("variants.{name}.base"), &v.base);
+        if let Some(e) = &v.eol {
+            text(format!("variants.{name}.eol"), e);
+        }
+        for a in &v.aliases {
+            text(format!("variants.{name}.aliases"), a);
+        }
+        for (k, val) in &v.values {
+            text(format!("variants.{name}.values.{k}"), k);
+            text(format!("variants.{name}.values.{k}"), val);
+        }
+    }
+    for (name, img) in &m.images {
+        text(format!("images.{name}.description"), &img.description);
+        text(format!("images.{name}.template"), &img.template);
+        for t in &img.tags {
+            text(format!("images.{name}.tags"), t);
+        }
+    }
+
+    let mut more = Vec::new();
+    if let Err(reason) = syntax::repository(&f.registry) {
+        more.push(Invalid {
+            place: "family.registry".into(),
+            reason: format!("{reason} (registry/namespace, e.g. registry.example.org/lab)"),
+        });
+    }
+    let prefix_ok = !f.label_prefix.is_empty()
+        && f.label_prefix
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'));
+    if !prefix_ok {
+        more.push(Invalid {
+            place: "family.label_prefix".into(),
+            reason: format!("`{}` is not a reverse-DNS prefix (lower-case labels separated by dots)", f.label_prefix),
+        });
+    }
+    for p in &f.platforms {
+        let parts: Vec<&str> = p.split('/').collect();
+        let ok = (2..=3).contains(&parts.len())
+            && parts
+                .iter()
+                .all(|x| !x.is_empty() && x.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_'));
+        if !ok {
+            more.push(Invalid { place: "family.platforms".into(), reason: format!("`{p}` is not os/arch[/variant]") });
+        }
+    }
+    let venv_ok = f.venv.starts_with('/') && f.venv.bytes().all(|c| c.is_ascii_alphanumeric() || b"/._-".contains(&c));
+    if !venv_ok {
+        more.push(Invalid {
+            place: "family.venv".into(),
+            reason: format!(
+                "`{}` is not an absolute path of [A-Za-z0-9/._-] (it is written unquoted into ENV and RUN)",
+                f.venv
+            ),
+        });
+    }
+    for (name, v) in &m.variants {
+        for k in v.values.keys() {
+            if syntax::arg_name(k).is_err() {
+                more.push(Invalid {
+                    place: format!("variants.{name}.values"),
+                    reason: format!("`{k}` is not a name templates can use (`values.{k}`): [A-Za-z_][A-Za-z0-9_]*"),
+                });
+            }
+        }
+    }
+    errors.extend(more);
+    errors
+}
+
+/// Bake has one namespace for groups and targets. labkit's groups are
+/// `all`, `default`, one per variant and one per image; targets are
+/// `<image>-<variant>`. Any name used twice is an error.
+fn group_clashes(m: &Manifest) -> Vec<ManifestError> {
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for g in ["all", "default"] {
+        owner.insert(g.to_string(), format!("the reserved group `{g}`"));
+    }
+    let mut clashes = Vec::new();
+    let mut claim = |name: String, what: String| match owner.get(&name) {
+        Some(first) if *first != what => {
+            clashes.push(ManifestError::GroupClash { name: name.clone(), with: format!("{first} and {what}") })
+        }
+        Some(_) => {}
+        None => {
+            owner.insert(name, what);
+        }
+    };
+    for v in m.variants.keys() {
+        claim(v.clone(), format!("the group of variant `{v}`"));
+    }
+    for i in m.images.keys() {
+        claim(i.clone(), format!("the group of image `{i}`"));
+    }
+    for (i, img) in &m.images {
+        for v in &img.variants {
+            claim(format!("{i}-{v}"), format!("the target of image `{i}`, variant `{v}`"));
+        }
+    }
+    clashes
 }
 
 fn depth_of(m: &Manifest, image: &str) -> usize {

@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod plan;
 pub mod python;
 pub mod render;
+pub mod syntax;
 
 use std::path::{Path, PathBuf};
 
@@ -100,6 +101,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 /// Loads and validates the manifest, lock and templates.
 pub fn load(layout: &Layout, overrides: &BaseOverrides) -> Result<(Family, Templates)> {
     let family = Family::load(layout, overrides)?;
+    // The Python requirements' placeholders are manifest values like the
+    // templates' ones: an undefined one is an error for every command.
+    python::specs(&family)?;
     let templates = Templates::load(&layout.templates())?;
     Ok((family, templates))
 }
@@ -142,7 +146,7 @@ pub fn check(layout: &Layout) -> Result<check::CheckReport> {
 pub fn plan(layout: &Layout, overrides: &BaseOverrides, opts: &plan::PlanOptions) -> Result<plan::Plan> {
     let (family, templates) = load(layout, overrides)?;
     let rendered = render::render(&family, &templates)?;
-    let shipped = plan::shipped_files_hash(layout);
+    let shipped = plan::shipped_files_hash(&plan::shipped_files(layout).map_err(UsageError)?, layout);
     plan::make(&family, &rendered, &shipped, opts).map_err(|e| UsageError(e).into())
 }
 

@@ -14,10 +14,10 @@ use serde::Serialize;
 
 use super::manifest::{Family, Parent};
 use super::render::Rendered;
-use super::{InputHasher, Layout, GENERATOR_VERSION};
+use super::{syntax, InputHasher, Layout, GENERATOR_VERSION};
 
 /// Version of the JSON layout below; bump on incompatible changes.
-pub const PLAN_SCHEMA: u32 = 1;
+pub const PLAN_SCHEMA: u32 = 2;
 
 /// Build arguments labkit sets itself; `--build-arg` may not override them.
 pub const RESERVED_ARGS: &[&str] = &["BASE_IMAGE", "BASE_NAME", "BASE_DIGEST"];
@@ -39,8 +39,10 @@ pub enum PlanParent {
     /// Built earlier in this plan.
     Target { target: String, reference: String },
     /// Pulled: an external base, or a family parent left out of the selection
-    /// and consumed from the registry by its primary tag.
-    Image { reference: String, digest: Option<String> },
+    /// and consumed from the registry by its primary tag. `pull` is true when
+    /// the build must fetch it fresh from its registry (`--pull`): false only
+    /// for a `--base-override`, which usually names a local image.
+    Image { reference: String, digest: Option<String>, pull: bool },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,8 +58,12 @@ pub struct PlannedTarget {
     pub args: BTreeMap<String, String>,
     pub tags: Vec<String>,
     pub platforms: Vec<String>,
-    /// Rendered Dockerfile + parent identity + shipped files + stable args.
-    pub inputs_sha256: String,
+    /// Everything a build of this target depends on: its rendered
+    /// Dockerfile (whose own `inputs-sha256` label covers the manifest, the
+    /// templates and the parent chain), the files shipped into the context,
+    /// the stable build arguments and the parent's build-inputs hash (or the
+    /// pinned base). A different value from the label, hence its own name.
+    pub build_inputs_sha256: String,
     pub eol: Option<String>,
 }
 
@@ -69,35 +75,75 @@ pub struct Plan {
     pub targets: Vec<PlannedTarget>,
 }
 
+/// Parses `--build-arg KEY=VALUE`: KEY a build-argument name (not one of
+/// labkit's own), VALUE one line without control characters (it can reach a
+/// label).
 pub fn parse_build_arg(s: &str) -> Result<(String, String), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("build argument `{s}` is not KEY=VALUE"))?;
     if k.is_empty() {
         return Err(format!("build argument `{s}` has an empty name"));
     }
-    if RESERVED_ARGS.contains(&k) {
-        return Err(format!("{k} is set by labkit from the manifest; use --base-override to change a base"));
+    syntax::arg_name(k).map_err(|e| format!("build argument {e}"))?;
+    if RESERVED_ARGS.contains(&k) || super::render::PER_BUILD_ARGS.contains(&k) || k == "APT_MIRROR" {
+        return Err(format!(
+            "{k} is set by labkit (BASE_*: from the manifest, use --base-override; BUILD_DATE: --created; \
+             VCS_REF: --revision; APT_MIRROR: --apt-mirror)"
+        ));
     }
+    syntax::single_line(v).map_err(|e| format!("build argument {k}: {e}"))?;
     Ok((k.to_string(), v.to_string()))
 }
 
-/// Hash of the files `labkit build` ships into every context besides labinit
-/// (setup_steps/, services/, images/files/ and the Python locks), so changing
-/// a step, a shipped file or a lock changes the plan.
-pub fn shipped_files_hash(layout: &Layout) -> String {
-    let mut h = InputHasher::new();
-    for (dir, _) in super::build::SHIPPED_DIRS {
+/// One file `labkit build` ships into every context besides labinit.
+pub struct ShippedFile {
+    /// Its path in the build context: `setup_steps/…`, `services/…` or
+    /// `files/…` (from images/files/).
+    pub rel: String,
+    pub path: PathBuf,
+    pub data: Vec<u8>,
+    pub exec: bool,
+}
+
+/// The files of setup_steps/, services/ and images/files/ (see
+/// [`super::build::SHIPPED_DIRS`]), read once. A script with CRLF
+/// line endings (a Windows or `core.autocrlf` checkout without the
+/// repository's .gitattributes) is refused, naming the file: in the image its
+/// `#!/bin/sh\r` shebang would not run.
+pub fn shipped_files(layout: &Layout) -> Result<Vec<ShippedFile>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = Vec::new();
+    for (dir, to) in super::build::SHIPPED_DIRS {
         let top = layout.root.join(dir);
         for rel in super::render::list_files(&top) {
             let path = top.join(&rel);
-            let exec = std::fs::metadata(&path)
-                .map(|m| {
-                    use std::os::unix::fs::PermissionsExt;
-                    m.permissions().mode() & 0o111 != 0
-                })
-                .unwrap_or(false);
-            let data = std::fs::read(&path).unwrap_or_default();
-            h.part(&format!("{dir}/{rel} exec={exec}"), &data);
+            let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = !data.contains(&0);
+            if text && data.windows(2).any(|w| w == b"\r\n") {
+                return Err(format!(
+                    "{dir}/{rel} has CRLF line endings; files shipped into images must be LF \
+                     (check out with the repository's .gitattributes, or run `sed -i 's/\\r$//' {dir}/{rel}`)"
+                ));
+            }
+            files.push(ShippedFile {
+                rel: format!("{to}/{rel}"),
+                path,
+                data,
+                exec: meta.permissions().mode() & 0o111 != 0,
+            });
         }
+    }
+    Ok(files)
+}
+
+/// Hash of what `labkit build` ships into every context besides labinit:
+/// the [`shipped_files`] (setup_steps/, services/, images/files/) and the
+/// Python locks, so changing a step, a shipped file or a lock changes the
+/// plan.
+pub fn shipped_files_hash(files: &[ShippedFile], layout: &Layout) -> String {
+    let mut h = InputHasher::new();
+    for f in files {
+        h.part(&format!("{} exec={}", f.rel, f.exec), &f.data);
     }
     let generated = layout.generated();
     for rel in super::render::list_files(&generated) {
@@ -167,10 +213,17 @@ pub fn make(family: &Family, rendered: &Rendered, shipped: &str, opts: &PlanOpti
                 PlanParent::Target { target: target.clone(), reference: reference.clone() },
                 level_of[target.as_str()] + 1,
             ),
-            Parent::Target { reference, .. } => (PlanParent::Image { reference: reference.clone(), digest: None }, 0),
-            Parent::Base { reference, digest } => {
-                (PlanParent::Image { reference: reference.clone(), digest: digest.clone() }, 0)
+            Parent::Target { reference, .. } => {
+                (PlanParent::Image { reference: reference.clone(), digest: None, pull: true }, 0)
             }
+            Parent::Base { reference, digest } => (
+                PlanParent::Image {
+                    reference: reference.clone(),
+                    digest: digest.clone(),
+                    pull: !family.overrides.contains_key(&t.variant),
+                },
+                0,
+            ),
         };
         level_of.insert(&t.name, level);
         let mut args = BTreeMap::new();
@@ -191,7 +244,7 @@ pub fn make(family: &Family, rendered: &Rendered, shipped: &str, opts: &PlanOpti
             args,
             tags: t.tags.clone(),
             platforms: family.manifest.family.platforms.clone(),
-            inputs_sha256: hashes[&t.name].clone(),
+            build_inputs_sha256: hashes[&t.name].clone(),
             eol: family.manifest.variants[&t.variant].eol.clone(),
         });
     }
@@ -226,7 +279,8 @@ impl Plan {
                 s.push_str(&format!("  {}\n", t.name));
                 let parent = match &t.parent {
                     PlanParent::Target { target, .. } => format!("target {target}"),
-                    PlanParent::Image { reference, digest: Some(d) } => format!("{reference}@{d}"),
+                    PlanParent::Image { reference, digest: Some(d), .. } => format!("{reference}@{d} (pulled)"),
+                    PlanParent::Image { reference, pull: false, .. } => format!("{reference} (local, --base-override)"),
                     PlanParent::Image { reference, .. } => format!("{reference} (pulled, not pinned)"),
                 };
                 s.push_str(&format!("    dockerfile  {}\n", t.dockerfile));
@@ -238,7 +292,7 @@ impl Plan {
                 for (k, v) in &t.args {
                     s.push_str(&format!("    arg         {k}={v}\n"));
                 }
-                s.push_str(&format!("    inputs      sha256:{}\n", t.inputs_sha256));
+                s.push_str(&format!("    build-inputs sha256:{}\n", t.build_inputs_sha256));
                 if let Some(eol) = &t.eol {
                     s.push_str(&format!("    eol         {eol}\n"));
                 }
@@ -250,34 +304,53 @@ impl Plan {
 
 /// Per-build arguments: explicit values first, else what git and
 /// SOURCE_DATE_EPOCH say, else "unknown". This is the edge that reads the
-/// environment; rendering never does.
+/// environment; rendering never does. Every value is checked here, where it
+/// enters: `--created` is RFC 3339, `SOURCE_DATE_EPOCH` an integer,
+/// `--revision` one line, `--apt-mirror` an http(s) URL; an invalid value is
+/// a usage error, never silently replaced.
 pub fn per_build_args(
     root: &Path,
     revision: Option<String>,
     created: Option<String>,
     apt_mirror: Option<String>,
     extra: &[(String, String)],
-) -> BTreeMap<String, String> {
+) -> Result<BTreeMap<String, String>, String> {
     let git = |args: &[&str]| -> Option<String> {
         let out = std::process::Command::new("git").arg("-C").arg(root).args(args).output().ok()?;
         let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
         (out.status.success() && !s.is_empty()).then_some(s)
     };
+    if let Some(c) = &created {
+        syntax::rfc3339(c).map_err(|e| format!("--created: {e}"))?;
+    }
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(e) if !e.is_empty() => Some(syntax::source_date_epoch(&e)?),
+        _ => None,
+    };
     let created = created
-        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|e| e.trim().parse::<i64>().ok()).map(rfc3339_utc))
-        .or_else(|| git(&["log", "-1", "--format=%cI"]))
+        .or_else(|| epoch.map(rfc3339_utc))
+        .or_else(|| git(&["log", "-1", "--format=%cI"]).filter(|c| syntax::rfc3339(c).is_ok()))
         .unwrap_or_else(|| "unknown".into());
+    if let Some(r) = &revision {
+        syntax::single_line(r).map_err(|e| format!("--revision: {e}"))?;
+        if r.is_empty() || r.len() > 256 {
+            return Err(
+                "--revision: give one non-empty line of at most 256 characters (a commit id or a version)".into()
+            );
+        }
+    }
     let revision = revision.or_else(|| git(&["rev-parse", "HEAD"])).unwrap_or_else(|| "unknown".into());
     let mut args = BTreeMap::new();
     args.insert("BUILD_DATE".to_string(), created);
     args.insert("VCS_REF".to_string(), revision);
     if let Some(m) = apt_mirror {
+        syntax::apt_mirror(&m).map_err(|e| format!("--apt-mirror: {e}"))?;
         args.insert("APT_MIRROR".to_string(), m);
     }
     for (k, v) in extra {
         args.insert(k.clone(), v.clone());
     }
-    args
+    Ok(args)
 }
 
 /// Seconds since the epoch → `YYYY-MM-DDTHH:MM:SSZ`.

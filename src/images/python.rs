@@ -489,7 +489,9 @@ pub fn check(layout: &Layout, family: &Family) -> Result<Vec<LockDrift>> {
         for img in s.locked_images() {
             let rel = lock_rel(&img.image, &s.variant);
             let problem = match std::fs::read_to_string(layout.root.join(&rel)) {
-                Ok(t) => check_text(&t, &hash),
+                // Line endings are not content: a CRLF checkout (core.autocrlf
+                // without the repository's .gitattributes) is the same lock.
+                Ok(t) => check_text(&t.replace("\r\n", "\n"), &hash),
                 Err(_) => Some(LockProblem::Missing),
             };
             if let Some(problem) = problem {

@@ -122,16 +122,31 @@ pub fn script(path: &Path, body: &str) {
 /// `argv <args…>`), sleeps $FAKE_ENGINE_SLEEP seconds per build (or the
 /// number after a matching pattern in $FAKE_ENGINE_DURATIONS, lines
 /// `pattern seconds`), and fails builds whose first tag contains
-/// $FAKE_ENGINE_FAIL, or pushes whose tag contains $FAKE_PUSH_FAIL.
+/// $FAKE_ENGINE_FAIL, or pushes whose tag contains $FAKE_PUSH_FAIL. A build
+/// writes `sha256:<sha256 of its first tag>` to its `--iidfile` (unless
+/// $FAKE_NO_IID is set) and gives every one of its tags that ID; `image
+/// inspect` answers a tag's ID, or another one when the tag contains
+/// $FAKE_RETAG.
 pub const FAKE_ENGINE: &str = r#"#!/bin/bash
 log="${FAKE_ENGINE_LOG:?FAKE_ENGINE_LOG is not set}"
 now() { date +%s.%N; }
 echo "argv $*" >> "$log"
+idof() { printf 'sha256:%s' "$(printf '%s' "$1" | sha256sum | cut -c1-64)"; }
 case "$1" in
+  image)
+    # image inspect --format {{.Id}} TAG: the ID the fake build gave TAG,
+    # or another one when TAG contains $FAKE_RETAG (someone retagged it).
+    for a in "$@"; do tag="$a"; done
+    if [ -n "${FAKE_RETAG:-}" ] && [[ "$tag" == *"$FAKE_RETAG"* ]]; then idof "other $tag"; echo; exit 0; fi
+    id=$(grep -F " $tag" "$log.ids" 2>/dev/null | tail -1 | cut -d' ' -f1)
+    [ -n "$id" ] || { echo "Error: No such image: $tag" >&2; exit 1; }
+    echo "$id"
+    ;;
   build)
-    tag=""; prev=""
+    tag=""; prev=""; iid=""
     for a in "$@"; do
       if [ "$prev" = "-t" ] && [ -z "$tag" ]; then tag="$a"; fi
+      case "$a" in --iidfile=*) iid="${a#--iidfile=}";; esac
       prev="$a"
     done
     echo "start $(now) $tag" >> "$log"
@@ -149,6 +164,12 @@ case "$1" in
       exit 1
     fi
     echo "end $(now) $tag ok" >> "$log"
+    if [ -n "$iid" ] && [ -z "${FAKE_NO_IID:-}" ]; then idof "$tag" > "$iid"; fi
+    prev=""
+    for a in "$@"; do
+      if [ "$prev" = "-t" ]; then echo "$(idof "$tag") $a" >> "$log.ids"; fi
+      prev="$a"
+    done
     ;;
   push)
     echo "push $(now) $2" >> "$log"
@@ -173,7 +194,10 @@ pub fn events(log: &Path) -> (Vec<Event>, Vec<String>) {
     let mut argv = Vec::new();
     for line in text.lines() {
         if let Some(a) = line.strip_prefix("argv ") {
-            argv.push(a.to_string());
+            // Queries (builder driver, context, image IDs) are not builds.
+            if !["buildx ", "context ", "image "].iter().any(|q| a.starts_with(q)) {
+                argv.push(a.to_string());
+            }
             continue;
         }
         let parts: Vec<&str> = line.split_whitespace().collect();

@@ -5,7 +5,7 @@
 # locks were made with.
 # Called by `make test` and by .ci/run.
 set -euo pipefail
-need=(busybox-static sudo file debootstrap python3 python3-psutil python3-venv podman runc iptables
+need=(busybox-static sudo file debootstrap python3 python3-psutil python3-venv podman runc iptables docker.io
       openssh-client openssh-server ca-certificates hyperfine shellcheck g++
       tini catatonit dumb-init gosu strace)
 missing=()
