@@ -350,7 +350,10 @@ fn work_a_notebook_left_running_keeps_the_container_busy() {
             "python3",
         ),
     ] {
-        let mut run = start(&server_cmd(&v), &[("LABKIT_IDLE_TIMEOUT", TIMEOUT)]);
+        // The work spins at a whole core; 20 % keeps an idle kernel's own
+        // chatter (a few % of a core on a loaded 2-core machine, seen in CI)
+        // from flipping the verdict while the subject is the work.
+        let mut run = start(&server_cmd(&v), &[("LABKIT_IDLE_TIMEOUT", TIMEOUT), ("LABKIT_IDLE_CPU", "20")]);
         let rt = run.path(RUNTIME);
         wait_for_server(&run, &rt);
         let kernel = driver(&v, &rt, &["start"]);
@@ -470,6 +473,9 @@ fn the_cluster_users_server_is_found_in_her_home() {
     let err = run.stderr();
     assert!(err.contains(") found: its kernels count as busy while they execute"), "{err}");
     assert!(err.contains("idle watchdog: idle (last busy: jupyter server (pid "), "{err}");
-    assert!(!err.contains("busy: python"), "{err}");
+    // The kernel's name never counts while the API answers; on a loaded
+    // machine the API can miss three checks, and then the documented
+    // fallback (the old rules, announced) applies.
+    assert!(!err.contains("busy: python") || err.contains("cannot ask its API"), "{err}");
     assert!(err.contains("exiting with code 0 (idle)"), "{err}");
 }

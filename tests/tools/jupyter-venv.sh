@@ -8,6 +8,15 @@ set -euo pipefail
 venv=${1:?usage: jupyter-venv.sh VENV}
 reqs="$(cd "$(dirname "$0")" && pwd)/jupyter-requirements.txt"
 stamp="$venv/.labkit-requirements"
+mkdir -p "$(dirname "$venv")"
+# tests/jupyter.rs also runs the server as the cluster user (uid 123456): the
+# venv's directory must be traversable by others (podman makes its own storage
+# directories 0700, and may have made the cache directory so).
+d=$(dirname "$venv")
+if [ "$(( $(stat -c '%a' "$d") % 10 & 1 ))" = 0 ]; then
+    echo "jupyter-venv: $d is not traversable by other users (mode $(stat -c '%a' "$d")); adding o+x" >&2
+    chmod o+x "$d"
+fi
 if [ -x "$venv/bin/jupyter-server" ] && cmp -s "$reqs" "$stamp"; then
     exit 0
 fi
