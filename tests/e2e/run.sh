@@ -630,6 +630,8 @@ args = json.load(open(plan_path))["targets"][0]["args"]
 m = re.search(r'^LABEL (.*?[^\\])$', text, re.M | re.S)
 want = {k: v for k, v in re.findall(r'([A-Za-z0-9_.-]+)="((?:[^"\\]|\\.)*)"', m.group(1))}
 want = {k: re.sub(r'\$\{(\w+)\}', lambda g: args.get(g.group(1), ""), v) for k, v in want.items()}
+# `${NAME:-DEFAULT}` (base.name: BASE_NAME if labkit passed one, else BASE_IMAGE).
+want = {k: re.sub(r'\$\{(\w+):-([^}]*)\}', lambda g: args.get(g.group(1)) or g.group(2), v) for k, v in want.items()}
 header = re.search(r'^# labkit-inputs-sha256: ([0-9a-f]{64})$', text, re.M).group(1)
 bad = []
 for k, v in want.items():
@@ -721,7 +723,11 @@ if [ "$full" = 1 ]; then
     # --require-hashes --no-deps), timed on its own.
     build_one() { # IMAGE
         local t0=$SECONDS
-        "$labkit" build "${build_opts[@]}" --image "$1" ||
+        # The chain up to the image in one run: a child is built FROM the
+        # image ID its parent got in this run (the parent's layers are cached).
+        local chain=(--image lab-base --image lab-pytorch)
+        [ "$1" = lab-python-ml ] && chain+=(--image lab-python-ml)
+        "$labkit" build "${build_opts[@]}" "${chain[@]}" ||
             fail "labkit build of $1 cpu failed (log: build/e2e/logs/build/$1-cpu.log)"
         note "$1 built in $((SECONDS - t0))s, $(size_mb "$(primary_tag "$1")") MB"
         printf '%s build_s=%s size_mb=%s\n' "$1" "$((SECONDS - t0))" "$(size_mb "$(primary_tag "$1")")" >>"$out/measurements.txt"
