@@ -223,6 +223,10 @@ RUN echo "child of {{ image.parent }}" > /opt/lab/e2e-child
 {%- endblock files %}
 EOF
 "$labkit" --root "$fam" render >"$logs/render.log" 2>&1 || die "labkit render of the e2e family failed"
+# A new image changes the variant's Python set: lock it again (uv and PyPI, as
+# the maintainer would; the snapshot date keeps lab-base's lock as committed).
+"$labkit" --root "$fam" lock --python --variant cpu >"$logs/lock.log" 2>&1 ||
+    die "labkit lock --python of the e2e family failed (log $logs/lock.log)"
 
 plan_json() { # IMAGE
     "$labkit" --root "$fam" plan --format json --image "$1" --variant cpu --base-override "cpu=$BASE_REF"
