@@ -712,6 +712,20 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    /// Options of a one-job build without network, volumes or push.
+    fn plain_opts() -> BuildOptions {
+        BuildOptions {
+            jobs: 1,
+            push: false,
+            network: None,
+            volumes: vec![],
+            labinit: None,
+            log_dir: "l".into(),
+            context: "ctx".into(),
+            summary_json: None,
+        }
+    }
+
     fn target(name: &str, parent: Option<&str>, level: usize) -> PlannedTarget {
         PlannedTarget {
             name: name.into(),
@@ -785,16 +799,7 @@ mod tests {
 
     #[test]
     fn pull_and_parent_id() {
-        let opts = BuildOptions {
-            jobs: 1,
-            push: false,
-            network: None,
-            volumes: vec![],
-            labinit: None,
-            log_dir: "l".into(),
-            context: "ctx".into(),
-            summary_json: None,
-        };
+        let opts = plain_opts();
         let docker = Engine { flavor: Flavor::Docker, program: "docker".into() };
         let podman = Engine { flavor: Flavor::Podman, program: "podman".into() };
         let base = target("a", None, 0);
@@ -819,14 +824,9 @@ mod tests {
     fn engine_args_shape() {
         let e = Engine { flavor: Flavor::Podman, program: "podman".into() };
         let opts = BuildOptions {
-            jobs: 1,
-            push: false,
             network: Some("host".into()),
             volumes: vec!["/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro".into()],
-            labinit: None,
-            log_dir: "l".into(),
-            context: "ctx".into(),
-            summary_json: None,
+            ..plain_opts()
         };
         let a = engine_args(&e, &target("a", None, 0), &opts, None, Path::new("i")).unwrap();
         assert_eq!(a[..3], ["build", "-f", "images/generated/a/v/Dockerfile"]);
@@ -846,16 +846,7 @@ mod tests {
         let mut t = target("a", None, 0);
         t.args.insert("VCS_REF".into(), "abc123".into());
         t.args.insert("BUILD_DATE".into(), "2026-11-29".into());
-        let opts = BuildOptions {
-            jobs: 1,
-            push: false,
-            network: None,
-            volumes: vec![],
-            labinit: None,
-            log_dir: "l".into(),
-            context: "ctx".into(),
-            summary_json: None,
-        };
+        let opts = plain_opts();
         let podman = Engine { flavor: Flavor::Podman, program: "podman".into() };
         let a = engine_args(&podman, &t, &opts, None, Path::new("i")).unwrap();
         assert!(a.windows(2).any(|w| w == ["--label", "org.opencontainers.image.revision=abc123"]));
