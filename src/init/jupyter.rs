@@ -26,7 +26,10 @@ use std::time::{Duration, Instant};
 
 use nix::libc;
 
+use crate::init::civil;
+use crate::init::duration;
 use crate::init::json::{self, Json};
+use crate::init::log::shown;
 
 /// Largest runtime file read (Jupyter's are ~300 bytes).
 pub const MAX_FILE: u64 = 64 * 1024;
@@ -84,18 +87,6 @@ pub enum Reason {
     Unanswered { server: i32 },
 }
 
-/// At most `max` characters of `s`, control characters escaped like every
-/// log line ([`crate::init::log::escape`]): names from the API and runtime
-/// files go into log lines and error messages.
-pub fn shown(s: &str, max: usize) -> String {
-    let head: String = s.chars().take(max).collect();
-    let mut out = crate::init::log::escape(&head).into_owned();
-    if s.chars().count() > max {
-        out.push('…');
-    }
-    out
-}
-
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -105,7 +96,7 @@ impl std::fmt::Display for Reason {
             Reason::Active { server, ago } => write!(
                 f,
                 "jupyter server (pid {server}) active {} ago (a client request or kernel output)",
-                crate::init::idle::human(*ago)
+                duration::show(*ago)
             ),
             Reason::Unanswered { server } => {
                 write!(f, "jupyter server (pid {server}) did not answer this check (counted busy until it does)")
@@ -225,13 +216,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y2, m2) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * m2 + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = civil::days_from_civil(y, mo, d);
     let secs = days * 86400 + h * 3600 + mi * 60 + sec - offset;
     Some(secs * 1_000_000 + micros)
 }
@@ -641,7 +626,7 @@ impl Finder {
                     if log == Log::GaveUp {
                         c.notes.push(format!(
                             "idle watchdog: jupyter server (pid {pid}): cannot ask its API ({e}); its processes count by the rules for other processes (asked again every {})",
-                            crate::init::idle::human(RETRY)
+                            duration::show(RETRY)
                         ));
                     }
                 }
@@ -715,7 +700,7 @@ mod tests {
         // Agrees with the watchdog's own formatter for every day of 60 years.
         for day in 0..(60 * 366) {
             let secs = day * 86400 + 12 * 3600 + 34 * 60 + 56;
-            assert_eq!(parse_time(&crate::init::idle::utc(secs as u64)), Some(secs * 1_000_000));
+            assert_eq!(parse_time(&civil::utc(secs as u64)), Some(secs * 1_000_000));
         }
         for bad in [
             "",
@@ -1037,7 +1022,10 @@ mod tests {
         assert!(!s.contains('\n'));
         assert_eq!(
             Reason::Active { server: 3, ago: Duration::from_secs(4) }.to_string(),
-            "jupyter server (pid 3) active 4s ago (a client request or kernel output)"
+            format!(
+                "jupyter server (pid 3) active {} ago (a client request or kernel output)",
+                duration::show(Duration::from_secs(4))
+            )
         );
     }
 }

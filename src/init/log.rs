@@ -52,6 +52,18 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
     escape(&String::from_utf8_lossy(bytes)).into_owned()
 }
 
+/// At most `max` characters of `s`, [`escape`]d, with `…` when cut: for
+/// names from outside (a Jupyter API, a runtime file) in log lines and error
+/// messages. Pure.
+pub fn shown(s: &str, max: usize) -> String {
+    let head: String = s.chars().take(max).collect();
+    let mut out = escape(&head).into_owned();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
 /// The line `emit` writes, without the trailing newline. Pure.
 pub fn line(level: &str, msg: &str) -> String {
     let msg = escape(msg);

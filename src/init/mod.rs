@@ -3,6 +3,7 @@
 //! (NSS) so that the static binary behaves the same in every image.
 
 pub mod accounts;
+pub mod civil;
 pub mod cli;
 pub mod config;
 pub mod duration;
