@@ -1,0 +1,34 @@
+//! The idle watchdog's Jupyter rule: a notebook is busy while one of its
+//! kernels executes or a client was active, not because a kernel exists, is
+//! named python or holds a GPU open (Kubeflow and JupyterHub cull by kernel
+//! activity for the same reason).
+//!
+//! Owns finding Jupyter servers (their `jpserver-PID.json` runtime files),
+//! asking their REST API (`GET /api/status`, `GET /api/kernels`) with a
+//! minimal blocking HTTP/1.1 client over loopback, and the pure decision
+//! ([`judge`]). Which processes the rule covers is decided by the watchdog
+//! ([`crate::init::idle`]) from [`tree_depths`].
+//!
+//! The runtime files sit in a directory the user controls and PID 1 is root:
+//! a file is opened without following a link at its name, without blocking
+//! (a FIFO), only if it is a regular file of at most [`MAX_FILE`] bytes owned
+//! by the user the server process runs as, and what it says is used for one
+//! thing only: an HTTP request to 127.0.0.1 on the port it names.
+//!
+//! Layout, leaves first: [`api`] (what the REST API says, pure), [`rule`]
+//! (the decision and the process tree, pure), [`runtime`] (runtime files),
+//! [`http`] (the loopback client), [`finder`] (one check: find, ask, judge).
+//! Nothing here reads the watchdog's state: the watchdog depends on this
+//! module, never the other way.
+
+pub mod api;
+pub mod finder;
+pub mod http;
+pub mod rule;
+pub mod runtime;
+
+pub use api::{parse_kernels, parse_status, parse_time, Kernel, Status};
+pub use finder::{ask, now_micros, Check, Finder, GIVE_UP, MAX_SERVERS, RETRY};
+pub use http::{get, parse_response, Response, MAX_RESPONSE, SERVER_DEADLINE};
+pub use rule::{judge, tree_depths, Reason};
+pub use runtime::{parse_server, runtime_dirs, runtime_file_pid, Server, MAX_FILE};
