@@ -270,7 +270,7 @@ fn dispatch(args: Vec<OsString>, depth: u8) -> i32 {
     match cli.command {
         None | Some(Sub::Wait) => run::wait(root),
         Some(Sub::Shell(a)) => run::shell(root, a.cmd, pid1_waits()),
-        Some(Sub::IdleCheck { checks }) => crate::init::idle::bench(checks),
+        Some(Sub::IdleCheck { checks }) => crate::init::idle::bench(checks, &|n| std::env::var(n).ok()),
         Some(Sub::Each(a)) => {
             let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
             if run::outer_supervisor(&env).is_some() {
