@@ -16,7 +16,6 @@
 //! Below it the name rule does not count, nor the GPU rule for its direct
 //! children (kernels, terminals); the CPU rule does (an idle kernel uses
 //! none; a thread or a `!python train.py &` a cell left running does).
-
 //!
 //! Layout, leaves first: [`config`] (settings from `LABKIT_IDLE_*`),
 //! [`event`] (verdicts and their log lines), [`devices`] (the GPU rule's

@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::init::duration;
 use crate::init::log::shown;
 
 /// Largest HTTP answer read (a kernel is ~200 bytes in `/api/kernels`).
@@ -95,7 +96,7 @@ pub fn get(port: u16, path: &str, token: &str, deadline: Instant) -> Result<Resp
             Ok(0) => break,
             Ok(n) => raw.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("no answer from {addr} within {:?}: {e}", SERVER_DEADLINE)),
+            Err(e) => return Err(format!("no answer from {addr} within {}: {e}", duration::show(SERVER_DEADLINE))),
         }
         if raw.len() > MAX_RESPONSE {
             return Err(format!("the answer from {addr} is larger than {MAX_RESPONSE} bytes"));
@@ -107,7 +108,7 @@ pub fn get(port: u16, path: &str, token: &str, deadline: Instant) -> Result<Resp
             }
         }
         if Instant::now() >= deadline {
-            return Err(format!("no whole answer from {addr} within {:?}", SERVER_DEADLINE));
+            return Err(format!("no whole answer from {addr} within {}", duration::show(SERVER_DEADLINE)));
         }
     }
     parse_response(&raw)
