@@ -6,27 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The profile of issue 16, verbatim; `WORKDIR` is replaced per test.
-pub const ISSUE_PROFILE: &str = r#"[user]
-name  = "alice"
-uid   = 123456
-group = "CVLAB-unit"
-gid   = 11166
-
-[job]
-image     = "ic-registry.epfl.ch/cvlab/lis/lab-python-ml:cuda12"
-workdir   = "/cvlabdata2/home/alice/project"
-namespace = "runai-cvlab"
-project   = "cvlab"
-
-[[volume]]
-claim       = "pv-cvlabdata2"
-runai_claim = "runai-pv-cvlabdata2"
-mount       = "/cvlabdata2"
-
-[env]
-TORCH_HOME = "/cvlabsrc1/cvlab/pytorch_model_zoo"
-"#;
+/// The profile of issue 16, verbatim (tests/job/profile.toml, also read by
+/// the unit tests of src/job/profile).
+pub const ISSUE_PROFILE: &str = include_str!("profile.toml");
 
 /// A temporary directory removed on drop.
 pub struct Scratch(PathBuf);
