@@ -6,7 +6,7 @@
 
 /// Days since 1970-01-01 of the civil date `y`-`m`-`d` (`m` 1..=12, `d`
 /// 1..=31, not checked: the caller validates the fields).
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -17,7 +17,7 @@ pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// The civil date (year, month 1..=12, day 1..=31) of `days` since
 /// 1970-01-01.
-pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

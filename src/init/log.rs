@@ -13,13 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 static QUIET: AtomicBool = AtomicBool::new(false);
 
 /// Hide info lines (warnings and errors are always shown).
-pub fn set_quiet(quiet: bool) {
+pub(crate) fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
 }
 
 /// Whether info lines are hidden (`LABKIT_QUIET=1`): work done only for an
 /// info line can be skipped.
-pub fn is_quiet() -> bool {
+pub(crate) fn is_quiet() -> bool {
     QUIET.load(Ordering::Relaxed)
 }
 
@@ -28,7 +28,7 @@ pub fn is_quiet() -> bool {
 /// `\t`, `\xNN`, `\u{NN}` for C1), so the result is a single line without
 /// anything a terminal acts on. Other text, backslashes included, is kept.
 /// Borrowed when nothing needs escaping (the usual case). Pure.
-pub fn escape(text: &str) -> Cow<'_, str> {
+pub(crate) fn escape(text: &str) -> Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return Cow::Borrowed(text);
     }
@@ -48,14 +48,14 @@ pub fn escape(text: &str) -> Cow<'_, str> {
 
 /// [`escape`] for raw bytes (a service's output, names from `/proc`):
 /// invalid UTF-8 is shown as U+FFFD. Pure.
-pub fn escape_bytes(bytes: &[u8]) -> String {
+pub(crate) fn escape_bytes(bytes: &[u8]) -> String {
     escape(&String::from_utf8_lossy(bytes)).into_owned()
 }
 
 /// At most `max` characters of `s`, [`escape`]d, with `…` when cut: for
 /// names from outside (a Jupyter API, a runtime file) in log lines and error
 /// messages. Pure.
-pub fn shown(s: &str, max: usize) -> String {
+pub(crate) fn shown(s: &str, max: usize) -> String {
     let head: String = s.chars().take(max).collect();
     let mut out = escape(&head).into_owned();
     if s.chars().count() > max {
@@ -65,7 +65,7 @@ pub fn shown(s: &str, max: usize) -> String {
 }
 
 /// The line `emit` writes, without the trailing newline. Pure.
-pub fn line(level: &str, msg: &str) -> String {
+pub(crate) fn line(level: &str, msg: &str) -> String {
     let msg = escape(msg);
     if level.is_empty() {
         format!("labinit: {msg}")
@@ -81,17 +81,17 @@ fn emit(level: &str, msg: &str) {
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
-pub fn info(msg: impl AsRef<str>) {
+pub(crate) fn info(msg: impl AsRef<str>) {
     if !QUIET.load(Ordering::Relaxed) {
         emit("", msg.as_ref());
     }
 }
 
-pub fn warn(msg: impl AsRef<str>) {
+pub(crate) fn warn(msg: impl AsRef<str>) {
     emit("warning", msg.as_ref());
 }
 
-pub fn error(msg: impl AsRef<str>) {
+pub(crate) fn error(msg: impl AsRef<str>) {
     emit("error", msg.as_ref());
 }
 

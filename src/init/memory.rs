@@ -21,7 +21,7 @@ use std::fs;
 /// unrelocated bytes of the file, so any mapping with anonymous pages is kept.
 /// (`Private_Dirty` is no guide: it also counts page-cache pages of a binary
 /// that was just written and not yet flushed.)
-pub fn clean_exe_ranges(smaps: &str, exe: &str) -> Vec<(usize, usize)> {
+pub(crate) fn clean_exe_ranges(smaps: &str, exe: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut current: Option<(usize, usize)> = None;
     let mut dirty = false;
@@ -56,7 +56,7 @@ pub fn clean_exe_ranges(smaps: &str, exe: &str) -> Vec<(usize, usize)> {
 
 /// Drop the start-up pages of labinit's own code from its resident set.
 /// Best effort: any failure just leaves memory as it was.
-pub fn release_startup_pages() {
+pub(crate) fn release_startup_pages() {
     let Ok(exe) = fs::read_link("/proc/self/exe") else { return };
     let Some(exe) = exe.to_str() else { return };
     let Ok(smaps) = fs::read_to_string("/proc/self/smaps") else { return };

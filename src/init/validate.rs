@@ -8,14 +8,14 @@
 use crate::init::exit::Fatal;
 
 /// Longest user or group name accepted (shadow-utils' default limit).
-pub const NAME_MAX: usize = 32;
+pub(crate) const NAME_MAX: usize = 32;
 /// Largest id accepted (moby and containerd cap ids at 2^31 - 1).
-pub const ID_MAX: u32 = 2_147_483_647;
+pub(crate) const ID_MAX: u32 = 2_147_483_647;
 /// The overflow id (`nobody`); files owned by it are unattributable on NFS.
-pub const OVERFLOW_ID: u32 = 65534;
+pub(crate) const OVERFLOW_ID: u32 = 65534;
 
 /// Check a user or group name; `var` names the variable for the message.
-pub fn name(var: &str, value: &str) -> Result<(), Fatal> {
+pub(crate) fn name(var: &str, value: &str) -> Result<(), Fatal> {
     let rule = "a name is 1-32 characters of A-Z a-z 0-9 _ . -, not starting with '-' and not all digits";
     let bad = |why: &str| Err(Fatal::config(format!("{var}={value:?} is not a valid name: {why}; {rule}")));
     if value.is_empty() {
@@ -41,7 +41,7 @@ pub fn name(var: &str, value: &str) -> Result<(), Fatal> {
 
 /// Check a numeric id; `root_name` says whether the matching name is `root`
 /// (id 0 is accepted only for that explicit root case).
-pub fn id(var: &str, value: &str, root_name: bool) -> Result<u32, Fatal> {
+pub(crate) fn id(var: &str, value: &str, root_name: bool) -> Result<u32, Fatal> {
     let rule = "an id is plain decimal digits in 1..=2147483647, not 65534 (0 only with the name root)";
     let bad = |why: &str| Err(Fatal::config(format!("{var}={value:?} is not a valid id: {why}; {rule}")));
     if value.is_empty() {

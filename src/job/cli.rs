@@ -181,7 +181,7 @@ impl RenderArgs {
 }
 
 /// What `render` prints for a checked spec: YAML, or the runai line.
-pub fn render_text(profile: &Profile, spec: &Spec, runai_program: &str) -> Result<String> {
+pub(crate) fn render_text(profile: &Profile, spec: &Spec, runai_program: &str) -> Result<String> {
     match spec.form {
         Form::Runai => Ok(format!("{}\n", command::join(&runai::submit_argv(runai_program, profile, spec)?)?)),
         _ => manifest::to_yaml(

@@ -17,25 +17,25 @@ use crate::job::profile::Profile;
 use crate::job::spec::{Command, Gpu, Spec, RENDEZVOUS_PORT};
 
 /// Quote one word for a POSIX shell.
-pub fn quote(word: &str) -> Result<String> {
+pub(crate) fn quote(word: &str) -> Result<String> {
     shlex::try_quote(word).map(|c| c.into_owned()).map_err(|e| anyhow!("cannot quote {word:?} for a shell: {e}"))
 }
 
 /// Quote words and join them with spaces: one line a shell reads back as
 /// exactly these words.
-pub fn join(words: &[String]) -> Result<String> {
+pub(crate) fn join(words: &[String]) -> Result<String> {
     Ok(words.iter().map(|w| quote(w)).collect::<Result<Vec<_>>>()?.join(" "))
 }
 
 /// Escape a string for Kubernetes' `$(VAR)` expansion in `command`, `args`
 /// and `env[].value`: every `$` becomes `$$`, which the kubelet turns back
 /// into one `$` (k8s.io/kubernetes third_party/forked/golang/expansion).
-pub fn kubernetes_literal(s: &str) -> String {
+pub(crate) fn kubernetes_literal(s: &str) -> String {
     s.replace('$', "$$")
 }
 
 /// The shell string labinit runs as the user, or `None` for `labinit wait`.
-pub fn job_string(profile: &Profile, spec: &Spec) -> Result<Option<String>> {
+pub(crate) fn job_string(profile: &Profile, spec: &Spec) -> Result<Option<String>> {
     let cd = format!("cd {} && ", quote(&profile.job.workdir)?);
     Ok(match &spec.command {
         Command::Wait => None,
@@ -67,12 +67,12 @@ pub fn job_string(profile: &Profile, spec: &Spec) -> Result<Option<String>> {
 
 /// The host name of the pod of index 0 of an Indexed Job NAME whose pods
 /// have `subdomain: NAME` (hostname NAME-0, Service NAME, same namespace).
-pub fn rendezvous_host(name: &str) -> String {
+pub(crate) fn rendezvous_host(name: &str) -> String {
     format!("{name}-0.{name}")
 }
 
 /// The container's argv, before the Kubernetes escaping.
-pub fn container_argv(profile: &Profile, spec: &Spec) -> Result<Vec<String>> {
+pub(crate) fn container_argv(profile: &Profile, spec: &Spec) -> Result<Vec<String>> {
     let labinit = profile.job.labinit.clone();
     Ok(match job_string(profile, spec)? {
         None => vec![labinit, "wait".into()],
@@ -87,7 +87,7 @@ mod tests {
     /// Kubernetes' expansion of `$(VAR)` and `$$`, as documented for
     /// `command`/`args`/`env` ("$$(VAR) is escaped"; undefined references
     /// stay as written), used to prove the escaping is its exact inverse.
-    pub fn kubelet_expand(s: &str, vars: &[(&str, &str)]) -> String {
+    pub(crate) fn kubelet_expand(s: &str, vars: &[(&str, &str)]) -> String {
         let b = s.as_bytes();
         let mut out = String::new();
         let mut i = 0;

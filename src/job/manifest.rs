@@ -18,34 +18,33 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::init::duration;
 use crate::job::command::{container_argv, kubernetes_literal};
 use crate::job::profile::Profile;
 use crate::job::spec::{Form, Gpu, Spec, RENDEZVOUS_PORT};
 
 /// The extended resource the NVIDIA device plugin offers.
-pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+pub(crate) const GPU_RESOURCE: &str = "nvidia.com/gpu";
 /// The RunAI scheduler and its fractional-GPU annotation ("Setting the
 /// Default Scheduler" in RunAI's documentation): `schedulerName:
 /// runai-scheduler` plus `metadata.annotations.gpu-fraction: "0.5"`.
-pub const RUNAI_SCHEDULER: &str = "runai-scheduler";
-pub const GPU_FRACTION_ANNOTATION: &str = "gpu-fraction";
+pub(crate) const RUNAI_SCHEDULER: &str = "runai-scheduler";
+pub(crate) const GPU_FRACTION_ANNOTATION: &str = "gpu-fraction";
 /// Label the Job controller puts on its pods (Kubernetes ≥ 1.27); the
 /// headless Service selects the job's pods with it.
-pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+pub(crate) const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 /// `managed-by` label on everything labkit renders.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "labkit");
+pub(crate) const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "labkit");
 
 /// One rendered object.
 #[derive(Debug, Clone)]
-pub enum Object {
+pub(crate) enum Object {
     Pod(Box<Pod>),
     Job(Box<Job>),
     Service(Box<Service>),
 }
 
 /// The objects for `spec` (`--to job` or `pod`), in the order to apply them.
-pub fn objects(profile: &Profile, spec: &Spec) -> Result<Vec<Object>> {
+pub(crate) fn objects(profile: &Profile, spec: &Spec) -> Result<Vec<Object>> {
     let pod_spec = pod_spec(profile, spec)?;
     let meta = object_meta(profile, spec);
     Ok(match (spec.form, spec.workers) {
@@ -124,13 +123,13 @@ fn env(profile: &Profile, spec: &Spec) -> Vec<(String, String)> {
 
 /// The environment every form passes to the container, in order: the four
 /// `CLUSTER_*`, the profile's `[env]`, `LABKIT_GRACE`, `LABKIT_TIMEOUT`.
-pub fn container_env(profile: &Profile, spec: &Spec) -> Vec<(String, String)> {
+pub(crate) fn container_env(profile: &Profile, spec: &Spec) -> Vec<(String, String)> {
     env(profile, spec)
 }
 
 /// A duration as labinit parses it back exactly: whole seconds as `20s`,
 /// else seconds with the fraction (`0.5s`).
-pub fn duration_text(d: std::time::Duration) -> String {
+pub(crate) fn duration_text(d: std::time::Duration) -> String {
     if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
     } else {
@@ -239,7 +238,7 @@ fn headless_service(profile: &Profile, spec: &Spec) -> Service {
 
 /// Print objects as one YAML stream (documents separated by `---`), with a
 /// comment line saying what made it.
-pub fn to_yaml(objects: &[Object], header: &str) -> Result<String> {
+pub(crate) fn to_yaml(objects: &[Object], header: &str) -> Result<String> {
     let mut out = String::new();
     for line in header.lines() {
         out.push_str(&format!("# {line}\n"));
@@ -257,13 +256,4 @@ pub fn to_yaml(objects: &[Object], header: &str) -> Result<String> {
         out.push_str(&doc);
     }
     Ok(out)
-}
-
-/// Human form of the grace for messages.
-pub fn grace_note(spec: &Spec) -> String {
-    format!(
-        "LABKIT_GRACE {} < terminationGracePeriodSeconds {}",
-        duration::show(spec.grace),
-        spec.termination_grace_secs
-    )
 }

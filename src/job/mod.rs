@@ -11,10 +11,10 @@
 //! edge). Nothing here is part of labinit, which never links this module.
 
 pub mod cli;
-pub mod command;
-pub mod manifest;
-pub mod names;
+pub(crate) mod command;
+pub(crate) mod manifest;
+pub(crate) mod names;
 pub mod profile;
-pub mod runai;
-pub mod spec;
-pub mod wrap;
+pub(crate) mod runai;
+pub(crate) mod spec;
+pub(crate) mod wrap;

@@ -11,10 +11,10 @@
 use anyhow::{bail, Result};
 
 /// Longest DNS-1123 / DNS-1035 label (a Job's name, a pod's hostname, a label value).
-pub const LABEL_MAX: usize = 63;
+pub(crate) const LABEL_MAX: usize = 63;
 
 /// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 bytes.
-pub fn is_dns1123_label(s: &str) -> bool {
+pub(crate) fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= LABEL_MAX
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -23,7 +23,7 @@ pub fn is_dns1123_label(s: &str) -> bool {
 }
 
 /// A DNS-1123 label that starts with a letter (Service names).
-pub fn is_dns1035_label(s: &str) -> bool {
+pub(crate) fn is_dns1035_label(s: &str) -> bool {
     is_dns1123_label(s) && s.as_bytes()[0].is_ascii_lowercase()
 }
 
@@ -31,7 +31,7 @@ pub fn is_dns1035_label(s: &str) -> bool {
 /// DNS-1123 label (the issue's rule: "lower-cased DNS-1123, ≤ 63 chars, or
 /// refused"). Returns the name to use; `Err` says which rule failed and, where
 /// one exists, a name that would pass.
-pub fn job_name(raw: &str) -> Result<String> {
+pub(crate) fn job_name(raw: &str) -> Result<String> {
     let name = raw.to_ascii_lowercase();
     let rule = "a job name is 1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit (upper case is lowered for you)";
     if name.is_empty() {
@@ -59,7 +59,7 @@ pub fn job_name(raw: &str) -> Result<String> {
 
 /// Check a label value: empty, or at most 63 of `A-Za-z0-9-_.` starting and
 /// ending with a letter or digit. `what` names the source for the message.
-pub fn label_value(what: &str, value: &str) -> Result<()> {
+pub(crate) fn label_value(what: &str, value: &str) -> Result<()> {
     let ok = value.is_empty()
         || (value.len() <= LABEL_MAX
             && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
@@ -75,7 +75,7 @@ pub fn label_value(what: &str, value: &str) -> Result<()> {
 
 /// An environment variable name that every Kubernetes version from 1.29 and
 /// every shell accepts: `[A-Za-z_][A-Za-z0-9_]*`.
-pub fn env_name(what: &str, name: &str) -> Result<()> {
+pub(crate) fn env_name(what: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && !name.as_bytes()[0].is_ascii_digit()
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
@@ -89,7 +89,7 @@ pub fn env_name(what: &str, name: &str) -> Result<()> {
 
 /// A resource quantity as Kubernetes writes it (`16Gi`, `500Mi`, `2`, `1.5G`):
 /// a non-negative decimal with an optional binary or decimal SI suffix.
-pub fn quantity(what: &str, q: &str) -> Result<()> {
+pub(crate) fn quantity(what: &str, q: &str) -> Result<()> {
     let suffixes = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", ""];
     let num = suffixes.iter().find_map(|s| q.strip_suffix(s).filter(|n| !n.is_empty())).unwrap_or("");
     let (int, frac) = num.split_once('.').unwrap_or((num, ""));

@@ -11,7 +11,7 @@ use crate::job::profile::Profile;
 use crate::job::spec::{Gpu, Spec};
 
 /// `runai submit NAME …` for `spec`, program name first.
-pub fn submit_argv(runai: &str, profile: &Profile, spec: &Spec) -> Result<Vec<String>> {
+pub(crate) fn submit_argv(runai: &str, profile: &Profile, spec: &Spec) -> Result<Vec<String>> {
     let mut a: Vec<String> = vec![runai.into(), "submit".into(), spec.name.clone()];
     if let Some(p) = &profile.job.project {
         a.extend(["--project".into(), p.clone()]);

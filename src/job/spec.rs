@@ -13,28 +13,28 @@ use crate::job::profile::Profile;
 
 /// labinit's grace when neither `--grace` nor the profile sets one (labinit's
 /// own default, README "Configuration").
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(20);
+pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(20);
 /// Seconds the pod's `terminationGracePeriodSeconds` adds to labinit's grace:
 /// after the job's grace labinit still stops the services
 /// (`LABKIT_SERVICE_GRACE`, 5 s) and exits; Kubernetes' SIGKILL must come
 /// after all of that.
-pub const GRACE_MARGIN_SECS: i64 = 10;
+pub(crate) const GRACE_MARGIN_SECS: i64 = 10;
 /// `terminationGracePeriodSeconds` of pods made by `runai submit`, which
 /// cannot set it: Kubernetes' default.
-pub const RUNAI_TERMINATION_GRACE_SECS: i64 = 30;
+pub(crate) const RUNAI_TERMINATION_GRACE_SECS: i64 = 30;
 /// torchrun's rendezvous (c10d store) port on the pod of index 0.
-pub const RENDEZVOUS_PORT: u16 = 29500;
+pub(crate) const RENDEZVOUS_PORT: u16 = 29500;
 
 /// The output form (`--to`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Form {
+pub(crate) enum Form {
     Job,
     Pod,
     Runai,
 }
 
 impl Form {
-    pub fn parse(s: &str) -> Result<Form> {
+    pub(crate) fn parse(s: &str) -> Result<Form> {
         match s {
             "job" => Ok(Form::Job),
             "pod" => Ok(Form::Pod),
@@ -46,7 +46,7 @@ impl Form {
 
 /// GPUs per pod.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Gpu {
+pub(crate) enum Gpu {
     Whole(u32),
     /// A share of one GPU's memory, in (0, 1), as the user wrote it (`0.5`).
     Fraction(String),
@@ -54,7 +54,7 @@ pub enum Gpu {
 
 /// What the container runs.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Command {
+pub(crate) enum Command {
     /// No command: `labinit wait` (set up, then wait for `labkit job shell`).
     Wait,
     /// Program and arguments, run in the workdir without a shell in between
@@ -66,48 +66,48 @@ pub enum Command {
 
 /// The flags of `labkit job render` (and `submit`), as given.
 #[derive(Debug, Clone, Default)]
-pub struct Request {
-    pub name: String,
-    pub to: Option<String>,
-    pub gpu: Option<String>,
-    pub priority: Option<String>,
-    pub timeout: Option<String>,
-    pub grace: Option<String>,
-    pub ports: Vec<String>,
-    pub interactive: bool,
-    pub workers: Option<String>,
-    pub runai_scheduler: bool,
-    pub shell: Option<String>,
-    pub command: Vec<String>,
+pub(crate) struct Request {
+    pub(crate) name: String,
+    pub(crate) to: Option<String>,
+    pub(crate) gpu: Option<String>,
+    pub(crate) priority: Option<String>,
+    pub(crate) timeout: Option<String>,
+    pub(crate) grace: Option<String>,
+    pub(crate) ports: Vec<String>,
+    pub(crate) interactive: bool,
+    pub(crate) workers: Option<String>,
+    pub(crate) runai_scheduler: bool,
+    pub(crate) shell: Option<String>,
+    pub(crate) command: Vec<String>,
 }
 
 /// A validated job: everything the renderers need besides the profile.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Spec {
-    pub name: String,
-    pub form: Form,
-    pub gpu: Gpu,
-    pub priority: u32,
+pub(crate) struct Spec {
+    pub(crate) name: String,
+    pub(crate) form: Form,
+    pub(crate) gpu: Gpu,
+    pub(crate) priority: u32,
     /// `LABKIT_TIMEOUT`, as the user wrote it (labinit parses the same text).
-    pub timeout: Option<String>,
+    pub(crate) timeout: Option<String>,
     /// `LABKIT_GRACE`.
-    pub grace: Duration,
+    pub(crate) grace: Duration,
     /// The pod's `terminationGracePeriodSeconds` (always more than `grace`).
-    pub termination_grace_secs: i64,
-    pub ports: Vec<u16>,
-    pub interactive: bool,
+    pub(crate) termination_grace_secs: i64,
+    pub(crate) ports: Vec<u16>,
+    pub(crate) interactive: bool,
     /// Pods of a multi-node job (≥ 2), or none.
-    pub workers: Option<u32>,
+    pub(crate) workers: Option<u32>,
     /// Render the RunAI scheduler name and `gpu-fraction` annotation in YAML.
-    pub runai_scheduler: bool,
-    pub command: Command,
+    pub(crate) runai_scheduler: bool,
+    pub(crate) command: Command,
     /// True when the name was lowered (the CLI says so on stderr).
-    pub name_lowered: bool,
+    pub(crate) name_lowered: bool,
 }
 
 /// Check a request against the profile. Every refusal is one message naming
 /// the flag and what to write instead.
-pub fn check(req: &Request, profile: &Profile) -> Result<Spec> {
+pub(crate) fn check(req: &Request, profile: &Profile) -> Result<Spec> {
     let name = names::job_name(&req.name)?;
     let form = match &req.to {
         Some(t) => Form::parse(t)?,
@@ -269,14 +269,14 @@ pub fn check(req: &Request, profile: &Profile) -> Result<Spec> {
 
 /// `terminationGracePeriodSeconds` for a labinit grace: whole seconds,
 /// rounded up, plus [`GRACE_MARGIN_SECS`], so that it is strictly greater.
-pub fn termination_grace(grace: Duration) -> Result<i64> {
+pub(crate) fn termination_grace(grace: Duration) -> Result<i64> {
     let secs = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
     let Ok(secs) = i64::try_from(secs) else { bail!("--grace is too long") };
     Ok(secs + GRACE_MARGIN_SECS)
 }
 
 /// `--gpu`: a whole number ≥ 0, or a fraction strictly between 0 and 1.
-pub fn parse_gpu(s: &str) -> Result<Gpu> {
+pub(crate) fn parse_gpu(s: &str) -> Result<Gpu> {
     let t = s.trim();
     let rule = "write a whole number of GPUs (0, 1, 2…) or, for RunAI, a share of one GPU between 0 and 1 (0.5)";
     let (int, frac) = t.split_once('.').unwrap_or((t, ""));
@@ -302,7 +302,7 @@ pub fn parse_gpu(s: &str) -> Result<Gpu> {
 }
 
 /// `--port`: 1-65535.
-pub fn parse_port(s: &str) -> Result<u16> {
+pub(crate) fn parse_port(s: &str) -> Result<u16> {
     match s.trim().parse::<u32>() {
         Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
         Ok(n) => bail!("--port {n} is out of range: a port is 1 to 65535"),

@@ -14,13 +14,13 @@ use crate::job::spec::Form;
 
 /// A program to run, with what goes to its standard input.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Invocation {
-    pub argv: Vec<String>,
-    pub stdin: Option<String>,
+pub(crate) struct Invocation {
+    pub(crate) argv: Vec<String>,
+    pub(crate) stdin: Option<String>,
 }
 
 /// `kubectl apply -f -` with the manifest on stdin.
-pub fn apply(kubectl: &str, yaml: String) -> Invocation {
+pub(crate) fn apply(kubectl: &str, yaml: String) -> Invocation {
     Invocation { argv: vec![kubectl.into(), "apply".into(), "-f".into(), "-".into()], stdin: Some(yaml) }
 }
 
@@ -46,7 +46,7 @@ fn target(form: Form, name: &str, pod: Option<&str>) -> Result<String> {
 
 /// `labkit job shell`: the user's login shell (or CMD) in the running job,
 /// through labinit so it runs as the cluster user with the job's environment.
-pub fn shell(
+pub(crate) fn shell(
     kubectl: &str,
     runai: &str,
     profile: &Profile,
@@ -77,7 +77,7 @@ pub fn shell(
 }
 
 /// `labkit job forward`: `kubectl port-forward` of LOCAL:REMOTE pairs.
-pub fn forward(
+pub(crate) fn forward(
     kubectl: &str,
     profile: &Profile,
     form: Form,
@@ -105,7 +105,7 @@ pub fn forward(
 
 /// `8888` → `8888:8888`; `8001:8888` stays; both sides 1-65535 (local 0 =
 /// kubectl picks a free port).
-pub fn port_pair(s: &str) -> Result<String> {
+pub(crate) fn port_pair(s: &str) -> Result<String> {
     let (local, remote) = s.split_once(':').unwrap_or((s, s));
     let num = |x: &str, min: u32| x.parse::<u32>().ok().filter(|n| (min..=65535).contains(n));
     match (num(local, 0), num(remote, 1)) {
@@ -118,7 +118,7 @@ impl Invocation {
     /// A shell script that does what [`Invocation::run`] would: the quoted
     /// argv, and the standard input as a here-document whose delimiter does
     /// not occur in it.
-    pub fn dry_run_text(&self) -> Result<String> {
+    pub(crate) fn dry_run_text(&self) -> Result<String> {
         let line = join(&self.argv)?;
         Ok(match &self.stdin {
             None => format!("{line}\n"),
@@ -135,7 +135,7 @@ impl Invocation {
 
     /// Run it, wait, and return its exit code (128+N when killed by signal
     /// N). The program not being found is an error naming the flag to fix it.
-    pub fn run(&self) -> Result<u8> {
+    pub(crate) fn run(&self) -> Result<u8> {
         let mut cmd = Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..]);
         if self.stdin.is_some() {

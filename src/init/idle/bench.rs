@@ -20,7 +20,7 @@ fn cpu_time() -> Duration {
 /// this PID namespace with the `LABKIT_IDLE_*` settings and print the CPU
 /// time of one check and the peak resident memory, one `key=value` line.
 /// `get` looks a variable up (the CLI passes the process environment).
-pub fn bench(checks: u32, get: &dyn Fn(&str) -> Option<String>) -> i32 {
+pub(crate) fn bench(checks: u32, get: &dyn Fn(&str) -> Option<String>) -> i32 {
     let cfg = match config_from_env(get, Duration::from_secs(1800)) {
         Ok(c) => c.unwrap_or_default(),
         Err(f) => {

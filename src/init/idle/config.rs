@@ -13,20 +13,20 @@ use crate::init::jupyter;
 #[derive(Debug, Clone)]
 pub struct IdleConfig {
     /// Idle time after which the container stops; zero disables the watchdog.
-    pub timeout: Duration,
-    pub interval: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) interval: Duration,
     /// Fraction of one core (0.05 = 5 %).
-    pub cpu: f64,
+    pub(crate) cpu: f64,
     /// Glob for GPU device nodes, e.g. `/dev/nvidia[0-9]*`.
-    pub device_glob: String,
+    pub(crate) device_glob: String,
     /// Substrings of process names that count as busy.
-    pub busy_names: Vec<String>,
-    pub log_file: Option<PathBuf>,
+    pub(crate) busy_names: Vec<String>,
+    pub(crate) log_file: Option<PathBuf>,
     /// The Jupyter rule (`LABKIT_IDLE_JUPYTER`, on by default).
-    pub jupyter: bool,
+    pub(crate) jupyter: bool,
     /// Where Jupyter servers leave their runtime files
     /// ([`jupyter::runtime_dirs`]); set once the job's user is known.
-    pub jupyter_runtime_dirs: Vec<PathBuf>,
+    pub(crate) jupyter_runtime_dirs: Vec<PathBuf>,
 }
 
 impl Default for IdleConfig {
@@ -47,7 +47,7 @@ impl Default for IdleConfig {
 /// The watchdog's settings from `LABKIT_IDLE_*` (`get` looks a variable
 /// up). `default_timeout` is the mode's: 30 min for `wait`, zero (off) for
 /// `run`. Returns `None` when the watchdog is off. Pure.
-pub fn config_from_env(
+pub(crate) fn config_from_env(
     get: &dyn Fn(&str) -> Option<String>,
     default_timeout: Duration,
 ) -> Result<Option<IdleConfig>, Fatal> {
@@ -111,12 +111,15 @@ pub fn config_from_env(
 /// is on: its timeout in whole seconds, for tools in the job that follow it
 /// (lab-pytorch's Jupyter configuration culls idle kernels after it).
 /// `LABKIT_*` variables never reach the job, hence another prefix.
-pub const TIMEOUT_VAR: &str = "LABINIT_IDLE_TIMEOUT";
+pub(crate) const TIMEOUT_VAR: &str = "LABINIT_IDLE_TIMEOUT";
 
 /// Complete the watchdog's settings with the job's environment `env`: the
 /// Jupyter runtime directories its servers will use, and [`TIMEOUT_VAR`]
 /// added to `env`. Pure.
-pub fn for_job(cfg: Option<IdleConfig>, env: &mut Vec<(std::ffi::OsString, std::ffi::OsString)>) -> Option<IdleConfig> {
+pub(crate) fn for_job(
+    cfg: Option<IdleConfig>,
+    env: &mut Vec<(std::ffi::OsString, std::ffi::OsString)>,
+) -> Option<IdleConfig> {
     let mut cfg = cfg?;
     let get = |k: &str| env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.to_string_lossy().into_owned());
     if cfg.jupyter {

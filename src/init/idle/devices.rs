@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 /// Minimal glob: `*`, `?` and `[...]` classes with ranges (`[0-9]`).
-pub fn glob_match(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
     fn class(p: &[char], c: char) -> Option<(bool, usize)> {
@@ -45,7 +45,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 
 /// Device nodes matching the glob (only the last path component may hold
 /// wildcards).
-pub fn matching_devices(glob: &str) -> Vec<String> {
+pub(crate) fn matching_devices(glob: &str) -> Vec<String> {
     let path = Path::new(glob);
     let (Some(dir), Some(pat)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else { return Vec::new() };
     let Ok(rd) = fs::read_dir(dir) else { return Vec::new() };

@@ -8,7 +8,7 @@ use crate::init::jupyter;
 
 /// Why the container counts as busy.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Busy {
+pub(crate) enum Busy {
     Cpu { pid: i32, name: String, percent: f64 },
     Gpu { pid: i32, name: String, device: String },
     Name { pid: i32, name: String },
@@ -28,7 +28,7 @@ impl std::fmt::Display for Busy {
 
 /// What a check concluded, for the log and the supervisor.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Event {
+pub(crate) enum Event {
     /// Nothing worth a log line.
     Quiet,
     /// Became busy (the first check, or after being idle).
@@ -43,7 +43,7 @@ pub enum Event {
 
 /// A duration in a log line: [`duration::show`], the one format of every
 /// labinit log line (kept under this name for its callers).
-pub fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     duration::show(d)
 }
 
@@ -55,7 +55,7 @@ fn last_busy_text(b: &Option<Busy>) -> String {
 }
 
 /// The log line for an event (`None` for [`Event::Quiet`]). Pure.
-pub fn message(event: &Event, cfg: &IdleConfig) -> Option<String> {
+pub(crate) fn message(event: &Event, cfg: &IdleConfig) -> Option<String> {
     let t = human(cfg.timeout);
     Some(match event {
         Event::Quiet => return None,

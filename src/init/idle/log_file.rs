@@ -9,17 +9,17 @@ use crate::init::trusted;
 /// The optional `LABKIT_IDLE_LOG` file: every watchdog line, appended with
 /// a UTC time stamp and the host name. `{host}` and `{date}` in the path are
 /// replaced (the legacy kept one file per host and day on the shared volume).
-pub struct IdleLog {
+pub(crate) struct IdleLog {
     template: Option<PathBuf>,
     warned: bool,
 }
 
 impl IdleLog {
-    pub fn new(template: Option<PathBuf>) -> IdleLog {
+    pub(crate) fn new(template: Option<PathBuf>) -> IdleLog {
         IdleLog { template, warned: false }
     }
 
-    pub fn write(&mut self, line: &str) {
+    pub(crate) fn write(&mut self, line: &str) {
         let Some(t) = &self.template else { return };
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
         let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
@@ -39,13 +39,13 @@ impl IdleLog {
 /// The idle log's path from its template: `{host}` and `{date}` replaced,
 /// a `/` or control character in the host name made harmless (the host name
 /// never adds a directory level). Pure.
-pub fn log_path(template: &str, host: &str, date: &str) -> String {
+pub(crate) fn log_path(template: &str, host: &str, date: &str) -> String {
     let host: String = host.chars().map(|c| if c == '/' || c.is_control() { '_' } else { c }).collect();
     template.replace("{host}", &host).replace("{date}", date)
 }
 
 /// One line of the idle log file, escaped like labinit's own log lines. Pure.
-pub fn log_line(stamp: &str, host: &str, line: &str) -> String {
+pub(crate) fn log_line(stamp: &str, host: &str, line: &str) -> String {
     format!("{stamp} {} {}\n", crate::init::log::escape(host), crate::init::log::escape(line))
 }
 
@@ -54,7 +54,7 @@ pub fn log_line(stamp: &str, host: &str, line: &str) -> String {
 /// by component, never through a symbolic link a user could have planted
 /// ([`trusted::open_nofollow`]), and only a regular file with a single link
 /// is written (a hard link to `/etc/passwd` is refused too).
-pub fn append(path: &Path, text: &[u8]) -> std::io::Result<()> {
+pub(crate) fn append(path: &Path, text: &[u8]) -> std::io::Result<()> {
     use nix::libc;
     let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NOCTTY | libc::O_NONBLOCK;
     let f = trusted::open_nofollow(path, flags, 0o644).map_err(|e| match e {

@@ -24,20 +24,21 @@
 //! Jupyter rule is [`crate::init::jupyter`], which knows nothing of this
 //! module.
 
-pub mod bench;
-pub mod config;
-pub mod devices;
-pub mod event;
-pub mod log_file;
-pub mod watchdog;
+pub(crate) mod bench;
+pub(crate) mod config;
+pub(crate) mod devices;
+pub(crate) mod event;
+pub(crate) mod log_file;
+pub(crate) mod watchdog;
 
-pub use bench::bench;
-pub use config::{config_from_env, for_job, IdleConfig, TIMEOUT_VAR};
-pub use devices::{glob_match, matching_devices};
-pub use event::{human, message, Busy, Event};
-pub use log_file::{append, log_line, log_path, IdleLog};
-pub use watchdog::{Watchdog, REMINDER};
+pub(crate) use bench::bench;
+pub(crate) use config::{config_from_env, for_job};
+// `pub` while `Supervisor::with_idle` (supervisor.rs) is `pub`.
+pub use config::IdleConfig;
+pub(crate) use event::{human, message, Event};
+pub(crate) use log_file::IdleLog;
+pub(crate) use watchdog::Watchdog;
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (moved to [`crate::init::civil::utc`]; kept for
 /// its callers until they name `civil`).
-pub use crate::init::civil::utc;
+pub(crate) use crate::init::civil::utc;

@@ -16,7 +16,7 @@ use crate::init::jupyter;
 use crate::init::procfs;
 
 /// The busy/idle state machine over successive samples.
-pub struct Watchdog {
+pub(crate) struct Watchdog {
     cfg: IdleConfig,
     clk_tck: f64,
     first: bool,
@@ -55,10 +55,10 @@ struct Seen {
 }
 
 /// Log a reminder every this long while idle.
-pub const REMINDER: Duration = Duration::from_secs(5 * 60);
+pub(crate) const REMINDER: Duration = Duration::from_secs(5 * 60);
 
 impl Watchdog {
-    pub fn new(cfg: IdleConfig) -> Watchdog {
+    pub(crate) fn new(cfg: IdleConfig) -> Watchdog {
         let clk_tck = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
         let jupyter = (cfg.jupyter && !cfg.jupyter_runtime_dirs.is_empty())
             .then(|| jupyter::Finder::new(cfg.jupyter_runtime_dirs.clone(), PathBuf::from("/proc")));
@@ -80,18 +80,18 @@ impl Watchdog {
     }
 
     /// The log lines of the last check besides its state change.
-    pub fn take_notes(&mut self) -> Vec<String> {
+    pub(crate) fn take_notes(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notes)
     }
 
-    pub fn config(&self) -> &IdleConfig {
+    pub(crate) fn config(&self) -> &IdleConfig {
         &self.cfg
     }
 
     /// Find a reason the container is busy in one sample. `excluded` holds
     /// sessions that do not count (labinit's own, its services'); `elapsed`
     /// is the time since the previous sample.
-    pub fn busy_reason(
+    pub(crate) fn busy_reason(
         &mut self,
         proc_root: &Path,
         excluded_sessions: &[i32],
@@ -233,7 +233,7 @@ impl Watchdog {
     }
 
     /// Feed one check's verdict; returns what to log or do.
-    pub fn observe(&mut self, reason: Option<Busy>, elapsed: Duration) -> Event {
+    pub(crate) fn observe(&mut self, reason: Option<Busy>, elapsed: Duration) -> Event {
         let first = std::mem::replace(&mut self.first, false);
         match reason {
             Some(b) => {

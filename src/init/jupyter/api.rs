@@ -9,21 +9,21 @@ use crate::init::json::{self, Json};
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Status {
     /// Microseconds since the epoch (UTC).
-    pub last_activity: Option<i64>,
-    pub connections: u64,
-    pub kernels: u64,
+    pub(crate) last_activity: Option<i64>,
+    pub(crate) connections: u64,
+    pub(crate) kernels: u64,
 }
 
 /// One kernel of `GET /api/kernels`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Kernel {
-    pub id: String,
-    pub name: String,
+    pub(crate) id: String,
+    pub(crate) name: String,
     /// `idle`, `busy`, `starting`, … (Jupyter's kernel status).
-    pub execution_state: String,
+    pub(crate) execution_state: String,
     /// Microseconds since the epoch (UTC).
-    pub last_activity: Option<i64>,
-    pub connections: u64,
+    pub(crate) last_activity: Option<i64>,
+    pub(crate) connections: u64,
 }
 
 /// `GET /api/status` from its JSON. Pure.

@@ -13,21 +13,21 @@ use super::runtime::{self, Server};
 use crate::init::duration;
 
 /// Servers asked per check, at most.
-pub const MAX_SERVERS: usize = 8;
+pub(crate) const MAX_SERVERS: usize = 8;
 /// A server whose API failed [`GIVE_UP`] checks in a row, or refused the
 /// token, is asked again after this long, not at every check (each refused
 /// request is a warning in the researcher's Jupyter log).
-pub const RETRY: Duration = Duration::from_secs(60);
+pub(crate) const RETRY: Duration = Duration::from_secs(60);
 /// Failures in a row before a server counts as not answering (logged, and
 /// asked again after [`RETRY`]). Fewer are taken as passing: jupyter_server
 /// answers HTTP 500 to `/api/kernels` while a kernel is starting. Either
 /// way, a check without an answer judges the server's processes by the
 /// other rules.
-pub const GIVE_UP: u32 = 3;
+pub(crate) const GIVE_UP: u32 = 3;
 
 /// Ask a server for its status and kernels. An error says whether it is
 /// lasting (the token refused) or may pass (no answer, HTTP 5xx, …).
-pub fn ask(server: &Server, deadline: Instant) -> Result<(Status, Vec<Kernel>), (String, bool)> {
+pub(crate) fn ask(server: &Server, deadline: Instant) -> Result<(Status, Vec<Kernel>), (String, bool)> {
     let fetch = |what: &str| -> Result<String, (String, bool)> {
         let path = format!("{}api/{what}?no_track_activity=1", server.base_url);
         let r = get(server.port, &path, &server.token, deadline).map_err(|e| (e, false))?;
@@ -47,20 +47,20 @@ pub fn ask(server: &Server, deadline: Instant) -> Result<(Status, Vec<Kernel>), 
 
 /// What one check found.
 #[derive(Debug, Default)]
-pub struct Check {
+pub(crate) struct Check {
     /// Servers whose API answered: their processes follow the Jupyter rule.
-    pub servers: Vec<i32>,
+    pub(crate) servers: Vec<i32>,
     /// The first busy verdict among them.
-    pub busy: Option<Reason>,
+    pub(crate) busy: Option<Reason>,
     /// Log lines for changes (a server found, or its API failing), each
     /// once per change.
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 /// Finds servers and asks them, remembering per server whether its API
 /// answered so a failure is logged once, not at every check, and asked
 /// again only after [`RETRY`].
-pub struct Finder {
+pub(crate) struct Finder {
     dirs: Vec<PathBuf>,
     proc_root: PathBuf,
     answered: HashMap<i32, Answered>,
@@ -78,17 +78,13 @@ struct Answered {
 }
 
 impl Finder {
-    pub fn new(dirs: Vec<PathBuf>, proc_root: PathBuf) -> Finder {
+    pub(crate) fn new(dirs: Vec<PathBuf>, proc_root: PathBuf) -> Finder {
         Finder { dirs, proc_root, answered: HashMap::new() }
-    }
-
-    pub fn dirs(&self) -> &[PathBuf] {
-        &self.dirs
     }
 
     /// Find the servers and judge each; `now` in microseconds since the
     /// epoch, `window` the time since the previous check.
-    pub fn check(&mut self, now: i64, window: Duration) -> Check {
+    pub(crate) fn check(&mut self, now: i64, window: Duration) -> Check {
         let mut c = Check::default();
         let found = runtime::live_servers(&self.dirs, &self.proc_root, MAX_SERVERS);
         self.answered.retain(|pid, _| found.iter().any(|(p, _)| p == pid));
@@ -170,7 +166,7 @@ fn update(before: Answered, ok: bool, lasting: bool, now: Instant) -> (Answered,
 }
 
 /// Microseconds since the epoch, now.
-pub fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 

@@ -10,15 +10,15 @@ use crate::init::duration;
 use crate::init::log::shown;
 
 /// Largest HTTP answer read (a kernel is ~200 bytes in `/api/kernels`).
-pub const MAX_RESPONSE: usize = 1024 * 1024;
+pub(crate) const MAX_RESPONSE: usize = 1024 * 1024;
 /// Time allowed for one server's two requests: PID 1 waits meanwhile.
-pub const SERVER_DEADLINE: Duration = Duration::from_secs(2);
+pub(crate) const SERVER_DEADLINE: Duration = Duration::from_secs(2);
 
 /// An HTTP answer: status code and body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response {
-    pub status: u16,
-    pub body: String,
+    pub(crate) status: u16,
+    pub(crate) body: String,
 }
 
 /// Parse a whole HTTP/1.x answer (`Content-Length`, chunked, or until the
@@ -77,7 +77,7 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
 
 /// `GET path` on 127.0.0.1:`port` with the token, `Connection: close`,
 /// within `deadline`. Errors keep errno.
-pub fn get(port: u16, path: &str, token: &str, deadline: Instant) -> Result<Response, String> {
+pub(crate) fn get(port: u16, path: &str, token: &str, deadline: Instant) -> Result<Response, String> {
     let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut s = TcpStream::connect_timeout(&addr, left()).map_err(|e| format!("cannot connect to {addr}: {e}"))?;

@@ -21,14 +21,18 @@
 //! Nothing here reads the watchdog's state: the watchdog depends on this
 //! module, never the other way.
 
-pub mod api;
-pub mod finder;
-pub mod http;
-pub mod rule;
-pub mod runtime;
+pub(crate) mod api;
+pub(crate) mod finder;
+pub(crate) mod http;
+pub(crate) mod rule;
+pub(crate) mod runtime;
 
+// What the fuzz target (fuzz/fuzz_targets/jupyter.rs) calls: the parsers of
+// everything that comes from outside.
 pub use api::{parse_kernels, parse_status, parse_time, Kernel, Status};
-pub use finder::{ask, now_micros, Check, Finder, GIVE_UP, MAX_SERVERS, RETRY};
-pub use http::{get, parse_response, Response, MAX_RESPONSE, SERVER_DEADLINE};
-pub use rule::{judge, tree_depths, Reason};
-pub use runtime::{parse_server, runtime_dirs, runtime_file_pid, Server, MAX_FILE};
+pub use http::{parse_response, Response};
+pub use runtime::{parse_server, runtime_file_pid, Server};
+
+pub(crate) use finder::{now_micros, Finder};
+pub(crate) use rule::{tree_depths, Reason};
+pub(crate) use runtime::runtime_dirs;

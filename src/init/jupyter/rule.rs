@@ -11,7 +11,7 @@ use crate::init::log::shown;
 
 /// Why a Jupyter server counts as busy.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// A kernel runs a cell (`execution_state` `busy`).
     Executing { server: i32, kernel: String, name: String },
     /// A client request or kernel output since the previous check.
@@ -45,7 +45,7 @@ impl std::fmt::Display for Reason {
 /// check: activity within it counts, so the watchdog's idle time starts at
 /// the last activity (a kernel that finished a cell an hour ago is idle).
 /// A kernel executing wins over activity. Pure.
-pub fn judge(server: i32, status: &Status, kernels: &[Kernel], now: i64, window: Duration) -> Option<Reason> {
+pub(crate) fn judge(server: i32, status: &Status, kernels: &[Kernel], now: i64, window: Duration) -> Option<Reason> {
     if let Some(k) = kernels.iter().find(|k| k.execution_state == "busy") {
         return Some(Reason::Executing { server, kernel: k.id.clone(), name: k.name.clone() });
     }
@@ -58,7 +58,7 @@ pub fn judge(server: i32, status: &Status, kernels: &[Kernel], now: i64, window:
 /// How far below one of `roots` each process is (0 = a root, 1 = a child,
 /// 2 = deeper), for the processes that descend from a root. `procs` holds
 /// (pid, ppid) pairs. Pure.
-pub fn tree_depths(procs: &[(i32, i32)], roots: &[i32]) -> HashMap<i32, u8> {
+pub(crate) fn tree_depths(procs: &[(i32, i32)], roots: &[i32]) -> HashMap<i32, u8> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     for &(pid, ppid) in procs {
         if pid != ppid {

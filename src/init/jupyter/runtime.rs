@@ -14,17 +14,17 @@ use crate::init::json::{self, Json};
 use crate::init::log::shown;
 
 /// Largest runtime file read (Jupyter's are ~300 bytes).
-pub const MAX_FILE: u64 = 64 * 1024;
+pub(crate) const MAX_FILE: u64 = 64 * 1024;
 
 /// A Jupyter server as its runtime file describes it, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Server {
-    pub pid: i32,
-    pub port: u16,
+    pub(crate) pid: i32,
+    pub(crate) port: u16,
     /// URL path prefix, `/` or `/a/b/`.
-    pub base_url: String,
+    pub(crate) base_url: String,
     /// Empty when the server has no token.
-    pub token: String,
+    pub(crate) token: String,
 }
 
 /// The pid in a runtime file name `jpserver-PID.json`. Pure.
@@ -70,7 +70,7 @@ pub fn parse_server(text: &str, pid: i32) -> Result<Server, String> {
 /// `$XDG_DATA_HOME/jupyter/runtime`, then `~/.local/share/jupyter/runtime`
 /// of the job's home and of root (a server started by `kubectl exec`).
 /// Absolute paths only, no duplicates. Pure.
-pub fn runtime_dirs(get: &dyn Fn(&str) -> Option<String>, home: Option<&Path>) -> Vec<PathBuf> {
+pub(crate) fn runtime_dirs(get: &dyn Fn(&str) -> Option<String>, home: Option<&Path>) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     let var = |k: &str| get(k).filter(|v| v.starts_with('/'));
     let mut add = |p: PathBuf| {
@@ -144,7 +144,7 @@ fn open_dir(dir: &Path) -> Option<OwnedFd> {
 /// The runtime files of live servers in `dirs` (a file whose pid has no
 /// `proc_root/PID` is stale, Jupyter's to clean up), at most `max`: (pid, what
 /// the file says or why not).
-pub fn live_servers(dirs: &[PathBuf], proc_root: &Path, max: usize) -> Vec<(i32, Result<Server, String>)> {
+pub(crate) fn live_servers(dirs: &[PathBuf], proc_root: &Path, max: usize) -> Vec<(i32, Result<Server, String>)> {
     let mut out: Vec<(i32, Result<Server, String>)> = Vec::new();
     for dir in dirs {
         let Ok(rd) = std::fs::read_dir(dir) else { continue };

@@ -9,21 +9,21 @@ use crate::init::validate;
 
 /// What `labkit job init` writes.
 #[derive(Debug, Clone)]
-pub struct InitValues {
-    pub user: User,
-    pub image: String,
-    pub workdir: String,
-    pub namespace: Option<String>,
-    pub project: Option<String>,
+pub(crate) struct InitValues {
+    pub(crate) user: User,
+    pub(crate) image: String,
+    pub(crate) workdir: String,
+    pub(crate) namespace: Option<String>,
+    pub(crate) project: Option<String>,
     /// `CLAIM:RUNAI_CLAIM:MOUNT` triples.
-    pub volumes: Vec<(String, String, String)>,
-    pub env: Vec<(String, String)>,
+    pub(crate) volumes: Vec<(String, String, String)>,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 /// The text of a new profile, with a comment for every key. It is checked
 /// with [`parse`] before it is returned, so `init` never writes a profile that
 /// `render` would refuse.
-pub fn init_text(v: &InitValues) -> Result<String> {
+pub(crate) fn init_text(v: &InitValues) -> Result<String> {
     let q = |s: &str| toml::Value::String(s.to_string()).to_string();
     let mut t = String::new();
     t.push_str("# labkit job profile (docs/job.md lists every key). Written by `labkit job init`.\n\n");
@@ -67,7 +67,7 @@ pub fn init_text(v: &InitValues) -> Result<String> {
 }
 
 /// Parse the output of `id -u`, `id -un`, `id -g`, `id -gn` (one value each).
-pub fn user_from_id(uid: &str, name: &str, gid: &str, group: &str) -> Result<User> {
+pub(crate) fn user_from_id(uid: &str, name: &str, gid: &str, group: &str) -> Result<User> {
     let (uid, name, gid, group) = (uid.trim(), name.trim(), gid.trim(), group.trim());
     validate::name("user name (id -un)", name).map_err(|f| anyhow!(f.message))?;
     validate::name("group name (id -gn)", group).map_err(|f| anyhow!(f.message))?;
@@ -78,7 +78,7 @@ pub fn user_from_id(uid: &str, name: &str, gid: &str, group: &str) -> Result<Use
 
 /// Parse `CLAIM:RUNAI_CLAIM:MOUNT` (or `CLAIM:MOUNT`, the RunAI claim then
 /// being `runai-CLAIM` as on the lab's cluster).
-pub fn parse_volume_flag(s: &str) -> Result<(String, String, String)> {
+pub(crate) fn parse_volume_flag(s: &str) -> Result<(String, String, String)> {
     let parts: Vec<&str> = s.split(':').collect();
     match parts.as_slice() {
         [c, r, m] if !c.is_empty() && !r.is_empty() => Ok((c.to_string(), r.to_string(), m.to_string())),

@@ -19,13 +19,13 @@ use crate::init::{duration, validate};
 use crate::job::names;
 
 mod init;
-pub use init::{init_text, parse_volume_flag, user_from_id, InitValues};
+pub(crate) use init::{init_text, parse_volume_flag, user_from_id, InitValues};
 
 /// Where labinit lives in the lab images.
-pub const DEFAULT_LABINIT: &str = "/opt/lab/labinit";
+pub(crate) const DEFAULT_LABINIT: &str = "/opt/lab/labinit";
 /// How long a finished Job (and its pods and logs) stays before Kubernetes
 /// deletes it, unless the profile says otherwise.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 86400);
+pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(7 * 86400);
 
 /// The validated profile.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,7 +130,7 @@ struct RawVolume {
 
 /// The default profile path: `$XDG_CONFIG_HOME/labkit/job.toml`, else
 /// `$HOME/.config/labkit/job.toml`. `None` when neither variable is set.
-pub fn default_path(xdg_config_home: Option<&str>, home: Option<&str>) -> Option<PathBuf> {
+pub(crate) fn default_path(xdg_config_home: Option<&str>, home: Option<&str>) -> Option<PathBuf> {
     match (xdg_config_home.filter(|s| s.starts_with('/')), home.filter(|s| !s.is_empty())) {
         (Some(x), _) => Some(Path::new(x).join("labkit/job.toml")),
         (None, Some(h)) => Some(Path::new(h).join(".config/labkit/job.toml")),
@@ -155,7 +155,7 @@ pub fn load(path: &Path) -> Result<Profile> {
 
 /// Parse and validate a profile's text. Every problem is collected and
 /// reported at once, one per line, so one round of edits fixes the file.
-pub fn parse(text: &str) -> Result<Profile> {
+pub(crate) fn parse(text: &str) -> Result<Profile> {
     let raw: RawProfile = toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim_end()))?;
     let mut errors = Vec::new();
     let mut missing = |key: &str, what: &str| errors.push(format!("missing key {key} ({what})"));
@@ -331,7 +331,7 @@ pub fn parse(text: &str) -> Result<Profile> {
 }
 
 /// Why a variable may not appear in `[env]`, if it may not.
-pub fn reserved_env(name: &str) -> Option<&'static str> {
+pub(crate) fn reserved_env(name: &str) -> Option<&'static str> {
     match name {
         "CLUSTER_USER" | "CLUSTER_USER_ID" | "CLUSTER_GROUP_NAME" | "CLUSTER_GROUP_ID" => Some("from [user]"),
         "LABKIT_TIMEOUT" => Some("from --timeout"),
@@ -350,7 +350,7 @@ fn id_value(key: &str, v: &toml::Value, root_name: bool) -> Result<u32> {
 }
 
 /// A priority: a whole number ≥ 0 (a label value cannot start with '-' or '+').
-pub fn priority_value(key: &str, v: &toml::Value) -> Result<u32> {
+pub(crate) fn priority_value(key: &str, v: &toml::Value) -> Result<u32> {
     match v {
         toml::Value::Integer(n) => parse_priority(key, &n.to_string()),
         toml::Value::String(s) => parse_priority(key, s),
@@ -361,7 +361,7 @@ pub fn priority_value(key: &str, v: &toml::Value) -> Result<u32> {
 /// Parse `--priority` / `job.priority`. The lab queue reads the pod label
 /// `priority`; a label value must start with a letter or digit, so negative
 /// numbers cannot be written there and are refused here.
-pub fn parse_priority(key: &str, s: &str) -> Result<u32> {
+pub(crate) fn parse_priority(key: &str, s: &str) -> Result<u32> {
     let s = s.trim();
     if s.starts_with('-') || s.starts_with('+') {
         bail!(
@@ -396,7 +396,7 @@ fn is_dns1123_subdomain(s: &str) -> bool {
 
 /// A volume's default name: the mount's last component, lower-cased, with
 /// anything outside `a-z0-9-` turned into '-'.
-pub fn volume_name_from(mount: &str) -> String {
+pub(crate) fn volume_name_from(mount: &str) -> String {
     let last = mount.trim_end_matches('/').rsplit('/').next().unwrap_or("");
     let s: String = last
         .chars()
@@ -412,7 +412,7 @@ mod tests {
 
     /// The profile of issue 16, verbatim: the fixture the `labkit job`
     /// suites use too (tests/job/support.rs).
-    pub const ISSUE: &str = include_str!("../../../tests/job/profile.toml");
+    pub(crate) const ISSUE: &str = include_str!("../../../tests/job/profile.toml");
 
     #[test]
     fn issue_profile_is_accepted_as_written() {
