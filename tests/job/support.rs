@@ -1,4 +1,4 @@
-//! Shared helpers of the `labkit job` suites (tests/job.rs,
+//! Shared helpers of the `labkit job` suites (tests/job*.rs,
 //! tests/job_validate.rs): a scratch directory with the issue's profile, the
 //! labkit binary, and a model of the kubelet's `$(VAR)` expansion.
 #![allow(dead_code)]
@@ -9,6 +9,18 @@ use std::process::{Command, Output};
 /// The profile of issue 16, verbatim (tests/job/profile.toml, also read by
 /// the unit tests of src/job/profile).
 pub const ISSUE_PROFILE: &str = include_str!("profile.toml");
+
+/// A path as a command-line argument.
+pub fn profile_arg(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+/// NUL-terminated words (empty words kept).
+pub fn nul_words(out: &[u8]) -> Vec<String> {
+    let mut v: Vec<String> = out.split(|b| *b == 0).map(|w| String::from_utf8_lossy(w).into_owned()).collect();
+    assert_eq!(v.pop().as_deref(), Some(""), "output must end with NUL: {out:?}");
+    v
+}
 
 /// A temporary directory removed on drop.
 pub struct Scratch(PathBuf);
