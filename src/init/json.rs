@@ -7,7 +7,7 @@
 //! (escapes, surrogate pairs; a lone surrogate becomes U+FFFD).
 
 /// One JSON value. Object members keep their order; a repeated key keeps
-/// every copy and [`Json::get`] returns the first.
+/// every copy and `Json::get` returns the first.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json {
     Null,

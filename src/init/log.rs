@@ -2,7 +2,7 @@
 //! so a researcher reading `kubectl logs` can tell them from the job's output.
 //! `LABKIT_QUIET=1` hides info lines, never warnings or errors.
 //!
-//! Every message passes through [`escape`] on its way out, so a string from
+//! Every message passes through `escape` on its way out, so a string from
 //! outside (a process name, a file name, a service's output) can never end a
 //! line early and forge a `labinit:` line of its own.
 

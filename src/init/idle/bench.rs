@@ -52,3 +52,18 @@ pub(crate) fn bench(checks: u32, get: &dyn Fn(&str) -> Option<String>) -> i32 {
     );
     0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The settings come from the lookup the CLI passes, not from the
+    /// process environment: a bad value there is refused like in `wait`.
+    #[test]
+    fn settings_come_from_the_lookup() {
+        let bad = |n: &str| (n == "LABKIT_IDLE_CPU").then(|| "lots".to_owned());
+        assert_eq!(bench(1, &bad), crate::init::exit::CONFIG);
+        // Control: no settings, one check over this process's /proc.
+        assert_eq!(bench(1, &|_| None), 0);
+    }
+}

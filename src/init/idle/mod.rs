@@ -17,10 +17,10 @@
 //! children (kernels, terminals); the CPU rule does (an idle kernel uses
 //! none; a thread or a `!python train.py &` a cell left running does).
 //!
-//! Layout, leaves first: [`config`] (settings from `LABKIT_IDLE_*`),
-//! [`event`] (verdicts and their log lines), [`devices`] (the GPU rule's
-//! device nodes), [`watchdog`] (the scan and the state machine),
-//! [`log_file`] (`LABKIT_IDLE_LOG`), [`bench`] (`labinit idle-check`). The
+//! Layout, leaves first: `config` (settings from `LABKIT_IDLE_*`),
+//! `event` (verdicts and their log lines), `devices` (the GPU rule's
+//! device nodes), `watchdog` (the scan and the state machine),
+//! `log_file` (`LABKIT_IDLE_LOG`), `bench` (`labinit idle-check`). The
 //! Jupyter rule is [`crate::init::jupyter`], which knows nothing of this
 //! module.
 
