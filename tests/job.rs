@@ -91,6 +91,47 @@ fn bad_input_is_one_error_before_anything_is_printed() {
     }
 }
 
+/// Without --profile, the profile is `$XDG_CONFIG_HOME/labkit/job.toml`, else
+/// `$HOME/.config/labkit/job.toml`, from labkit's own environment; with
+/// neither set, one clear refusal. Control: each variable alone finds its file.
+#[test]
+fn the_default_profile_comes_from_xdg_config_home_or_home() {
+    let s = Scratch::new("default-path");
+    let run = |vars: &[(&str, &std::path::Path)]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_labkit"));
+        c.current_dir("/").args(["job", "render", "x"]).env_clear();
+        c.env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.output().expect("run labkit")
+    };
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("neither HOME nor XDG_CONFIG_HOME is set; pass --profile FILE"), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+    let xdg = s.join("xdg");
+    std::fs::create_dir_all(xdg.join("labkit")).unwrap();
+    std::fs::write(xdg.join("labkit/job.toml"), ISSUE_PROFILE).unwrap();
+    let home = s.join("home");
+    std::fs::create_dir_all(home.join(".config/labkit")).unwrap();
+    std::fs::write(home.join(".config/labkit/job.toml"), ISSUE_PROFILE.replace("cvlab/pytorch", "cvlab/home")).unwrap();
+    let o = run(&[("XDG_CONFIG_HOME", &xdg), ("HOME", &home)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("/cvlabsrc1/cvlab/pytorch_model_zoo"), "XDG_CONFIG_HOME wins:\n{}", stdout(&o));
+    let o = run(&[("HOME", &home)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("/cvlabsrc1/cvlab/home_model_zoo"), "HOME alone:\n{}", stdout(&o));
+    // A HOME without a profile names the file it looked for.
+    let o = run(&[("HOME", &s.join("nobody"))]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("{}/.config/labkit/job.toml does not exist", s.join("nobody").display())),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn a_broken_profile_names_every_problem_and_the_file() {
     let s = Scratch::new("badprofile");

@@ -191,9 +191,10 @@ pub(crate) fn render_text(profile: &Profile, spec: &Spec, runai_program: &str) -
     }
 }
 
-/// Entry point of `labkit job`.
+/// Entry point of `labkit job`: the one place that reads the process
+/// environment (`HOME`, `XDG_CONFIG_HOME`, for the default profile path).
 pub fn main(args: JobArgs) -> ExitCode {
-    match run(args) {
+    match run(args, &|name| std::env::var(name).ok()) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("labkit job: {e:#}");
@@ -202,18 +203,18 @@ pub fn main(args: JobArgs) -> ExitCode {
     }
 }
 
-fn profile_path(explicit: Option<&Path>) -> Result<PathBuf> {
+/// `--profile`, else the default path from the environment (`get` looks a
+/// variable up).
+fn profile_path(explicit: Option<&Path>, get: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
     }
-    let xdg = std::env::var("XDG_CONFIG_HOME").ok();
-    let home = std::env::var("HOME").ok();
-    profile::default_path(xdg.as_deref(), home.as_deref())
+    profile::default_path(get("XDG_CONFIG_HOME").as_deref(), get("HOME").as_deref())
         .ok_or_else(|| anyhow!("neither HOME nor XDG_CONFIG_HOME is set; pass --profile FILE"))
 }
 
-fn checked(args: &JobArgs, r: &RenderArgs) -> Result<(Profile, Spec)> {
-    let profile = profile::load(&profile_path(args.profile.as_deref())?)?;
+fn checked(path: &Path, r: &RenderArgs) -> Result<(Profile, Spec)> {
+    let profile = profile::load(path)?;
     let spec = spec::check(&r.request(), &profile)?;
     if spec.name_lowered {
         eprintln!(
@@ -224,17 +225,19 @@ fn checked(args: &JobArgs, r: &RenderArgs) -> Result<(Profile, Spec)> {
     Ok((profile, spec))
 }
 
-fn run(args: JobArgs) -> Result<u8> {
+fn run(args: JobArgs, get: &dyn Fn(&str) -> Option<String>) -> Result<u8> {
+    // Every subcommand needs the profile's path first.
+    let path = profile_path(args.profile.as_deref(), get)?;
     match &args.command {
-        JobCommand::Init(i) => init(&profile_path(args.profile.as_deref())?, i),
+        JobCommand::Init(i) => init(&path, i),
         JobCommand::Render(r) => {
-            let (profile, spec) = checked(&args, r)?;
+            let (profile, spec) = checked(&path, r)?;
             let text = render_text(&profile, &spec, "runai")?;
             print_out(&text)?;
             Ok(0)
         }
         JobCommand::Submit { render, dry_run } => {
-            let (profile, spec) = checked(&args, render)?;
+            let (profile, spec) = checked(&path, render)?;
             let inv = match spec.form {
                 Form::Runai => {
                     wrap::Invocation { argv: runai::submit_argv(&args.runai, &profile, &spec)?, stdin: None }
@@ -244,13 +247,13 @@ fn run(args: JobArgs) -> Result<u8> {
             execute(&inv, *dry_run)
         }
         JobCommand::Shell { name, to, pod, dry_run, cmd } => {
-            let profile = profile::load(&profile_path(args.profile.as_deref())?)?;
+            let profile = profile::load(&path)?;
             let name = crate::job::names::job_name(name)?;
             let inv = wrap::shell(&args.kubectl, &args.runai, &profile, Form::parse(to)?, &name, pod.as_deref(), cmd)?;
             execute(&inv, *dry_run)
         }
         JobCommand::Forward { name, ports, to, pod, address, dry_run } => {
-            let profile = profile::load(&profile_path(args.profile.as_deref())?)?;
+            let profile = profile::load(&path)?;
             let name = crate::job::names::job_name(name)?;
             let inv = wrap::forward(
                 &args.kubectl,
