@@ -123,4 +123,14 @@ mod tests {
         assert_eq!(l.matches("labinit:").count(), 2, "the forged text stays inside the one line: {l}");
         assert!(l.starts_with("labinit: warning: step x: ok\\nlabinit"));
     }
+
+    #[test]
+    fn shown_cuts_by_characters_and_escapes() {
+        assert_eq!(shown("1a2b3c4d-5e6f", 8), "1a2b3c4d…");
+        assert_eq!(shown("Zürich→ok", 7), "Zürich→…", "characters, not bytes");
+        assert_eq!(shown("a\nb", 2), "a\\n…", "escaped after the cut: one character, one escape");
+        // Control: short enough, nothing added.
+        assert_eq!(shown("python3", 7), "python3");
+        assert_eq!(shown("", 0), "");
+    }
 }
