@@ -6,13 +6,9 @@
 //! in PID 1's record ([`state`]) for `labinit shell`. How identity and
 //! exports become a child's environment is [`job`]'s.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
-
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
-
-use nix::libc;
+use std::path::{Path, PathBuf};
 
 use crate::init::accounts::{Kind, Table};
 use crate::init::config::{AccountRequest, SetupConfig, Who};
@@ -20,6 +16,7 @@ use crate::init::exit::{self, Fatal};
 use crate::init::files::{self, Root, Written};
 use crate::init::job::{self, Caller};
 use crate::init::provision::{self, Note, Request};
+use crate::init::signals::{self, Stops};
 use crate::init::state::{self, JobState};
 use crate::init::steps::{self, StepOptions};
 use crate::init::{home, log, sudo};
@@ -36,16 +33,18 @@ pub struct SetupOutcome {
     pub exports: Vec<(String, String)>,
 }
 
-/// Signal number received during setup (0 = none). Setup stops at the next
-/// step boundary; the running step's process group gets the signal too.
-static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-/// A terminating signal that arrived during setup, if any.
+/// A terminating signal that arrived during setup, if any (setup stops at
+/// the next step boundary; the running step's process group got it too).
+/// Kept for run.rs: the same as [`signals::caught_during_setup`].
 pub fn pending_signal() -> Option<i32> {
-    match PENDING_SIGNAL.load(Ordering::SeqCst) {
-        0 => None,
-        n => Some(n),
-    }
+    signals::caught_during_setup()
+}
+
+/// Remove setup's signal handlers. Kept for run.rs: [`signals::take_over`]
+/// already does it once the signals are blocked; the same as
+/// [`signals::release_setup`].
+pub fn release_signals() {
+    signals::release_setup();
 }
 
 /// Provision the account and run the setup steps.
@@ -69,12 +68,12 @@ pub fn setup_with_grace(
     }
     log::set_quiet(cfg.quiet);
     let root = Root::new(root);
-    install_signal_guard();
+    let stops = signals::catch_during_setup();
     let before = account(&root, &cfg)?;
-    if let Some(sig) = pending_signal() {
+    if let Some(sig) = stops.last() {
         return Err(Fatal::with_code(exit::SIGNAL_BASE + sig, format!("setup stopped by signal {sig}")));
     }
-    let exports = run_steps(&root, &cfg, env, before.as_ref())?;
+    let exports = run_steps(&root, &cfg, env, before.as_ref(), stops)?;
     // The steps may have changed the account (usermod -aG, -d, -s): the job
     // gets the account as they left it.
     let identity = match (&cfg.who, before) {
@@ -318,6 +317,7 @@ fn run_steps(
     cfg: &SetupConfig,
     env: &[(String, String)],
     identity: Option<&Identity>,
+    stops: &Stops,
 ) -> Result<Vec<(String, String)>, Fatal> {
     let dir = root.path(&cfg.steps_dir);
     if !dir.exists() {
@@ -349,7 +349,7 @@ fn run_steps(
         env: step_env,
         shell,
     };
-    let result = steps::run_all(&opts, &pending_signal);
+    let result = steps::run_all(&opts, stops);
     let _ = std::fs::remove_file(&env_file);
     result
 }
@@ -362,62 +362,4 @@ fn env_file_path(root: &Root) -> PathBuf {
         return run.join("step-env");
     }
     std::env::temp_dir().join(format!("labkit-step-env.{}", std::process::id()))
-}
-
-/// Handlers for TERM/INT/HUP/QUIT while setup runs: as PID 1 a signal without
-/// a handler is silently dropped by the kernel, and the legacy ignored them.
-/// The handler records the signal; the running step's supervision passes it
-/// on ([`steps::run_all`]).
-struct SignalGuard {
-    ids: Vec<signal_hook::SigId>,
-}
-
-const SETUP_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
-
-impl SignalGuard {
-    fn install() -> SignalGuard {
-        let mut ids = Vec::new();
-        for sig in SETUP_SIGNALS {
-            // SAFETY: the action only stores to atomics and calls kill(2),
-            // both async-signal-safe.
-            let id = unsafe {
-                signal_hook::low_level::register(sig, move || {
-                    PENDING_SIGNAL.store(sig, Ordering::SeqCst);
-                    // The running step's supervision passes it on.
-                    steps::note_stop_signal();
-                })
-            };
-            if let Ok(id) = id {
-                ids.push(id);
-            }
-        }
-        SignalGuard { ids }
-    }
-}
-
-/// The handlers stay installed after `setup` returns, so a signal arriving
-/// before the supervisor blocks signals is not lost; it calls
-/// [`release_signals`] once it has taken over.
-static GUARD: std::sync::Mutex<Option<SignalGuard>> = std::sync::Mutex::new(None);
-
-fn install_signal_guard() {
-    let guard = SignalGuard::install();
-    if let Ok(mut g) = GUARD.lock() {
-        *g = Some(guard); // replaces (and unregisters) an earlier one
-    }
-}
-
-/// Remove setup's signal handlers (after the supervisor blocked the signals).
-pub fn release_signals() {
-    if let Ok(mut g) = GUARD.lock() {
-        g.take();
-    }
-}
-
-impl Drop for SignalGuard {
-    fn drop(&mut self) {
-        for id in self.ids.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
-    }
 }

@@ -13,8 +13,28 @@
 //! terminal's reaction to labinit itself; ignored, as tini does), and PIPE
 //! (labinit's own write to a closed stderr; ignored). KILL and STOP cannot be
 //! caught. CHLD is labinit's to reap.
+//!
+//! One owner over the whole life of PID 1, in two phases:
+//!
+//! 1. **Setup** ([`catch_during_setup`]): TERM, INT, HUP and QUIT get
+//!    handlers that record the signal in one record ([`Stops`]) and wake the
+//!    running step's supervision, which passes the signal on to the step's
+//!    process group ([`Forwarding`]); setup stops at the next step boundary.
+//! 2. **Supervision** ([`take_over`]): every supervised signal is blocked
+//!    and read with [`wait`]; setup's handlers are removed only then, so a
+//!    signal arriving in between stays pending instead of being dropped. The
+//!    record of setup outlives the hand-over ([`caught_during_setup`]).
 
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use nix::errno::Errno;
 use nix::libc;
+
+use crate::init::log;
 
 /// What the supervisor does with a signal it received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,22 +120,31 @@ pub fn supervised_set() -> libc::sigset_t {
     raw_set(supervised_mask())
 }
 
-/// `rt_sigprocmask` without the C library's filtering. Async-signal-safe.
-fn raw_sigprocmask(how: i32, set: &libc::sigset_t) {
+/// `rt_sigprocmask` without the C library's filtering; the errno on
+/// failure. Async-signal-safe.
+fn raw_sigprocmask(how: i32, set: &libc::sigset_t) -> Result<(), Errno> {
     // SAFETY: valid set pointer, kernel set size.
-    unsafe {
+    let r = unsafe {
         libc::syscall(
             libc::SYS_rt_sigprocmask,
             how,
             set as *const libc::sigset_t,
             std::ptr::null_mut::<libc::sigset_t>(),
             KERNEL_SET_BYTES,
-        );
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
     }
 }
 
-/// Take the signals over: ignore TTIN/TTOU and PIPE, block the rest.
-/// From here on they are read with [`wait`].
+/// Take the signals over (the hand-over from setup to the supervisor):
+/// ignore TTIN/TTOU and PIPE, block the rest, then remove setup's handlers
+/// ([`release_setup`]). From here on signals are read with [`wait`]; one
+/// caught during setup stays in [`caught_during_setup`]. A failed block is
+/// logged with its errno (the handlers then stay: they still record).
 pub fn take_over() {
     // SAFETY: process-wide signal setup with valid arguments.
     unsafe {
@@ -123,7 +152,12 @@ pub fn take_over() {
             libc::signal(s, libc::SIG_IGN);
         }
     }
-    raw_sigprocmask(libc::SIG_BLOCK, &supervised_set());
+    match raw_sigprocmask(libc::SIG_BLOCK, &supervised_set()) {
+        Ok(()) => release_setup(),
+        Err(e) => log::warn(format!(
+            "cannot block the signals labinit forwards (rt_sigprocmask: {e}); signals to the container may be lost"
+        )),
+    }
 }
 
 /// Wait up to `timeout` for a supervised signal; `None` on timeout.
@@ -170,12 +204,220 @@ pub fn take_pending_stop() -> Option<i32> {
     None
 }
 
+/// The stop signals setup catches: the ones that end a start.
+const SETUP_STOPS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+
+/// The stop signals caught while setup runs, before [`take_over`]: as PID 1
+/// a signal without a handler is dropped by the kernel (and the legacy
+/// scripts ignored them), so setup's handlers record it here. Written by a
+/// signal handler: atomics and a pipe only.
+pub(crate) struct Stops {
+    /// The last stop signal (0 = none).
+    last: AtomicI32,
+    /// How many arrived: a step's supervision sees a new one even when the
+    /// same signal arrives twice.
+    count: AtomicUsize,
+    /// The wake-up pipe (-1 until [`Stops::arm`]): a signal landing just
+    /// before a step's wait would otherwise only be seen at its timeout.
+    wake_read: AtomicI32,
+    wake_write: AtomicI32,
+}
+
+/// The record of labinit's process, written by setup's handlers.
+static SETUP: Stops = Stops::new();
+
+/// Setup's handlers. They stay installed after setup returns, so a signal
+/// arriving before the supervisor blocks signals is not lost; [`take_over`]
+/// removes them once the signals are blocked.
+static HANDLERS: Mutex<Vec<signal_hook::SigId>> = Mutex::new(Vec::new());
+
+impl Stops {
+    pub(crate) const fn new() -> Stops {
+        Stops {
+            last: AtomicI32::new(0),
+            count: AtomicUsize::new(0),
+            wake_read: AtomicI32::new(-1),
+            wake_write: AtomicI32::new(-1),
+        }
+    }
+
+    /// Record `sig` and wake the step's supervision. Async-signal-safe (atomics and `write`).
+    pub(crate) fn note(&self, sig: i32) {
+        self.last.store(sig, Ordering::SeqCst);
+        self.count.fetch_add(1, Ordering::SeqCst);
+        let fd = self.wake_write.load(Ordering::SeqCst);
+        if fd >= 0 {
+            // SAFETY: write(2) of one byte from a static; a full pipe is fine.
+            unsafe { libc::write(fd, b"!".as_ptr().cast(), 1) };
+        }
+    }
+
+    /// The last stop signal received, if any.
+    pub(crate) fn last(&self) -> Option<i32> {
+        match self.last.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// Make the wake-up pipe once (non-blocking, close-on-exec, kept for
+    /// good); without it a step's wait sees a signal within a second.
+    fn arm(&self) {
+        if self.wake_read.load(Ordering::SeqCst) >= 0 {
+            return;
+        }
+        let mut fds = [0; 2];
+        // SAFETY: valid array for pipe2.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } == 0 {
+            self.wake_read.store(fds[0], Ordering::SeqCst);
+            self.wake_write.store(fds[1], Ordering::SeqCst);
+        } else {
+            log::warn(format!(
+                "cannot make the wake-up pipe for setup steps ({}); a stop signal during a step is seen within a second",
+                io::Error::last_os_error()
+            ));
+        }
+    }
+
+    /// Start watching for a step: the stop signals that arrive from now on
+    /// are the ones [`Forwarding::forward_new`] passes on. Made before the
+    /// last check for a pending signal, so none falls in between.
+    pub(crate) fn forwarding(&self) -> Forwarding<'_> {
+        self.arm();
+        Forwarding { stops: self, seen: self.count.load(Ordering::SeqCst) }
+    }
+}
+
+impl Drop for Stops {
+    fn drop(&mut self) {
+        for fd in [self.wake_read.load(Ordering::SeqCst), self.wake_write.load(Ordering::SeqCst)] {
+            if fd >= 0 {
+                // SAFETY: our own pipe's descriptors, closed once.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+}
+
+/// Setup-time forwarding to a step's process group (the step's supervision
+/// calls it in its loop).
+pub(crate) struct Forwarding<'a> {
+    stops: &'a Stops,
+    /// The count of stop signals already passed on.
+    seen: usize,
+}
+
+impl Forwarding<'_> {
+    /// The stop signal that arrived since the last call (or since
+    /// [`Stops::forwarding`]), already sent to process group `pgid` with
+    /// SIGCONT ([`to_group`]); `None` when none arrived. Several arrivals in
+    /// between are sent once, as the last signal.
+    pub(crate) fn forward_new(&mut self, pgid: i32) -> Option<i32> {
+        let count = self.stops.count.load(Ordering::SeqCst);
+        if count == self.seen {
+            return None;
+        }
+        self.seen = count;
+        let sig = self.stops.last()?;
+        if let Err(e) = to_group(pgid, sig) {
+            log::warn(format!("cannot send {} to process group {pgid}: {e}", name(sig)));
+        }
+        Some(sig)
+    }
+
+    /// Sleep until `pidfd` is readable (the process changed state), a stop
+    /// signal arrives, or `timeout` passes (at most a second). Without a
+    /// pidfd (kernel before 5.3) in steps of at most 50 ms.
+    pub(crate) fn wait(&self, pidfd: Option<&OwnedFd>, timeout: Duration) {
+        let mut ms = timeout.as_millis().clamp(1, 1000) as i32;
+        let wake = self.stops.wake_read.load(Ordering::SeqCst);
+        let mut fds = [
+            libc::pollfd { fd: wake, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: pidfd.map_or(-1, |f| f.as_raw_fd()), events: libc::POLLIN, revents: 0 },
+        ];
+        if pidfd.is_none() {
+            ms = ms.min(50);
+        }
+        // SAFETY: two valid pollfds (a negative fd is ignored by poll).
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        if wake >= 0 && fds[0].revents != 0 {
+            let mut buf = [0u8; 64];
+            // SAFETY: draining our own non-blocking pipe into a local buffer.
+            while unsafe { libc::read(wake, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        }
+    }
+}
+
+/// Send `sig` to process group `pgid`, then SIGCONT (a stopped process acts
+/// on nothing else), as the supervisor does for the job. A group already
+/// gone (ESRCH) is no error.
+pub(crate) fn to_group(pgid: i32, sig: i32) -> Result<(), Errno> {
+    let send = |s: i32| {
+        // SAFETY: plain kill(2).
+        match unsafe { libc::kill(-pgid, s) } {
+            0 => Ok(()),
+            _ => match Errno::last() {
+                Errno::ESRCH => Ok(()),
+                e => Err(e),
+            },
+        }
+    };
+    send(sig)?;
+    if sig != libc::SIGKILL && sig != libc::SIGCONT {
+        send(libc::SIGCONT)?;
+    }
+    Ok(())
+}
+
+/// Setup phase: catch TERM, INT, HUP and QUIT into the process's record
+/// (replacing the handlers of an earlier setup in the same process) and
+/// return it. The handlers stay until [`take_over`].
+pub(crate) fn catch_during_setup() -> &'static Stops {
+    let mut ids = Vec::new();
+    for sig in SETUP_STOPS {
+        // SAFETY: the action only stores to atomics and calls write(2), both
+        // async-signal-safe.
+        match unsafe { signal_hook::low_level::register(sig, move || SETUP.note(sig)) } {
+            Ok(id) => ids.push(id),
+            Err(e) => log::warn(format!(
+                "cannot catch {} during setup ({e}); as PID 1 it would be dropped until the job starts",
+                name(sig)
+            )),
+        }
+    }
+    let earlier = std::mem::replace(&mut *handlers(), ids);
+    earlier.into_iter().for_each(|id| {
+        signal_hook::low_level::unregister(id);
+    });
+    &SETUP
+}
+
+fn handlers() -> std::sync::MutexGuard<'static, Vec<signal_hook::SigId>> {
+    HANDLERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Remove setup's handlers ([`take_over`] does, once the signals are
+/// blocked). Nothing happens when there are none.
+pub fn release_setup() {
+    let ids = std::mem::take(&mut *handlers());
+    ids.into_iter().for_each(|id| {
+        signal_hook::low_level::unregister(id);
+    });
+}
+
+/// The stop signal caught during setup, if any. It stays after
+/// [`take_over`], for the supervisor.
+pub fn caught_during_setup() -> Option<i32> {
+    SETUP.last()
+}
+
 /// In the forked child before exec: default dispositions for every signal
 /// and an empty mask, whatever labinit or its parent had (a job started from
-/// a background shell would otherwise inherit INT and QUIT ignored).
-/// Async-signal-safe.
-pub fn reset_in_child() {
-    // SAFETY: sigaction/sigprocmask with valid arguments; no allocation.
+/// a background shell would otherwise inherit INT and QUIT ignored). `Err`
+/// with the errno when the mask cannot be emptied (the child would start
+/// with signals blocked). Async-signal-safe.
+pub fn reset_for_exec() -> Result<(), Errno> {
+    // SAFETY: sigaction with valid arguments; no allocation.
     unsafe {
         let mut dfl: libc::sigaction = std::mem::zeroed();
         dfl.sa_sigaction = libc::SIG_DFL;
@@ -186,7 +428,21 @@ pub fn reset_in_child() {
             }
         }
     }
-    raw_sigprocmask(libc::SIG_SETMASK, &raw_set(0));
+    raw_sigprocmask(libc::SIG_SETMASK, &raw_set(0))
+}
+
+/// [`reset_for_exec`] for a child that has no way to report: a failure is
+/// written to stderr as one line with the errno, and the child goes on.
+/// Async-signal-safe.
+pub fn reset_in_child() {
+    if let Err(e) = reset_for_exec() {
+        let parts: [&[u8]; 3] =
+            [b"labinit: cannot empty the signal mask before exec (rt_sigprocmask: ", e.desc().as_bytes(), b")\n"];
+        for p in parts {
+            // SAFETY: write(2) of a static or borrowed buffer.
+            unsafe { libc::write(2, p.as_ptr().cast(), p.len()) };
+        }
+    }
 }
 
 /// The C library refuses to touch the signals it reserves for itself (32 and
