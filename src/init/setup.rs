@@ -36,14 +36,14 @@ pub struct SetupOutcome {
 /// A terminating signal that arrived during setup, if any (setup stops at
 /// the next step boundary; the running step's process group got it too).
 /// Kept for run.rs: the same as [`signals::caught_during_setup`].
-pub fn pending_signal() -> Option<i32> {
+pub(crate) fn pending_signal() -> Option<i32> {
     signals::caught_during_setup()
 }
 
 /// Remove setup's signal handlers. Kept for run.rs: [`signals::take_over`]
 /// already does it once the signals are blocked; the same as
 /// [`signals::release_setup`].
-pub fn release_signals() {
+pub(crate) fn release_signals() {
     signals::release_setup();
 }
 
@@ -175,7 +175,7 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// `LABKIT_SHELL` if executable, else bash if present, else sh.
-pub fn choose_shell(root: &Root, wanted: Option<&str>) -> String {
+pub(crate) fn choose_shell(root: &Root, wanted: Option<&str>) -> String {
     if let Some(s) = wanted {
         if is_executable(&root.path(s)) {
             return s.to_owned();

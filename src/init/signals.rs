@@ -38,7 +38,7 @@ use crate::init::log;
 
 /// What the supervisor does with a signal it received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     /// Send to every process of the job, then start the shutdown (TERM, INT).
     StopJob,
     /// Send to every process of the job (HUP, QUIT).
@@ -54,7 +54,7 @@ pub enum Route {
 }
 
 /// Where a received signal goes. Pure.
-pub fn route(sig: i32) -> Route {
+pub(crate) fn route(sig: i32) -> Route {
     match sig {
         libc::SIGTERM | libc::SIGINT => Route::StopJob,
         libc::SIGHUP | libc::SIGQUIT => Route::WholeJob,
@@ -72,7 +72,7 @@ pub fn route(sig: i32) -> Route {
 }
 
 /// Synchronous fault signals: left unblocked in labinit.
-pub fn is_fault(sig: i32) -> bool {
+pub(crate) fn is_fault(sig: i32) -> bool {
     matches!(
         sig,
         libc::SIGFPE | libc::SIGILL | libc::SIGSEGV | libc::SIGBUS | libc::SIGABRT | libc::SIGTRAP | libc::SIGSYS
@@ -81,7 +81,7 @@ pub fn is_fault(sig: i32) -> bool {
 
 /// Ignored by labinit itself: the terminal stops a background process with
 /// these when it touches the terminal (labinit hands it back at the end).
-pub const STOPS: [i32; 2] = [libc::SIGTTIN, libc::SIGTTOU];
+pub(crate) const STOPS: [i32; 2] = [libc::SIGTTIN, libc::SIGTTOU];
 
 /// Highest signal number of the kernel (real-time signals included).
 const MAX_SIGNAL: i32 = 64;
@@ -90,7 +90,7 @@ const MAX_SIGNAL: i32 = 64;
 const KERNEL_SET_BYTES: usize = 8;
 
 /// Whether labinit blocks `sig` and waits for it (see the module docs). Pure.
-pub fn is_supervised(sig: i32) -> bool {
+pub(crate) fn is_supervised(sig: i32) -> bool {
     (1..=MAX_SIGNAL).contains(&sig)
         && !is_fault(sig)
         && !STOPS.contains(&sig)
@@ -98,7 +98,7 @@ pub fn is_supervised(sig: i32) -> bool {
 }
 
 /// The supervised signals as the kernel's bit mask (bit N-1 for signal N).
-pub fn supervised_mask() -> u64 {
+pub(crate) fn supervised_mask() -> u64 {
     (1..=MAX_SIGNAL).filter(|s| is_supervised(*s)).fold(0, |m, s| m | 1u64 << (s - 1))
 }
 
@@ -116,7 +116,7 @@ fn raw_set(mask: u64) -> libc::sigset_t {
 }
 
 /// The set labinit blocks and waits on.
-pub fn supervised_set() -> libc::sigset_t {
+pub(crate) fn supervised_set() -> libc::sigset_t {
     raw_set(supervised_mask())
 }
 
@@ -145,7 +145,7 @@ fn raw_sigprocmask(how: i32, set: &libc::sigset_t) -> Result<(), Errno> {
 /// ([`release_setup`]). From here on signals are read with [`wait`]; one
 /// caught during setup stays in [`caught_during_setup`]. A failed block is
 /// logged with its errno (the handlers then stay: they still record).
-pub fn take_over() {
+pub(crate) fn take_over() {
     // SAFETY: process-wide signal setup with valid arguments.
     unsafe {
         for s in STOPS.into_iter().chain([libc::SIGPIPE]) {
@@ -161,7 +161,7 @@ pub fn take_over() {
 }
 
 /// Wait up to `timeout` for a supervised signal; `None` on timeout.
-pub fn wait(timeout: std::time::Duration) -> Option<i32> {
+pub(crate) fn wait(timeout: std::time::Duration) -> Option<i32> {
     let set = supervised_set();
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i64::MAX as u64) as _,
@@ -183,7 +183,7 @@ pub fn wait(timeout: std::time::Duration) -> Option<i32> {
 
 /// A terminating signal already pending (received after setup, before the
 /// job was started), consumed.
-pub fn take_pending_stop() -> Option<i32> {
+pub(crate) fn take_pending_stop() -> Option<i32> {
     // SAFETY: sigset manipulation on local values.
     unsafe {
         let mut pending: libc::sigset_t = std::mem::zeroed();
@@ -398,7 +398,7 @@ fn handlers() -> std::sync::MutexGuard<'static, Vec<signal_hook::SigId>> {
 
 /// Remove setup's handlers ([`take_over`] does, once the signals are
 /// blocked). Nothing happens when there are none.
-pub fn release_setup() {
+pub(crate) fn release_setup() {
     let ids = std::mem::take(&mut *handlers());
     ids.into_iter().for_each(|id| {
         signal_hook::low_level::unregister(id);
@@ -407,7 +407,7 @@ pub fn release_setup() {
 
 /// The stop signal caught during setup, if any. It stays after
 /// [`take_over`], for the supervisor.
-pub fn caught_during_setup() -> Option<i32> {
+pub(crate) fn caught_during_setup() -> Option<i32> {
     SETUP.last()
 }
 
@@ -416,7 +416,7 @@ pub fn caught_during_setup() -> Option<i32> {
 /// a background shell would otherwise inherit INT and QUIT ignored). `Err`
 /// with the errno when the mask cannot be emptied (the child would start
 /// with signals blocked). Async-signal-safe.
-pub fn reset_for_exec() -> Result<(), Errno> {
+pub(crate) fn reset_for_exec() -> Result<(), Errno> {
     // SAFETY: sigaction with valid arguments; no allocation.
     unsafe {
         let mut dfl: libc::sigaction = std::mem::zeroed();
@@ -434,7 +434,7 @@ pub fn reset_for_exec() -> Result<(), Errno> {
 /// [`reset_for_exec`] for a child that has no way to report: a failure is
 /// written to stderr as one line with the errno, and the child goes on.
 /// Async-signal-safe.
-pub fn reset_in_child() {
+pub(crate) fn reset_in_child() {
     if let Err(e) = reset_for_exec() {
         let parts: [&[u8]; 3] =
             [b"labinit: cannot empty the signal mask before exec (rt_sigprocmask: ", e.desc().as_bytes(), b")\n"];
@@ -466,7 +466,7 @@ unsafe fn reset_reserved(sig: i32) {
 unsafe fn reset_reserved(_sig: i32) {}
 
 /// `SIGTERM`-style name for log lines.
-pub fn name(sig: i32) -> String {
+pub(crate) fn name(sig: i32) -> String {
     match nix::sys::signal::Signal::try_from(sig) {
         Ok(s) => s.as_str().to_owned(),
         // Real-time signals: their SIGRTMIN+n names differ between C

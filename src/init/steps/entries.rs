@@ -16,7 +16,7 @@ use crate::init::{signals, trusted};
 
 /// How one directory entry is treated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StepKind {
+pub(crate) enum StepKind {
     Executable,
     ShellScript,
     Skip(String),
@@ -26,7 +26,7 @@ pub enum StepKind {
 }
 
 /// Classify an entry from its name and metadata. Pure.
-pub fn classify(name: &str, is_file: bool, mode: u32) -> StepKind {
+pub(crate) fn classify(name: &str, is_file: bool, mode: u32) -> StepKind {
     if name.starts_with('.') {
         return StepKind::Skip("hidden file".into());
     }
@@ -43,7 +43,7 @@ pub fn classify(name: &str, is_file: bool, mode: u32) -> StepKind {
 }
 
 /// One entry of a steps or services directory, opened and checked.
-pub struct Entry {
+pub(crate) struct Entry {
     pub name: String,
     pub kind: StepKind,
     /// The file that was checked, for `Executable` and `ShellScript`: it is
@@ -56,7 +56,7 @@ pub struct Entry {
 /// Without `/proc` (a bare chroot) the path it was reached by, links
 /// resolved, is executed instead: every directory on that path passed the
 /// ownership rule, so only root could change what it names.
-pub struct Runnable {
+pub(crate) struct Runnable {
     fd: OwnedFd,
     /// Where it was found (for messages and `argv[0]`).
     pub path: PathBuf,
@@ -67,7 +67,7 @@ pub struct Runnable {
 impl Runnable {
     /// The path that reaches this file in the child: its descriptor, or
     /// without `/proc` its checked path.
-    pub fn proc_path(&self) -> PathBuf {
+    pub(crate) fn proc_path(&self) -> PathBuf {
         if Path::new("/proc/self/fd").is_dir() {
             PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
         } else {
@@ -78,7 +78,7 @@ impl Runnable {
     /// A command running this file (`shell` for a `*.sh` without the
     /// executable bit); the child keeps the descriptor open across exec (a
     /// script's interpreter opens it by that path) and has default signals.
-    pub fn command(&self, shell: Option<&Path>) -> Command {
+    pub(crate) fn command(&self, shell: Option<&Path>) -> Command {
         let mut cmd = match shell {
             Some(sh) => {
                 let mut c = Command::new(sh);
@@ -107,7 +107,7 @@ impl Runnable {
 
 /// Why a directory's entries cannot be used at all.
 #[derive(Debug)]
-pub enum ListError {
+pub(crate) enum ListError {
     Io(io::Error),
     /// The directory, or one above it, fails the ownership rule.
     Untrusted(trusted::Untrusted),
@@ -124,7 +124,7 @@ impl std::fmt::Display for ListError {
 
 /// "WHAT refused: …" for a directory that fails the ownership rule, naming
 /// the directory only when the culprit is another one (a parent, a link).
-pub fn refused_dir(what: &str, dir: &Path, u: &trusted::Untrusted) -> String {
+pub(crate) fn refused_dir(what: &str, dir: &Path, u: &trusted::Untrusted) -> String {
     if u.path == dir {
         format!("{what} refused: {u}")
     } else {
@@ -133,7 +133,7 @@ pub fn refused_dir(what: &str, dir: &Path, u: &trusted::Untrusted) -> String {
 }
 
 /// The ownership rule in words, for refusals.
-pub const OWNERSHIP_RULE: &str =
+pub(crate) const OWNERSHIP_RULE: &str =
     "what runs as root must be owned by root and writable by no one else, and so must every directory above it (sshd's StrictModes rule)";
 
 /// The entries of a steps or services directory in run order: byte order
@@ -141,7 +141,7 @@ pub const OWNERSHIP_RULE: &str =
 /// directory and everything above it must pass [`trusted::verdict`];
 /// each runnable entry (a link is followed) is opened and checked the same
 /// way and refused when it fails. A missing directory has no entries.
-pub fn list(dir: &Path) -> Result<Vec<Entry>, ListError> {
+pub(crate) fn list(dir: &Path) -> Result<Vec<Entry>, ListError> {
     let opened = match trusted::open_trusted(dir, libc::O_PATH | libc::O_DIRECTORY) {
         Ok(d) => d,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Vec::new()),
@@ -183,7 +183,7 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, ListError> {
 
 /// Standard input for a step or service: `/dev/null`, or where a bare root
 /// has none, a pipe whose writing end is already closed (reads see EOF).
-pub fn empty_stdin() -> Stdio {
+pub(crate) fn empty_stdin() -> Stdio {
     if let Ok(f) = std::fs::File::open("/dev/null") {
         return Stdio::from(f);
     }
@@ -201,7 +201,7 @@ pub fn empty_stdin() -> Stdio {
 /// Why a step or service could not be started, errno kept: ENOENT for a
 /// file that was just opened and checked means its `#!` interpreter is
 /// missing.
-pub fn start_error(e: &io::Error) -> String {
+pub(crate) fn start_error(e: &io::Error) -> String {
     if e.raw_os_error() == Some(libc::ENOENT) {
         format!("{e} (the interpreter its #! line names is not in this image)")
     } else {

@@ -11,11 +11,11 @@ use crate::init::log;
 /// must fit the kernel's limit at exec (128 KiB for one string, a quarter of
 /// the stack limit for all), and a value that does not makes the job itself
 /// unstartable.
-pub const MAX_EXPORT_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_EXPORT_BYTES: usize = 64 * 1024;
 /// Most bytes all exports together may hold (`NAME=value` each).
-pub const MAX_EXPORTS_TOTAL: usize = 1024 * 1024;
+pub(crate) const MAX_EXPORTS_TOTAL: usize = 1024 * 1024;
 /// Most bytes of `LABKIT_ENV` read in one start; the rest is ignored.
-pub const MAX_ENV_FILE: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_ENV_FILE: u64 = 16 * 1024 * 1024;
 
 /// A variable exported by a step.
 pub type Export = (String, String);
@@ -61,7 +61,7 @@ pub fn parse_env_line(line: &str) -> Result<Option<Export>, String> {
 /// The exports collected so far: last value wins (and moves to the end), in
 /// linear time, with the total size bounded.
 #[derive(Default)]
-pub struct Exports {
+pub(crate) struct Exports {
     list: Vec<Option<Export>>,
     index: std::collections::HashMap<String, usize>,
     bytes: usize,
@@ -70,7 +70,7 @@ pub struct Exports {
 impl Exports {
     /// Add one parsed variable; `Err` when the total would pass
     /// [`MAX_EXPORTS_TOTAL`].
-    pub fn set(&mut self, name: String, value: String) -> Result<(), String> {
+    pub(crate) fn set(&mut self, name: String, value: String) -> Result<(), String> {
         let size = name.len() + value.len() + 2;
         let old = self.index.get(&name).and_then(|&i| self.list[i].as_ref()).map_or(0, |(n, v)| n.len() + v.len() + 2);
         if self.bytes - old + size > MAX_EXPORTS_TOTAL {
@@ -88,7 +88,7 @@ impl Exports {
         Ok(())
     }
 
-    pub fn into_vec(self) -> Vec<Export> {
+    pub(crate) fn into_vec(self) -> Vec<Export> {
         self.list.into_iter().flatten().collect()
     }
 }
@@ -96,7 +96,7 @@ impl Exports {
 /// Reads what steps append to `LABKIT_ENV`, by descriptor, from where the
 /// previous step left off: linear in the file's size, bounded by
 /// [`MAX_ENV_FILE`], and stopped by a pending stop signal.
-pub struct EnvReader {
+pub(crate) struct EnvReader {
     offset: u64,
     line: usize,
     partial: Vec<u8>,
@@ -107,16 +107,16 @@ pub struct EnvReader {
 
 /// Bad `LABKIT_ENV` lines warned about one by one per step; the rest are
 /// counted in one line, so a runaway step cannot flood the log.
-pub const MAX_LINE_WARNINGS: usize = 10;
+pub(crate) const MAX_LINE_WARNINGS: usize = 10;
 
 impl EnvReader {
-    pub fn new() -> EnvReader {
+    pub(crate) fn new() -> EnvReader {
         EnvReader { offset: 0, line: 0, partial: Vec::new(), over_limit: false, bad: 0 }
     }
 
     /// Parse what `step` appended. `Err(signal)` when a stop signal
     /// arrived meanwhile.
-    pub fn collect(
+    pub(crate) fn collect(
         &mut self,
         step: &str,
         file: &std::fs::File,
@@ -200,21 +200,6 @@ impl Default for EnvReader {
     }
 }
 
-/// Parse the lines a step appended; bad lines are reported with the step
-/// and the line number in the file, and skipped (for tests and fuzzing:
-/// [`EnvReader`] does the same on the file).
-pub fn collect_exports(step: &str, text: &str, first_line: usize, exports: &mut Exports) {
-    for (i, line) in text.lines().enumerate() {
-        let result = parse_env_line(line).and_then(|e| match e {
-            Some((k, v)) => exports.set(k, v),
-            None => Ok(()),
-        });
-        if let Err(why) = result {
-            log::warn(format!("step {step}: LABKIT_ENV line {}: {why}; line ignored", first_line + i));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,7 +219,7 @@ mod tests {
     #[test]
     fn last_value_wins() {
         let mut ex = Exports::default();
-        collect_exports("s", "A=1\nB=2\nA=3\n", 1, &mut ex);
+        EnvReader::new().collect("s", &temp_file(b"A=1\nB=2\nA=3\n"), &mut ex, &|| None).unwrap();
         assert_eq!(ex.into_vec(), vec![("B".into(), "2".into()), ("A".into(), "3".into())]);
     }
 

@@ -33,15 +33,11 @@ mod entries;
 mod exports;
 mod supervise;
 
-pub use entries::{
-    classify, empty_stdin, list, refused_dir, start_error, Entry, ListError, Runnable, StepKind, OWNERSHIP_RULE,
-};
-pub use exports::{
-    collect_exports, parse_env_line, EnvReader, Export, Exports, MAX_ENV_FILE, MAX_EXPORTS_TOTAL, MAX_EXPORT_BYTES,
-    MAX_LINE_WARNINGS,
-};
+pub(crate) use entries::{empty_stdin, list, refused_dir, start_error, ListError, Runnable, StepKind, OWNERSHIP_RULE};
+pub use exports::{parse_env_line, Export};
+use exports::{EnvReader, Exports};
 use supervise::Limits;
-pub use supervise::StepEnd;
+pub(crate) use supervise::StepEnd;
 
 /// How the steps are run.
 pub(crate) struct StepOptions {

@@ -36,7 +36,7 @@ fn send(pgid: i32, sig: i32) {
 
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StepEnd {
+pub(crate) struct StepEnd {
     /// The shell's convention: the code, or 128 + the signal; after a
     /// timeout 124, or 137 when SIGKILL was needed (coreutils `timeout`).
     pub code: i32,
