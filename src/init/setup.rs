@@ -16,7 +16,7 @@ use crate::init::exit::{self, Fatal};
 use crate::init::files::{self, Root, Written};
 use crate::init::job::{self, Caller};
 use crate::init::provision::{self, Note, Request};
-use crate::init::signals::{self, Stops};
+use crate::init::signals::{self, SetupStops};
 use crate::init::state::{self, JobState};
 use crate::init::steps::{self, StepOptions};
 use crate::init::{home, log, sudo};
@@ -317,7 +317,7 @@ fn run_steps(
     cfg: &SetupConfig,
     env: &[(String, String)],
     identity: Option<&Identity>,
-    stops: &Stops,
+    stops: &SetupStops,
 ) -> Result<Vec<(String, String)>, Fatal> {
     let dir = root.path(&cfg.steps_dir);
     if !dir.exists() {

@@ -1,6 +1,8 @@
 //! Which signals labinit takes for itself and where each one goes. Owns the
-//! signal mask and dispositions of labinit and their reset in the job; the
-//! delivery itself (which pids) belongs to the supervisor.
+//! signal mask and dispositions of labinit and their reset in every child,
+//! and during setup the passing on of a stop signal to the running step's
+//! process group; the delivery to the job (which pids) belongs to the
+//! supervisor.
 //!
 //! labinit blocks every signal it can and collects them with `sigtimedwait`:
 //! as PID 1 a signal without a handler is dropped by the kernel, but a blocked
@@ -17,7 +19,7 @@
 //! One owner over the whole life of PID 1, in two phases:
 //!
 //! 1. **Setup** ([`catch_during_setup`]): TERM, INT, HUP and QUIT get
-//!    handlers that record the signal in one record ([`Stops`]) and wake the
+//!    handlers that record the signal in one record ([`SetupStops`]) and wake the
 //!    running step's supervision, which passes the signal on to the step's
 //!    process group ([`Forwarding`]); setup stops at the next step boundary.
 //! 2. **Supervision** ([`take_over`]): every supervised signal is blocked
@@ -81,7 +83,7 @@ pub(crate) fn is_fault(sig: i32) -> bool {
 
 /// Ignored by labinit itself: the terminal stops a background process with
 /// these when it touches the terminal (labinit hands it back at the end).
-pub(crate) const STOPS: [i32; 2] = [libc::SIGTTIN, libc::SIGTTOU];
+const TERMINAL_STOPS: [i32; 2] = [libc::SIGTTIN, libc::SIGTTOU];
 
 /// Highest signal number of the kernel (real-time signals included).
 const MAX_SIGNAL: i32 = 64;
@@ -93,7 +95,7 @@ const KERNEL_SET_BYTES: usize = 8;
 pub(crate) fn is_supervised(sig: i32) -> bool {
     (1..=MAX_SIGNAL).contains(&sig)
         && !is_fault(sig)
-        && !STOPS.contains(&sig)
+        && !TERMINAL_STOPS.contains(&sig)
         && !matches!(sig, libc::SIGPIPE | libc::SIGKILL | libc::SIGSTOP)
 }
 
@@ -148,7 +150,7 @@ fn raw_sigprocmask(how: i32, set: &libc::sigset_t) -> Result<(), Errno> {
 pub(crate) fn take_over() {
     // SAFETY: process-wide signal setup with valid arguments.
     unsafe {
-        for s in STOPS.into_iter().chain([libc::SIGPIPE]) {
+        for s in TERMINAL_STOPS.into_iter().chain([libc::SIGPIPE]) {
             libc::signal(s, libc::SIG_IGN);
         }
     }
@@ -190,7 +192,7 @@ pub(crate) fn take_pending_stop() -> Option<i32> {
         if libc::sigpending(&mut pending) != 0 {
             return None;
         }
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
+        for s in SETUP_STOPS {
             if libc::sigismember(&pending, s) == 1 {
                 let mut one: libc::sigset_t = std::mem::zeroed();
                 libc::sigemptyset(&mut one);
@@ -211,29 +213,29 @@ const SETUP_STOPS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::
 /// a signal without a handler is dropped by the kernel (and the legacy
 /// scripts ignored them), so setup's handlers record it here. Written by a
 /// signal handler: atomics and a pipe only.
-pub(crate) struct Stops {
+pub(crate) struct SetupStops {
     /// The last stop signal (0 = none).
     last: AtomicI32,
     /// How many arrived: a step's supervision sees a new one even when the
     /// same signal arrives twice.
     count: AtomicUsize,
-    /// The wake-up pipe (-1 until [`Stops::arm`]): a signal landing just
+    /// The wake-up pipe (-1 until [`SetupStops::arm`]): a signal landing just
     /// before a step's wait would otherwise only be seen at its timeout.
     wake_read: AtomicI32,
     wake_write: AtomicI32,
 }
 
 /// The record of labinit's process, written by setup's handlers.
-static SETUP: Stops = Stops::new();
+static SETUP: SetupStops = SetupStops::new();
 
 /// Setup's handlers. They stay installed after setup returns, so a signal
 /// arriving before the supervisor blocks signals is not lost; [`take_over`]
 /// removes them once the signals are blocked.
 static HANDLERS: Mutex<Vec<signal_hook::SigId>> = Mutex::new(Vec::new());
 
-impl Stops {
-    pub(crate) const fn new() -> Stops {
-        Stops {
+impl SetupStops {
+    pub(crate) const fn new() -> SetupStops {
+        SetupStops {
             last: AtomicI32::new(0),
             count: AtomicUsize::new(0),
             wake_read: AtomicI32::new(-1),
@@ -288,7 +290,7 @@ impl Stops {
     }
 }
 
-impl Drop for Stops {
+impl Drop for SetupStops {
     fn drop(&mut self) {
         for fd in [self.wake_read.load(Ordering::SeqCst), self.wake_write.load(Ordering::SeqCst)] {
             if fd >= 0 {
@@ -302,14 +304,14 @@ impl Drop for Stops {
 /// Setup-time forwarding to a step's process group (the step's supervision
 /// calls it in its loop).
 pub(crate) struct Forwarding<'a> {
-    stops: &'a Stops,
+    stops: &'a SetupStops,
     /// The count of stop signals already passed on.
     seen: usize,
 }
 
 impl Forwarding<'_> {
     /// The stop signal that arrived since the last call (or since
-    /// [`Stops::forwarding`]), already sent to process group `pgid` with
+    /// [`SetupStops::forwarding`]), already sent to process group `pgid` with
     /// SIGCONT ([`to_group`]); `None` when none arrived. Several arrivals in
     /// between are sent once, as the last signal.
     pub(crate) fn forward_new(&mut self, pgid: i32) -> Option<i32> {
@@ -372,7 +374,7 @@ pub(crate) fn to_group(pgid: i32, sig: i32) -> Result<(), Errno> {
 /// Setup phase: catch TERM, INT, HUP and QUIT into the process's record
 /// (replacing the handlers of an earlier setup in the same process) and
 /// return it. The handlers stay until [`take_over`].
-pub(crate) fn catch_during_setup() -> &'static Stops {
+pub(crate) fn catch_during_setup() -> &'static SetupStops {
     let mut ids = Vec::new();
     for sig in SETUP_STOPS {
         // SAFETY: the action only stores to atomics and calls write(2), both

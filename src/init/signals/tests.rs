@@ -84,7 +84,7 @@ fn end(mut child: Child) {
 
 #[test]
 fn forwarding_sends_a_new_stop_signal_to_the_step_group_only() {
-    let stops = Stops::new();
+    let stops = SetupStops::new();
     let mut fwd = stops.forwarding();
     let mut step = step_group();
     let mut bystander = step_group();
@@ -108,7 +108,7 @@ fn forwarding_sends_a_new_stop_signal_to_the_step_group_only() {
 
 #[test]
 fn a_signal_before_watching_is_not_forwarded_but_stays_recorded() {
-    let stops = Stops::new();
+    let stops = SetupStops::new();
     stops.note(libc::SIGINT);
     let mut fwd = stops.forwarding();
     let step = step_group();
@@ -139,7 +139,7 @@ fn pidfd(child: &Child) -> OwnedFd {
 
 #[test]
 fn a_stop_signal_wakes_the_step_wait() {
-    let stops = Stops::new();
+    let stops = SetupStops::new();
     let fwd = stops.forwarding();
     let step = step_group();
     let fd = pidfd(&step);

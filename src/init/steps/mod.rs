@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use crate::init::duration::show;
 use crate::init::exit::{self, Fatal};
 use crate::init::log;
-use crate::init::signals::{self, Stops};
+use crate::init::signals::{self, SetupStops};
 
 mod entries;
 mod exports;
@@ -69,7 +69,7 @@ fn stopped_by(sig: i32, name: &str) -> Fatal {
 /// `stops` is setup's record of stop signals: one received before a step
 /// stops setup there; one received during a step is passed on to the
 /// step's process group, and setup stops after it.
-pub(crate) fn run_all(opts: &StepOptions, stops: &Stops) -> Result<Vec<Export>, Fatal> {
+pub(crate) fn run_all(opts: &StepOptions, stops: &SetupStops) -> Result<Vec<Export>, Fatal> {
     let steps = match list(&opts.dir) {
         Ok(s) => s,
         Err(ListError::Untrusted(u)) => {

@@ -197,3 +197,63 @@ pub(crate) fn run_one(
     };
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::signals::SetupStops;
+    use std::os::unix::process::CommandExt;
+
+    fn limits(timeout: Option<Duration>, grace: Duration) -> Limits {
+        Limits { warn_after: Duration::from_secs(60), timeout, grace }
+    }
+
+    fn step(script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]).process_group(0);
+        cmd
+    }
+
+    #[test]
+    fn a_stop_signal_during_a_step_goes_to_its_group() {
+        let stops = SetupStops::new();
+        let end = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(200));
+                stops.note(libc::SIGTERM);
+            });
+            // The shell waits for `sleep`: both are in the step's group.
+            run_one(
+                "10_wait",
+                &mut step("sleep 30; exit 3"),
+                &limits(None, Duration::from_secs(10)),
+                stops.forwarding(),
+            )
+        })
+        .unwrap();
+        assert_eq!(
+            end,
+            StepEnd { code: exit::SIGNAL_BASE + libc::SIGTERM, timed_out: false, stopped_by: Some(libc::SIGTERM) }
+        );
+        // Negative control: without a signal the step ends by itself.
+        let quiet = SetupStops::new();
+        let end =
+            run_one("10_ok", &mut step("exit 3"), &limits(None, Duration::from_secs(10)), quiet.forwarding()).unwrap();
+        assert_eq!(end, StepEnd { code: 3, timed_out: false, stopped_by: None });
+    }
+
+    #[test]
+    fn a_step_timeout_sends_term_then_kill_after_the_grace() {
+        let stops = SetupStops::new();
+        let l = limits(Some(Duration::from_millis(200)), Duration::from_secs(10));
+        let end = run_one("20_slow", &mut step("sleep 30"), &l, stops.forwarding()).unwrap();
+        assert_eq!(end, StepEnd { code: exit::TIMEOUT, timed_out: true, stopped_by: None });
+        // TERM ignored by the whole group (inherited through exec): SIGKILL after the grace.
+        let l = limits(Some(Duration::from_millis(200)), Duration::from_millis(300));
+        let started = Instant::now();
+        let end = run_one("30_stubborn", &mut step("trap '' TERM; sleep 30"), &l, stops.forwarding()).unwrap();
+        assert_eq!(end, StepEnd { code: exit::TIMEOUT_KILLED, timed_out: true, stopped_by: None });
+        assert!(started.elapsed() < Duration::from_secs(5), "SIGKILL did not follow the grace");
+        assert_eq!(stops.last(), None, "negative control: a timeout is no stop signal");
+    }
+}
