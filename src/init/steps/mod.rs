@@ -11,7 +11,7 @@
 //! [`EnvReader`] for the bounds.
 //!
 //! As steps (and services, listed the same way by [`list`]) run as root, only
-//! what passes the ownership rule of [`trusted`] runs, and the descriptor that
+//! what passes the ownership rule of [`trusted`](crate::init::trusted) runs, and the descriptor that
 //! was checked is what is executed. Each step is supervised like the job
 //! ([`supervise`]): stdin `/dev/null`, a stop signal passed to its process
 //! group with SIGCONT and SIGKILL after the grace, `LABKIT_STEP_TIMEOUT`.
@@ -36,8 +36,7 @@ mod supervise;
 pub(crate) use entries::{empty_stdin, list, refused_dir, start_error, ListError, Runnable, StepKind, OWNERSHIP_RULE};
 pub use exports::{parse_env_line, Export};
 use exports::{EnvReader, Exports};
-use supervise::Limits;
-pub(crate) use supervise::StepEnd;
+use supervise::{Limits, StepEnd};
 
 /// How the steps are run.
 pub(crate) struct StepOptions {
