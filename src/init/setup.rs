@@ -324,18 +324,7 @@ fn run_steps(
         return Ok(Vec::new());
     }
     let env_file = env_file_path(root);
-    if let Some(parent) = env_file.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    let _ = std::fs::remove_file(&env_file);
-    // Kept open: the exports are read through this descriptor, never by path.
-    let env_fd = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&env_file)
-        .map_err(|e| Fatal::config(format!("cannot create the LABKIT_ENV file {}: {e}", env_file.display())))?;
+    let env_fd = create_env_file(&env_file)?;
     let caller = Caller { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw() };
     let step_env = job::step_env(env, identity, caller, &env_file);
     let shell = root.path(choose_shell(root, None));
@@ -354,6 +343,24 @@ fn run_steps(
     result
 }
 
+/// Create the `LABKIT_ENV` file afresh (one left by a killed start is
+/// replaced) and keep it open: the exports are read through this
+/// descriptor, never by path.
+fn create_env_file(path: &Path) -> Result<std::fs::File, Fatal> {
+    let cleared =
+        path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        });
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create_new(true).mode(0o600);
+    options.open(path).map_err(|e| {
+        // A failure before makes the create fail: it says why.
+        let before = cleared.err().map(|c| format!(" (clearing its place failed: {c})")).unwrap_or_default();
+        Fatal::config(format!("cannot create the LABKIT_ENV file {}: {e}{before}", path.display()))
+    })
+}
+
 /// Where steps append their exports: under `/run/labkit` when writable, else
 /// the temp directory (non-root starts).
 fn env_file_path(root: &Root) -> PathBuf {
@@ -362,4 +369,33 @@ fn env_file_path(root: &Root) -> PathBuf {
         return run.join("step-env");
     }
     std::env::temp_dir().join(format!("labkit-step-env.{}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek};
+
+    #[test]
+    fn the_env_file_is_created_afresh_and_a_failure_says_why() {
+        let dir = std::env::temp_dir().join(format!("labkit-setup-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("run/step-env");
+        // The directory is made; a file left by a killed start is replaced.
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "OLD=1\n").unwrap();
+        let mut f = create_env_file(&path).unwrap();
+        let mut text = String::new();
+        f.rewind().unwrap();
+        f.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "", "the old exports survived");
+        // Negative control: a directory in its place cannot be cleared; the
+        // error names both failures with their errno.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = create_env_file(&path).unwrap_err().to_string();
+        assert!(err.contains("File exists") && err.contains("clearing its place failed"), "{err}");
+        assert!(err.contains("os error"), "errno missing: {err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
