@@ -236,7 +236,7 @@ mod tests {
     fn oversized_export_is_refused_and_the_rest_kept() {
         // The case of issue 11: a 200 KB value is refused; a normal one after it stays.
         let mut data = b"SMALL=1\nBIG_LIST=".to_vec();
-        data.extend(std::iter::repeat(b'x').take(200_000));
+        data.extend(std::iter::repeat_n(b'x', 200_000));
         data.extend_from_slice(b"\nAFTER=2\n");
         let f = temp_file(&data);
         let mut ex = Exports::default();
@@ -244,7 +244,7 @@ mod tests {
         assert_eq!(ex.into_vec(), vec![("SMALL".into(), "1".into()), ("AFTER".into(), "2".into())]);
         // Negative control: just under the limit is accepted.
         let mut data = b"EDGE=".to_vec();
-        data.extend(std::iter::repeat(b'y').take(MAX_EXPORT_BYTES - 5));
+        data.extend(std::iter::repeat_n(b'y', MAX_EXPORT_BYTES - 5));
         let f = temp_file(&data);
         let mut ex = Exports::default();
         EnvReader::new().collect("s", &f, &mut ex, &|| None).unwrap();
