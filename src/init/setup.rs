@@ -4,7 +4,10 @@
 //! the job must get, read from the account files *after* the steps (so a
 //! step's `usermod -aG video` counts), and the steps' exports, and keeps both
 //! in PID 1's record ([`state`]) for `labinit shell`. How identity and
-//! exports become a child's environment is [`job`]'s.
+//! exports become a child's environment is [`job`]'s. A stop signal during
+//! setup is caught by [`signals`] ([`signals::catch_during_setup`]), which
+//! passes it on to the running step's process group; setup stops at the
+//! next step boundary.
 
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
