@@ -4,15 +4,14 @@
 //! the job must get, read from the account files *after* the steps (so a
 //! step's `usermod -aG video` counts), and the steps' exports, and keeps both
 //! in PID 1's record ([`state`]) for `labinit shell`. How identity and
-//! exports become a child's environment is [`job`]'s.
-
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+//! exports become a child's environment is [`job`]'s. A stop signal during
+//! setup is caught by [`signals`] ([`signals::catch_during_setup`]), which
+//! passes it on to the running step's process group; setup stops at the
+//! next step boundary.
 
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
-
-use nix::libc;
+use std::path::{Path, PathBuf};
 
 use crate::init::accounts::{Kind, Table};
 use crate::init::config::{AccountRequest, SetupConfig, Who};
@@ -20,6 +19,7 @@ use crate::init::exit::{self, Fatal};
 use crate::init::files::{self, Root, Written};
 use crate::init::job::{self, Caller};
 use crate::init::provision::{self, Note, Request};
+use crate::init::signals::{self, SetupStops};
 use crate::init::state::{self, JobState};
 use crate::init::steps::{self, StepOptions};
 use crate::init::{home, log, sudo};
@@ -36,16 +36,18 @@ pub struct SetupOutcome {
     pub exports: Vec<(String, String)>,
 }
 
-/// Signal number received during setup (0 = none). Setup stops at the next
-/// step boundary; the running step's process group gets the signal too.
-static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// A terminating signal that arrived during setup, if any (setup stops at
+/// the next step boundary; the running step's process group got it too).
+/// Kept for run.rs: the same as [`signals::caught_during_setup`].
+pub(crate) fn pending_signal() -> Option<i32> {
+    signals::caught_during_setup()
+}
 
-/// A terminating signal that arrived during setup, if any.
-pub fn pending_signal() -> Option<i32> {
-    match PENDING_SIGNAL.load(Ordering::SeqCst) {
-        0 => None,
-        n => Some(n),
-    }
+/// Remove setup's signal handlers. Kept for run.rs: [`signals::take_over`]
+/// already does it once the signals are blocked; the same as
+/// [`signals::release_setup`].
+pub(crate) fn release_signals() {
+    signals::release_setup();
 }
 
 /// Provision the account and run the setup steps.
@@ -69,12 +71,12 @@ pub fn setup_with_grace(
     }
     log::set_quiet(cfg.quiet);
     let root = Root::new(root);
-    install_signal_guard();
+    let stops = signals::catch_during_setup();
     let before = account(&root, &cfg)?;
-    if let Some(sig) = pending_signal() {
+    if let Some(sig) = stops.last() {
         return Err(Fatal::with_code(exit::SIGNAL_BASE + sig, format!("setup stopped by signal {sig}")));
     }
-    let exports = run_steps(&root, &cfg, env, before.as_ref())?;
+    let exports = run_steps(&root, &cfg, env, before.as_ref(), stops)?;
     // The steps may have changed the account (usermod -aG, -d, -s): the job
     // gets the account as they left it.
     let identity = match (&cfg.who, before) {
@@ -176,7 +178,7 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// `LABKIT_SHELL` if executable, else bash if present, else sh.
-pub fn choose_shell(root: &Root, wanted: Option<&str>) -> String {
+pub(crate) fn choose_shell(root: &Root, wanted: Option<&str>) -> String {
     if let Some(s) = wanted {
         if is_executable(&root.path(s)) {
             return s.to_owned();
@@ -318,24 +320,14 @@ fn run_steps(
     cfg: &SetupConfig,
     env: &[(String, String)],
     identity: Option<&Identity>,
+    stops: &SetupStops,
 ) -> Result<Vec<(String, String)>, Fatal> {
     let dir = root.path(&cfg.steps_dir);
     if !dir.exists() {
         return Ok(Vec::new());
     }
     let env_file = env_file_path(root);
-    if let Some(parent) = env_file.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    let _ = std::fs::remove_file(&env_file);
-    // Kept open: the exports are read through this descriptor, never by path.
-    let env_fd = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&env_file)
-        .map_err(|e| Fatal::config(format!("cannot create the LABKIT_ENV file {}: {e}", env_file.display())))?;
+    let env_fd = create_env_file(&env_file)?;
     let caller = Caller { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw() };
     let step_env = job::step_env(env, identity, caller, &env_file);
     let shell = root.path(choose_shell(root, None));
@@ -349,9 +341,27 @@ fn run_steps(
         env: step_env,
         shell,
     };
-    let result = steps::run_all(&opts, &pending_signal);
+    let result = steps::run_all(&opts, stops);
     let _ = std::fs::remove_file(&env_file);
     result
+}
+
+/// Create the `LABKIT_ENV` file afresh (one left by a killed start is
+/// replaced) and keep it open: the exports are read through this
+/// descriptor, never by path.
+fn create_env_file(path: &Path) -> Result<std::fs::File, Fatal> {
+    let cleared =
+        path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        });
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create_new(true).mode(0o600);
+    options.open(path).map_err(|e| {
+        // A failure before makes the create fail: it says why.
+        let before = cleared.err().map(|c| format!(" (clearing its place failed: {c})")).unwrap_or_default();
+        Fatal::config(format!("cannot create the LABKIT_ENV file {}: {e}{before}", path.display()))
+    })
 }
 
 /// Where steps append their exports: under `/run/labkit` when writable, else
@@ -364,60 +374,31 @@ fn env_file_path(root: &Root) -> PathBuf {
     std::env::temp_dir().join(format!("labkit-step-env.{}", std::process::id()))
 }
 
-/// Handlers for TERM/INT/HUP/QUIT while setup runs: as PID 1 a signal without
-/// a handler is silently dropped by the kernel, and the legacy ignored them.
-/// The handler records the signal; the running step's supervision passes it
-/// on ([`steps::run_all`]).
-struct SignalGuard {
-    ids: Vec<signal_hook::SigId>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek};
 
-const SETUP_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
-
-impl SignalGuard {
-    fn install() -> SignalGuard {
-        let mut ids = Vec::new();
-        for sig in SETUP_SIGNALS {
-            // SAFETY: the action only stores to atomics and calls kill(2),
-            // both async-signal-safe.
-            let id = unsafe {
-                signal_hook::low_level::register(sig, move || {
-                    PENDING_SIGNAL.store(sig, Ordering::SeqCst);
-                    // The running step's supervision passes it on.
-                    steps::note_stop_signal();
-                })
-            };
-            if let Ok(id) = id {
-                ids.push(id);
-            }
-        }
-        SignalGuard { ids }
-    }
-}
-
-/// The handlers stay installed after `setup` returns, so a signal arriving
-/// before the supervisor blocks signals is not lost; it calls
-/// [`release_signals`] once it has taken over.
-static GUARD: std::sync::Mutex<Option<SignalGuard>> = std::sync::Mutex::new(None);
-
-fn install_signal_guard() {
-    let guard = SignalGuard::install();
-    if let Ok(mut g) = GUARD.lock() {
-        *g = Some(guard); // replaces (and unregisters) an earlier one
-    }
-}
-
-/// Remove setup's signal handlers (after the supervisor blocked the signals).
-pub fn release_signals() {
-    if let Ok(mut g) = GUARD.lock() {
-        g.take();
-    }
-}
-
-impl Drop for SignalGuard {
-    fn drop(&mut self) {
-        for id in self.ids.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
+    #[test]
+    fn the_env_file_is_created_afresh_and_a_failure_says_why() {
+        let dir = std::env::temp_dir().join(format!("labkit-setup-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("run/step-env");
+        // The directory is made; a file left by a killed start is replaced.
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "OLD=1\n").unwrap();
+        let mut f = create_env_file(&path).unwrap();
+        let mut text = String::new();
+        f.rewind().unwrap();
+        f.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "", "the old exports survived");
+        // Negative control: a directory in its place cannot be cleared; the
+        // error names both failures with their errno.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = create_env_file(&path).unwrap_err().to_string();
+        assert!(err.contains("File exists") && err.contains("clearing its place failed"), "{err}");
+        assert!(err.contains("os error"), "errno missing: {err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

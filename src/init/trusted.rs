@@ -30,7 +30,7 @@ const MAX_LINKS: usize = 40;
 
 /// Why a file or directory may not be run as root.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Untrusted {
+pub(crate) struct Untrusted {
     /// The path that disqualifies (as walked, links resolved).
     pub path: PathBuf,
     pub uid: u32,
@@ -53,7 +53,7 @@ impl std::fmt::Display for Untrusted {
 
 /// A failed lookup: an I/O error (errno kept) or a trust refusal.
 #[derive(Debug)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     Io { path: PathBuf, err: io::Error },
     Untrusted(Untrusted),
 }
@@ -69,7 +69,7 @@ impl std::fmt::Display for OpenError {
 
 impl OpenError {
     /// The errno, for I/O errors.
-    pub fn raw_os_error(&self) -> Option<i32> {
+    pub(crate) fn raw_os_error(&self) -> Option<i32> {
         match self {
             OpenError::Io { err, .. } => err.raw_os_error(),
             OpenError::Untrusted(_) => None,
@@ -81,7 +81,7 @@ impl OpenError {
 /// is labinit's effective uid (a non-root start may run its own files);
 /// `ancestor`: a directory above the one that matters, where a root-owned
 /// sticky directory is accepted. Pure.
-pub fn verdict(uid: u32, mode: u32, me: u32, ancestor: bool) -> Result<(), &'static str> {
+pub(crate) fn verdict(uid: u32, mode: u32, me: u32, ancestor: bool) -> Result<(), &'static str> {
     if uid != 0 && uid != me {
         return Err(if me == 0 { "not owned by root" } else { "owned by neither root nor labinit's user" });
     }
@@ -93,9 +93,8 @@ pub fn verdict(uid: u32, mode: u32, me: u32, ancestor: bool) -> Result<(), &'sta
 }
 
 /// An open file (or directory) with what `fstat` said of it.
-pub struct Opened {
+pub(crate) struct Opened {
     pub fd: OwnedFd,
-    pub uid: u32,
     pub mode: u32,
     pub nlink: u64,
     /// The path as walked (links resolved), for messages.
@@ -103,11 +102,8 @@ pub struct Opened {
 }
 
 impl Opened {
-    pub fn is_regular(&self) -> bool {
+    pub(crate) fn is_regular(&self) -> bool {
         self.mode & libc::S_IFMT == libc::S_IFREG
-    }
-    pub fn is_dir(&self) -> bool {
-        self.mode & libc::S_IFMT == libc::S_IFDIR
     }
 }
 
@@ -285,7 +281,7 @@ fn walk(
         let fd = openat(cur.fd.as_raw_fd(), &c, flags, mode, &here)?;
         let st = fstat(fd.as_raw_fd(), &here)?;
         check(rules, &st, &here, false)?;
-        return Ok(Opened { fd, uid: st.st_uid, mode: st.st_mode, nlink: st.st_nlink as u64, path: here });
+        return Ok(Opened { fd, mode: st.st_mode, nlink: st.st_nlink as u64, path: here });
     }
     unreachable_empty(rel)
 }
@@ -301,7 +297,7 @@ fn unreachable_empty(rel: &Path) -> Result<Opened, OpenError> {
 /// `ELOOP` anywhere else (the last part included). No ownership
 /// checks otherwise: for files in places users control (a shared volume),
 /// where the point is that root's write lands where it was configured to.
-pub fn open_nofollow(path: &Path, flags: i32, mode: u32) -> Result<Opened, OpenError> {
+pub(crate) fn open_nofollow(path: &Path, flags: i32, mode: u32) -> Result<Opened, OpenError> {
     if !path.is_absolute() {
         return Err(OpenError::Io { path: path.to_owned(), err: io::Error::from_raw_os_error(libc::EINVAL) });
     }
@@ -315,7 +311,7 @@ fn me() -> u32 {
 
 /// Open an absolute `path` read-only if it and every directory above it
 /// pass [`verdict`] (links followed only inside directories that passed).
-pub fn open_trusted(path: &Path, flags: i32) -> Result<Opened, OpenError> {
+pub(crate) fn open_trusted(path: &Path, flags: i32) -> Result<Opened, OpenError> {
     if !path.is_absolute() {
         return Err(OpenError::Io { path: path.to_owned(), err: io::Error::from_raw_os_error(libc::EINVAL) });
     }
@@ -326,7 +322,7 @@ pub fn open_trusted(path: &Path, flags: i32) -> Result<Opened, OpenError> {
 /// rules as [`open_trusted`] (a link may lead out of `dir`; where it leads is
 /// checked from `/`). Non-blocking and without taking a terminal, so a FIFO
 /// or device found there cannot hang or affect labinit.
-pub fn open_trusted_in(dir: &Opened, name: &OsStr) -> Result<Opened, OpenError> {
+pub(crate) fn open_trusted_in(dir: &Opened, name: &OsStr) -> Result<Opened, OpenError> {
     walk(
         Some((std::os::fd::AsFd::as_fd(&dir.fd), &dir.path)),
         Path::new(name),
@@ -337,7 +333,7 @@ pub fn open_trusted_in(dir: &Opened, name: &OsStr) -> Result<Opened, OpenError> 
 }
 
 /// The names in the directory open as `dir` (no `.` and `..`), unsorted.
-pub fn names(dir: &Opened) -> io::Result<Vec<OsString>> {
+pub(crate) fn names(dir: &Opened) -> io::Result<Vec<OsString>> {
     // The directory fd may be O_PATH: reopen it for reading through /proc
     // would look up a path again, so open "." relative to it instead.
     let dot = CString::new(".").unwrap_or_default();
