@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use labkit::images::{self, bake, build, imagetest, lock, manifest, plan, Layout};
+use labkit::images::{self, build, buildargs, imagetest, manifest, plan, tools, Layout};
 
 #[derive(Parser)]
 #[command(
@@ -40,7 +40,7 @@ struct Selection {
 #[derive(Args, Clone, Default)]
 struct BuildValues {
     /// Extra build argument KEY=VALUE (repeatable).
-    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = plan::parse_build_arg)]
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = buildargs::parse_build_arg)]
     build_args: Vec<(String, String)>,
     /// Apt mirror for this build (sets the APT_MIRROR build argument).
     #[arg(long)]
@@ -231,12 +231,22 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("labkit: {e:#}");
-            ExitCode::from(images::exit_code(&e))
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-fn run(layout: &Layout, command: Command) -> anyhow::Result<u8> {
+/// Progress of a long command, one line at a time, to standard error.
+fn to_stderr(line: &str) {
+    eprintln!("{line}");
+}
+
+/// Progress that is the command's output (`labkit test`), to standard output.
+fn to_stdout(line: &str) {
+    out!("{line}");
+}
+
+fn run(layout: &Layout, command: Command) -> Result<u8, images::Error> {
     match command {
         Command::Render { out, base_override } => {
             let overrides = base_override.into_iter().collect();
@@ -285,35 +295,29 @@ fn run(layout: &Layout, command: Command) -> anyhow::Result<u8> {
         }
         Command::Bake { sel, values, output, no_stage, labinit } => {
             let p = plan_for(layout, &sel, &values)?;
-            // The bake file points at the committed Dockerfiles: refuse, as
-            // build does, when they are not what the manifest says.
-            build::require_up_to_date(layout)?;
-            if !no_stage {
-                let ctx = values.context.clone().unwrap_or_else(|| layout.work().join("context"));
-                build::stage_context(layout, &ctx, labinit.as_deref())?;
-            }
-            let json = bake::to_json(&bake::bake(&p, &layout.root));
-            match output.as_deref() {
-                Some("-") => out!("{json}"),
-                other => {
-                    let path = other.map(PathBuf::from).unwrap_or_else(|| layout.work().join("docker-bake.json"));
-                    if let Some(d) = path.parent() {
-                        std::fs::create_dir_all(d)?;
-                    }
-                    std::fs::write(&path, json + "\n")?;
-                    out!(
-                        "bake: wrote {} ({} targets; absolute paths, so from any directory): docker buildx bake -f {}",
-                        path.display(),
-                        p.targets.len(),
-                        path.display()
-                    );
-                }
+            let ctx = values.context.clone().unwrap_or_else(|| layout.work().join("context"));
+            let stage = (!no_stage).then_some((ctx.as_path(), labinit.as_deref()));
+            let output = match output.as_deref() {
+                Some("-") => images::BakeOutput::Stdout,
+                other => images::BakeOutput::File(
+                    other.map(PathBuf::from).unwrap_or_else(|| layout.work().join("docker-bake.json")),
+                ),
+            };
+            let r = images::bake(layout, &p, stage, &output)?;
+            match &r.written {
+                None => out!("{}", r.json),
+                Some(path) => out!(
+                    "bake: wrote {} ({} targets; absolute paths, so from any directory): docker buildx bake -f {}",
+                    path.display(),
+                    r.targets,
+                    path.display()
+                ),
             }
             Ok(0)
         }
         Command::Build { sel, values, engine, jobs, push, network, volumes, labinit, log_dir, summary_json } => {
             let p = plan_for(layout, &sel, &values)?;
-            let engine = build::Engine::detect(engine.as_deref())?;
+            let engine = tools::Engine::detect(engine.as_deref())?;
             let opts = build::BuildOptions {
                 jobs,
                 push,
@@ -324,48 +328,43 @@ fn run(layout: &Layout, command: Command) -> anyhow::Result<u8> {
                 context: values.context.unwrap_or_else(|| layout.work().join("context")),
                 summary_json,
             };
-            let summary = build::build(layout, &p, &engine, &opts)?;
+            let summary = images::build(layout, &p, &engine, &opts, &mut to_stderr)?;
             Ok(if summary.success() { 0 } else { 1 })
         }
         Command::Test { images: imgs, variants, engine, gpu, timeout, run_args, log_dir } => {
-            let (family, _) = images::load(layout, &manifest::BaseOverrides::new())?;
-            for i in &imgs {
-                if !family.manifest.images.contains_key(i) {
-                    anyhow::bail!(images::UsageError(format!("--image {i}: no such image")));
-                }
-            }
-            for v in &variants {
-                if !family.manifest.variants.contains_key(v) {
-                    anyhow::bail!(images::UsageError(format!("--variant {v}: no such variant")));
-                }
-            }
-            let tests = imagetest::discover(&family, &imagetest::tests_dir(layout), &imgs, &variants);
-            if tests.is_empty() {
-                anyhow::bail!(images::UsageError("no image tests selected (images/tests/<image>/*.sh|*.py)".into()));
-            }
-            let engine = build::Engine::detect(engine.as_deref())?;
-            let opts = imagetest::TestOptions { gpu, timeout, run_args };
-            let log_dir = log_dir.unwrap_or_else(|| layout.work().join("test-logs"));
-            let summary = imagetest::run(layout, &tests, &engine, &opts, &log_dir)?;
+            let req = images::TestRequest {
+                images: imgs,
+                variants,
+                engine,
+                options: imagetest::TestOptions { gpu, timeout, run_args },
+                log_dir: log_dir.unwrap_or_else(|| layout.work().join("test-logs")),
+            };
+            let summary = images::test(layout, &req, &mut to_stdout)?;
             Ok(if summary.success() { 0 } else { 1 })
         }
         Command::Lock { resolver, python, bases, variants, uv } => {
-            let resolver = resolver.as_deref().map(lock::Resolver::parse).transpose()?;
+            let resolver = resolver.as_deref().map(tools::Resolver::parse).transpose()?;
             let opts = images::LockOptions { python_only: python, bases_only: bases, resolver, variants, uv };
-            images::lock(layout, &opts)?;
-            Ok(0)
+            let report = images::lock(layout, &opts, &mut to_stderr)?;
+            for line in report.lines() {
+                out!("{line}");
+            }
+            match report.failure {
+                Some(e) => Err(e),
+                None => Ok(0),
+            }
         }
         Command::Job(_) => unreachable!("handled in main"),
     }
 }
 
-fn plan_for(layout: &Layout, sel: &Selection, v: &BuildValues) -> anyhow::Result<plan::Plan> {
+fn plan_for(layout: &Layout, sel: &Selection, v: &BuildValues) -> Result<plan::Plan, images::Error> {
     let overrides = sel.base_override.iter().cloned().collect();
     let opts = plan::PlanOptions {
         images: sel.images.clone(),
         variants: sel.variants.clone(),
         context: v.context.clone().unwrap_or_else(|| PathBuf::from("build/images/context")),
-        build_args: plan::per_build_args(
+        build_args: buildargs::per_build_args(
             &layout.root,
             v.revision.clone(),
             v.created.clone(),

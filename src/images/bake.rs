@@ -6,13 +6,14 @@
 //! context key that equals their `BASE_IMAGE` argument — the two strings must
 //! be identical or BuildKit would go to the registry instead. External parents
 //! are `docker-image://` contexts, pinned by digest when locked. Owns only the
-//! translation; the graph itself is [`super::plan`]'s.
+//! translation; the graph itself is `plan`'s.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
 
+use super::buildargs::LABELED_ARGS;
 use super::plan::{Plan, PlanParent};
 
 /// Context key for a parent pulled from a registry.
@@ -103,14 +104,8 @@ pub fn bake(plan: &Plan, root: &Path) -> BakeFile {
         // Labels whose values are only known per build; the static ones are
         // in the Dockerfile already.
         let mut labels = BTreeMap::new();
-        let oci = "org.opencontainers.image";
-        for (label, arg) in [
-            ("created", "BUILD_DATE"),
-            ("revision", "VCS_REF"),
-            ("base.name", "BASE_NAME"),
-            ("base.digest", "BASE_DIGEST"),
-        ] {
-            labels.insert(format!("{oci}.{label}"), t.args.get(arg).cloned().unwrap_or_default());
+        for (arg, label) in LABELED_ARGS {
+            labels.insert(label.to_string(), t.args.get(arg).cloned().unwrap_or_default());
         }
         let esc_map = |m: BTreeMap<String, String>| m.into_iter().map(|(k, v)| (escape(&k), escape(&v))).collect();
         target.insert(
