@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use labkit::images::{self, build, buildargs, imagetest, manifest, plan, tools, Layout};
+use labkit::images::{self, Layout};
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +26,7 @@ struct Cli {
 struct Selection {
     /// Replace a variant's base image for this run: VARIANT=REFERENCE
     /// (e.g. cpu=localhost/debootstrap-noble:latest). Repeatable.
-    #[arg(long = "base-override", value_name = "VARIANT=REF", value_parser = manifest::parse_override)]
+    #[arg(long = "base-override", value_name = "VARIANT=REF", value_parser = images::parse_override)]
     base_override: Vec<(String, String)>,
     /// Only these images (repeatable). Parents outside the selection are
     /// consumed from the registry by their primary tag.
@@ -40,7 +40,7 @@ struct Selection {
 #[derive(Args, Clone, Default)]
 struct BuildValues {
     /// Extra build argument KEY=VALUE (repeatable).
-    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = buildargs::parse_build_arg)]
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = images::parse_build_arg)]
     build_args: Vec<(String, String)>,
     /// Apt mirror for this build (sets the APT_MIRROR build argument).
     #[arg(long)]
@@ -65,7 +65,7 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Replace a variant's base image: VARIANT=REFERENCE (repeatable).
-        #[arg(long = "base-override", value_name = "VARIANT=REF", value_parser = manifest::parse_override)]
+        #[arg(long = "base-override", value_name = "VARIANT=REF", value_parser = images::parse_override)]
         base_override: Vec<(String, String)>,
     },
     /// Fail on drift between the committed Dockerfiles and a fresh render.
@@ -317,8 +317,8 @@ fn run(layout: &Layout, command: Command) -> Result<u8, images::Error> {
         }
         Command::Build { sel, values, engine, jobs, push, network, volumes, labinit, log_dir, summary_json } => {
             let p = plan_for(layout, &sel, &values)?;
-            let engine = tools::Engine::detect(engine.as_deref())?;
-            let opts = build::BuildOptions {
+            let engine = images::Engine::detect(engine.as_deref())?;
+            let opts = images::BuildOptions {
                 jobs,
                 push,
                 network,
@@ -336,14 +336,14 @@ fn run(layout: &Layout, command: Command) -> Result<u8, images::Error> {
                 images: imgs,
                 variants,
                 engine,
-                options: imagetest::TestOptions { gpu, timeout, run_args },
+                options: images::TestOptions { gpu, timeout, run_args },
                 log_dir: log_dir.unwrap_or_else(|| layout.work().join("test-logs")),
             };
             let summary = images::test(layout, &req, &mut to_stdout)?;
             Ok(if summary.success() { 0 } else { 1 })
         }
         Command::Lock { resolver, python, bases, variants, uv } => {
-            let resolver = resolver.as_deref().map(tools::Resolver::parse).transpose()?;
+            let resolver = resolver.as_deref().map(images::Resolver::parse).transpose()?;
             let opts = images::LockOptions { python_only: python, bases_only: bases, resolver, variants, uv };
             let report = images::lock(layout, &opts, &mut to_stderr)?;
             for line in report.lines() {
@@ -358,13 +358,13 @@ fn run(layout: &Layout, command: Command) -> Result<u8, images::Error> {
     }
 }
 
-fn plan_for(layout: &Layout, sel: &Selection, v: &BuildValues) -> Result<plan::Plan, images::Error> {
+fn plan_for(layout: &Layout, sel: &Selection, v: &BuildValues) -> Result<images::Plan, images::Error> {
     let overrides = sel.base_override.iter().cloned().collect();
-    let opts = plan::PlanOptions {
+    let opts = images::PlanOptions {
         images: sel.images.clone(),
         variants: sel.variants.clone(),
         context: v.context.clone().unwrap_or_else(|| PathBuf::from("build/images/context")),
-        build_args: buildargs::per_build_args(
+        build_args: images::per_build_args(
             &layout.root,
             v.revision.clone(),
             v.created.clone(),

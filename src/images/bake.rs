@@ -70,12 +70,12 @@ fn absolute(root: &Path, path: &str) -> String {
 /// interpolation and `%{…}` a template directive (buildx #2613). `$${` and
 /// `%%{` are their literal forms, so every string labkit writes reaches the
 /// build exactly as given.
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace("${", "$${").replace("%{", "%%{")
 }
 
 /// The bake file for `plan`; `root` is where `docker buildx bake` runs.
-pub fn bake(plan: &Plan, root: &Path) -> BakeFile {
+pub(crate) fn bake(plan: &Plan, root: &Path) -> BakeFile {
     let mut group: BTreeMap<String, Group> = BTreeMap::new();
     let mut target = BTreeMap::new();
     let mut add = |g: &str, t: &str| {
@@ -124,7 +124,7 @@ pub fn bake(plan: &Plan, root: &Path) -> BakeFile {
     BakeFile { group, target }
 }
 
-pub fn to_json(b: &BakeFile) -> String {
+pub(crate) fn to_json(b: &BakeFile) -> String {
     serde_json::to_string_pretty(b).expect("bake file serialises")
 }
 

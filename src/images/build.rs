@@ -24,8 +24,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-pub use schedule::{Scheduler, State};
-pub use summary::{current_step, tail_lines, Summary, FAILED_LOG_LINES};
+pub(crate) use schedule::Scheduler;
+pub use schedule::State;
+pub use summary::Summary;
+pub(crate) use summary::{current_step, tail_lines, FAILED_LOG_LINES};
 
 use super::buildargs::label_of;
 use super::error::{Error, UsageError};
@@ -56,7 +58,7 @@ pub struct BuildOptions {
 /// parent taken from a registry is pulled fresh (`--pull`), so a stale local
 /// copy of a moving tag is never used. The engine writes the built image's
 /// ID to `iidfile`.
-pub fn engine_args(
+pub(crate) fn engine_args(
     engine: &Engine,
     t: &PlannedTarget,
     opts: &BuildOptions,
@@ -112,7 +114,7 @@ pub fn engine_args(
 
 /// The builder a `docker build` would use, from `docker buildx inspect`:
 /// `(name, driver)`. Pure parser of that command's text.
-pub fn parse_builder(inspect: &str) -> Option<(String, String)> {
+pub(crate) fn parse_builder(inspect: &str) -> Option<(String, String)> {
     let field = |k: &str| {
         inspect.lines().find_map(|l| l.trim().strip_prefix(k).map(|v| v.trim().to_string())).filter(|v| !v.is_empty())
     };
@@ -127,7 +129,7 @@ pub fn parse_builder(inspect: &str) -> Option<(String, String)> {
 /// reads. labkit therefore builds with the docker context's own builder
 /// (driver `docker`, named after the context) and says so. Podman has no
 /// builders; docker without buildx uses the daemon's builder anyway.
-pub fn builder_env(engine: &Engine, progress: &mut dyn Progress) -> Vec<(String, String)> {
+pub(crate) fn builder_env(engine: &Engine, progress: &mut dyn Progress) -> Vec<(String, String)> {
     if engine.flavor != Flavor::Docker {
         return Vec::new();
     }
@@ -192,7 +194,7 @@ fn run_logged(
 /// before anything runs or is staged (a child's parent ID is filled in when
 /// it starts). A command the engine cannot run (volumes with docker) is
 /// invalid input.
-pub fn prepare(plan: &Plan, engine: &Engine, opts: &BuildOptions) -> Result<(), Error> {
+pub(crate) fn prepare(plan: &Plan, engine: &Engine, opts: &BuildOptions) -> Result<(), Error> {
     std::fs::create_dir_all(&opts.log_dir).with_context(|| format!("cannot create {}", opts.log_dir.display()))?;
     for t in &plan.targets {
         engine_args(engine, t, opts, None, &opts.log_dir.join(format!("{}.iid", t.name)))?;
@@ -205,7 +207,7 @@ pub fn prepare(plan: &Plan, engine: &Engine, opts: &BuildOptions) -> Result<(), 
 /// built, a failure's descendants skipped, then the summary and `--push`.
 /// Every event is one line (or a few) to `progress`. Errors are failures to
 /// run anything at all; a target that fails is in the [`Summary`].
-pub fn run(
+pub(crate) fn run(
     root: &Path,
     plan: &Plan,
     engine: &Engine,

@@ -20,7 +20,7 @@ pub const LABELED_ARGS: [(&str, &str); 4] = [
 ];
 
 /// The OCI label a build argument sets, if any.
-pub fn label_of(arg: &str) -> Option<&'static str> {
+pub(crate) fn label_of(arg: &str) -> Option<&'static str> {
     LABELED_ARGS.iter().find(|(a, _)| *a == arg).map(|(_, l)| *l)
 }
 

@@ -140,7 +140,7 @@ fn first_difference(expected: &str, found: &str) -> String {
 
 /// Compares `rendered` with the tree at `out`. `shown` prefixes paths in
 /// messages (e.g. `images/generated/`).
-pub fn compare(out: &Path, shown: &str, rendered: &Rendered) -> Vec<Drift> {
+pub(crate) fn compare(out: &Path, shown: &str, rendered: &Rendered) -> Vec<Drift> {
     let mut drift = Vec::new();
     let index =
         std::fs::read_to_string(out.join(INDEX)).map(|s| parse_index(&s.replace("\r\n", "\n"))).unwrap_or_default();
@@ -197,7 +197,7 @@ fn is_lock_of(path: &str, expected: &BTreeMap<&str, &str>) -> bool {
 
 /// Non-failing observations about the family. `today` is `YYYY-MM-DD`; it is
 /// passed in so that this stays a pure function.
-pub fn warnings(family: &Family, today: &str) -> Vec<String> {
+pub(crate) fn warnings(family: &Family, today: &str) -> Vec<String> {
     let mut w = Vec::new();
     for (name, v) in &family.manifest.variants {
         if let Some(eol) = &v.eol {

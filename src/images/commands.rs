@@ -12,12 +12,13 @@ use super::check::{self, CheckReport, Drift};
 use super::error::{Error, ErrorKind, UsageError};
 use super::imagetest::{self, TestOptions, TestSummary};
 use super::layout::Layout;
-use super::lock::{self, Resolver};
+use super::lock::{self};
 use super::manifest::{BaseOverrides, Family};
 use super::plan::{self, Plan, PlanOptions};
 use super::progress::Progress;
 use super::python::{self, PythonLockReport};
-use super::render::{self, Templates, WriteReport};
+use super::render::{self, Rendered, Templates, WriteReport};
+use super::tools::Resolver;
 use super::{bake as bakefile, context, dates};
 
 /// Loads and validates the manifest, lock and templates. Every error is
@@ -29,6 +30,12 @@ pub fn load(layout: &Layout, overrides: &BaseOverrides) -> Result<(Family, Templ
     python::specs(&family).map_err(Error::invalid)?;
     let templates = Templates::load(&layout.templates()).map_err(Error::invalid)?;
     Ok((family, templates))
+}
+
+/// Renders a loaded family in memory: what `render_to` writes and `check`
+/// compares. Errors are template errors (invalid input).
+pub fn render_family(family: &Family, templates: &Templates) -> Result<Rendered, Error> {
+    render::render(family, templates).map_err(Error::invalid)
 }
 
 /// `labkit render`: renders the family and writes it into `out` (default
@@ -46,7 +53,7 @@ pub fn render_to(layout: &Layout, out: Option<&Path>, overrides: &BaseOverrides)
         .into());
     }
     let (family, templates) = load(layout, overrides)?;
-    let rendered = render::render(&family, &templates).map_err(Error::invalid)?;
+    let rendered = render_family(&family, &templates)?;
     Ok(render::write(&out, &rendered)?)
 }
 
@@ -60,7 +67,7 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 /// `labkit check`: drift between a fresh in-memory render and images/generated.
 pub fn check(layout: &Layout) -> Result<CheckReport, Error> {
     let (family, templates) = load(layout, &BaseOverrides::new())?;
-    let rendered = render::render(&family, &templates).map_err(Error::invalid)?;
+    let rendered = render_family(&family, &templates)?;
     let mut drift = check::compare(&layout.generated(), "images/generated/", &rendered);
     drift.extend(python::check(layout, &family).map_err(Error::invalid)?.into_iter().map(Drift::Lock));
     Ok(CheckReport { drift, warnings: check::warnings(&family, &dates::today_utc()) })
@@ -69,7 +76,7 @@ pub fn check(layout: &Layout) -> Result<CheckReport, Error> {
 /// `labkit plan`: the build plan for the selection.
 pub fn plan(layout: &Layout, overrides: &BaseOverrides, opts: &PlanOptions) -> Result<Plan, Error> {
     let (family, templates) = load(layout, overrides)?;
-    let rendered = render::render(&family, &templates).map_err(Error::invalid)?;
+    let rendered = render_family(&family, &templates)?;
     let shipped = plan::shipped_files_hash(&context::shipped_files(layout).map_err(UsageError)?, layout);
     Ok(plan::make(&family, &rendered, &shipped, opts).map_err(UsageError)?)
 }

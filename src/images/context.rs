@@ -26,7 +26,7 @@ pub struct ShippedFile {
 /// or `core.autocrlf` checkout without the repository's .gitattributes) is
 /// refused, naming the file: in the image its `#!/bin/sh\r` shebang would
 /// not run.
-pub fn shipped_files(layout: &Layout) -> Result<Vec<ShippedFile>, String> {
+pub(crate) fn shipped_files(layout: &Layout) -> Result<Vec<ShippedFile>, String> {
     use std::os::unix::fs::PermissionsExt;
     let mut files = Vec::new();
     for (dir, to) in SHIPPED_DIRS {
@@ -61,7 +61,7 @@ pub fn shipped_files(layout: &Layout) -> Result<Vec<ShippedFile>, String> {
 /// `python/<image>/<variant>/requirements.lock`. Only those entries of `ctx`
 /// are replaced; nothing else is touched. A shipped file that cannot be
 /// shipped (CRLF) is invalid input; the rest are failures.
-pub fn stage(layout: &Layout, ctx: &Path, labinit: Option<&Path>) -> Result<(), Error> {
+pub(crate) fn stage(layout: &Layout, ctx: &Path, labinit: Option<&Path>) -> Result<(), Error> {
     let ctx = if ctx.is_absolute() { ctx.to_path_buf() } else { layout.root.join(ctx) };
     let src = tools::labinit(labinit, &layout.root);
     if !src.is_file() {

@@ -5,13 +5,13 @@
 use jiff::Timestamp;
 
 /// Today's date in UTC as `YYYY-MM-DD`.
-pub fn today_utc() -> String {
+pub(crate) fn today_utc() -> String {
     Timestamp::now().strftime("%Y-%m-%d").to_string()
 }
 
 /// Seconds since the epoch → `YYYY-MM-DDTHH:MM:SSZ`. Errors beyond the year
 /// 9999, where no RFC 3339 timestamp exists.
-pub fn rfc3339_utc(epoch: i64) -> Result<String, String> {
+pub(crate) fn rfc3339_utc(epoch: i64) -> Result<String, String> {
     Timestamp::from_second(epoch)
         .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
         .map_err(|e| format!("{epoch} seconds since the epoch is not a date of the years 0-9999: {e}"))

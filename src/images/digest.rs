@@ -14,17 +14,17 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub struct InputHasher(Sha256);
 
 impl InputHasher {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
-    pub fn part(&mut self, name: &str, data: &[u8]) -> &mut Self {
+    pub(crate) fn part(&mut self, name: &str, data: &[u8]) -> &mut Self {
         for chunk in [name.as_bytes(), data] {
             self.0.update((chunk.len() as u64).to_le_bytes());
             self.0.update(chunk);
         }
         self
     }
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         hex(&self.0.finalize())
     }
 }

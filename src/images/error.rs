@@ -31,18 +31,15 @@ pub struct Error {
     inner: anyhow::Error,
 }
 
-/// `Result` of the `images` commands.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
 impl Error {
-    pub fn invalid(e: impl Into<anyhow::Error>) -> Error {
+    pub(crate) fn invalid(e: impl Into<anyhow::Error>) -> Error {
         Error { kind: ErrorKind::Invalid, inner: e.into() }
     }
-    pub fn failed(e: impl Into<anyhow::Error>) -> Error {
+    pub(crate) fn failed(e: impl Into<anyhow::Error>) -> Error {
         Error { kind: ErrorKind::Failed, inner: e.into() }
     }
     /// A failure described by one message.
-    pub fn msg(m: impl fmt::Display) -> Error {
+    pub(crate) fn msg(m: impl fmt::Display) -> Error {
         Error::failed(anyhow::anyhow!("{m}"))
     }
     pub fn kind(&self) -> ErrorKind {
@@ -56,7 +53,7 @@ impl Error {
         }
     }
     /// The same error with `what` in front of its message.
-    pub fn context(self, what: impl fmt::Display + Send + Sync + 'static) -> Error {
+    pub(crate) fn context(self, what: impl fmt::Display + Send + Sync + 'static) -> Error {
         Error { kind: self.kind, inner: self.inner.context(what) }
     }
 }

@@ -54,7 +54,7 @@ pub struct ImageTest {
 }
 
 /// The test files of `image`'s own directory, sorted. `.sh` and `.py` only.
-pub fn own_tests(tests_dir: &Path, image: &str) -> Vec<String> {
+pub(crate) fn own_tests(tests_dir: &Path, image: &str) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(tests_dir.join(image))
         .map(|rd| {
             rd.filter_map(|e| e.ok())
@@ -71,7 +71,7 @@ pub fn own_tests(tests_dir: &Path, image: &str) -> Vec<String> {
 
 /// The selected targets' tests: for each target, its ancestors' tests (root
 /// first), then its own. `images`/`variants` empty = all.
-pub fn discover(family: &Family, tests_dir: &Path, images: &[String], variants: &[String]) -> Vec<ImageTest> {
+pub(crate) fn discover(family: &Family, tests_dir: &Path, images: &[String], variants: &[String]) -> Vec<ImageTest> {
     let mut out = Vec::new();
     for t in &family.targets {
         if (!images.is_empty() && !images.contains(&t.image))
@@ -120,7 +120,7 @@ pub struct TestOptions {
 }
 
 /// `ENGINE run …` argv (after the program) for one test. Pure.
-pub fn run_args(engine: &Engine, tests_dir: &Path, t: &ImageTest, opts: &TestOptions) -> Vec<String> {
+pub(crate) fn run_args(engine: &Engine, tests_dir: &Path, t: &ImageTest, opts: &TestOptions) -> Vec<String> {
     let mut a: Vec<String> = vec!["run".into(), "--rm".into(), "--label".into(), "labkit-test=1".into()];
     for (k, v) in TEST_USER {
         a.push("-e".into());
@@ -160,7 +160,7 @@ pub enum Outcome {
 }
 
 /// Classifies a finished test. `--gpu` never turns a failure into a skip. Pure.
-pub fn classify(code: Option<i32>, output: &str) -> Outcome {
+pub(crate) fn classify(code: Option<i32>, output: &str) -> Outcome {
     let last = output.lines().rev().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("labinit: ")).unwrap_or("");
     match code {
         Some(0) => Outcome::Passed,
@@ -197,7 +197,7 @@ fn image_present(engine: &Engine, reference: &str) -> bool {
 /// Runs the tests one container at a time, one line per test and a last
 /// line with the counts to `progress`, and each test's output into
 /// `log_dir/<target>/<test>.log`.
-pub fn run(
+pub(crate) fn run(
     layout: &Layout,
     tests: &[ImageTest],
     engine: &Engine,

@@ -32,25 +32,25 @@ impl Layout {
         start.ancestors().find(|d| d.join("images/manifest.toml").is_file()).map(Layout::new)
     }
 
-    pub fn manifest(&self) -> PathBuf {
+    pub(crate) fn manifest(&self) -> PathBuf {
         self.root.join("images/manifest.toml")
     }
-    pub fn lock(&self) -> PathBuf {
+    pub(crate) fn lock(&self) -> PathBuf {
         self.root.join("images/lock.toml")
     }
-    pub fn templates(&self) -> PathBuf {
+    pub(crate) fn templates(&self) -> PathBuf {
         self.root.join("images/templates")
     }
     /// The committed output tree owned by `labkit render`.
-    pub fn generated(&self) -> PathBuf {
+    pub(crate) fn generated(&self) -> PathBuf {
         self.root.join("images/generated")
     }
     /// The family's image tests (`images/tests/<image>/`).
-    pub fn tests(&self) -> PathBuf {
+    pub(crate) fn tests(&self) -> PathBuf {
         self.root.join("images/tests")
     }
     /// Relative path (from the output tree) of a target's Dockerfile.
-    pub fn dockerfile_rel(image: &str, variant: &str) -> PathBuf {
+    pub(crate) fn dockerfile_rel(image: &str, variant: &str) -> PathBuf {
         PathBuf::from(image).join(variant).join("Dockerfile")
     }
     /// Scratch space for builds: staged context and logs. Not committed.
@@ -61,28 +61,28 @@ impl Layout {
 
 /// Relative path (from the repository root) of a target's committed
 /// Dockerfile, `/`-separated.
-pub fn dockerfile_path(image: &str, variant: &str) -> String {
+pub(crate) fn dockerfile_path(image: &str, variant: &str) -> String {
     format!("images/generated/{image}/{variant}/Dockerfile")
 }
 
 /// Relative path (from the repository root) of a target's Python lock file.
-pub fn lock_rel(image: &str, variant: &str) -> String {
+pub(crate) fn lock_rel(image: &str, variant: &str) -> String {
     format!("images/generated/{image}/{variant}/{LOCK_FILE}")
 }
 
 /// Whether `rel` (a path inside the output tree) is a Python lock.
-pub fn is_lock_path(rel: &str) -> bool {
+pub(crate) fn is_lock_path(rel: &str) -> bool {
     rel.ends_with(&format!("/{LOCK_FILE}"))
 }
 
 /// Path relative to `root` with `/` separators, for messages and headers.
-pub fn rel(root: &Path, path: &Path) -> String {
+pub(crate) fn rel(root: &Path, path: &Path) -> String {
     path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/")
 }
 
 /// Files under `dir`, as sorted `/`-separated relative paths (none when
 /// `dir` does not exist).
-pub fn list_files(dir: &Path) -> Vec<String> {
+pub(crate) fn list_files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = walkdir::WalkDir::new(dir)
         .sort_by_file_name()
         .into_iter()

@@ -9,8 +9,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use super::digest::sha256_hex;
-pub use super::lockfile::{Lock, LockEntry};
-pub use super::tools::Resolver;
+use super::lockfile::Lock;
+use super::tools::Resolver;
 
 /// The registry digest is the SHA-256 of the raw manifest bytes, so both
 /// tools are asked for exactly those bytes and labkit hashes them itself.
@@ -24,7 +24,7 @@ fn command(resolver: Resolver, reference: &str) -> Command {
 }
 
 /// The digest (`sha256:…`) of `reference`'s manifest as its registry serves it.
-pub fn resolve(resolver: Resolver, reference: &str) -> Result<String> {
+pub(crate) fn resolve(resolver: Resolver, reference: &str) -> Result<String> {
     let program = resolver.program();
     let out = command(resolver, reference).output().with_context(|| format!("cannot run {program}"))?;
     if !out.status.success() || out.stdout.is_empty() {
@@ -46,7 +46,7 @@ pub struct LockReport {
 
 /// Resolves every base reference. All or nothing: on any failure the lock
 /// stays as it was and the error names each reference that failed.
-pub fn refresh(old: &Lock, references: &[String], resolvers: &[Resolver]) -> Result<(Lock, LockReport)> {
+pub(crate) fn refresh(old: &Lock, references: &[String], resolvers: &[Resolver]) -> Result<(Lock, LockReport)> {
     if resolvers.is_empty() {
         bail!("no registry access: neither skopeo nor docker buildx is installed (apt-get install skopeo); the lock file is unchanged");
     }

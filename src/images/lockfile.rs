@@ -26,7 +26,7 @@ pub struct LockEntry {
 
 impl Lock {
     /// Reads the lock; a missing file is an empty lock (nothing pinned yet).
-    pub fn load(path: &Path) -> Result<Lock> {
+    pub(crate) fn load(path: &Path) -> Result<Lock> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 toml::from_str(&text).with_context(|| format!("while reading the lock file {}", path.display()))
@@ -36,20 +36,20 @@ impl Lock {
         }
     }
 
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let body = toml::to_string(self).expect("lock serialises");
         format!("{HEADER}\n{body}")
     }
 
-    pub fn save(&self, path: &Path) -> Result<()> {
+    pub(crate) fn save(&self, path: &Path) -> Result<()> {
         std::fs::write(path, self.to_text()).with_context(|| format!("cannot write {}", path.display()))
     }
 
-    pub fn digest(&self, reference: &str) -> Option<&str> {
+    pub(crate) fn digest(&self, reference: &str) -> Option<&str> {
         self.bases.get(reference).map(|e| e.digest.as_str())
     }
 
-    pub fn set(&mut self, reference: &str, digest: &str) {
+    pub(crate) fn set(&mut self, reference: &str, digest: &str) {
         self.bases.insert(reference.to_string(), LockEntry { digest: digest.to_string() });
     }
 }

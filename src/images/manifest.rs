@@ -18,7 +18,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use error::{ManifestError, ManifestErrors};
-pub use expand::expand;
+pub(crate) use expand::expand;
 
 use super::layout::Layout;
 use super::lockfile::Lock;
@@ -136,7 +136,7 @@ pub enum Parent {
 
 impl Parent {
     /// The reference a plain `FROM` should use: pinned by digest when known.
-    pub fn pinned(&self) -> String {
+    pub(crate) fn pinned(&self) -> String {
         match self {
             Parent::Target { reference, .. } => reference.clone(),
             Parent::Base { reference, digest: Some(d) } => format!("{}@{}", strip_digest(reference), d),
@@ -144,12 +144,12 @@ impl Parent {
         }
     }
     /// Human name of the parent (`org.opencontainers.image.base.name`).
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Parent::Target { reference, .. } | Parent::Base { reference, .. } => reference,
         }
     }
-    pub fn digest(&self) -> &str {
+    pub(crate) fn digest(&self) -> &str {
         match self {
             Parent::Base { digest: Some(d), .. } => d,
             _ => "",
@@ -202,7 +202,7 @@ pub struct Family {
 
 impl Family {
     /// Reads and validates `images/manifest.toml` and `images/lock.toml`.
-    pub fn load(layout: &Layout, overrides: &BaseOverrides) -> Result<Family, ManifestErrors> {
+    pub(crate) fn load(layout: &Layout, overrides: &BaseOverrides) -> Result<Family, ManifestErrors> {
         let path = layout.manifest();
         let text = std::fs::read_to_string(&path)
             .map_err(|e| ManifestErrors(vec![ManifestError::Read(format!("cannot read {}: {e}", path.display()))]))?;
@@ -213,7 +213,7 @@ impl Family {
 
     /// Parses and validates manifest text. `templates`, when given, is checked
     /// for each image's template file.
-    pub fn from_str(
+    pub(crate) fn from_str(
         text: &str,
         lock: Lock,
         overrides: &BaseOverrides,
@@ -223,14 +223,5 @@ impl Family {
             toml::from_str(text).map_err(|e| ManifestErrors(vec![ManifestError::Parse(e.to_string())]))?;
         let targets = expand(&manifest, &lock, overrides, templates).map_err(ManifestErrors)?;
         Ok(Family { manifest, lock, overrides: overrides.clone(), targets })
-    }
-
-    pub fn target(&self, name: &str) -> Option<&Target> {
-        self.targets.iter().find(|t| t.name == name)
-    }
-
-    /// The variant's effective base reference (override first).
-    pub fn base_of(&self, variant: &str) -> &str {
-        self.overrides.get(variant).map(String::as_str).unwrap_or(&self.manifest.variants[variant].base)
     }
 }

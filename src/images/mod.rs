@@ -25,33 +25,41 @@
 //!   typed [`Error`]; progress goes to a [`Progress`] sink. Nothing in this
 //!   module prints: the `labkit` binary does.
 
-pub mod bake;
-pub mod build;
-pub mod buildargs;
-pub mod check;
-pub mod commands;
-pub mod context;
-pub mod dates;
-pub mod digest;
-pub mod error;
-pub mod imagetest;
-pub mod layout;
-pub mod lock;
-pub mod lockfile;
-pub mod manifest;
-pub mod plan;
-pub mod progress;
-pub mod python;
-pub mod render;
-pub mod syntax;
-pub mod tools;
+pub(crate) mod bake;
+pub(crate) mod build;
+pub(crate) mod buildargs;
+pub(crate) mod check;
+pub(crate) mod commands;
+pub(crate) mod context;
+pub(crate) mod dates;
+pub(crate) mod digest;
+pub(crate) mod error;
+pub(crate) mod imagetest;
+pub(crate) mod layout;
+pub(crate) mod lock;
+pub(crate) mod lockfile;
+pub(crate) mod manifest;
+pub(crate) mod plan;
+pub(crate) mod progress;
+pub(crate) mod python;
+pub(crate) mod render;
+pub(crate) mod syntax;
+pub(crate) mod tools;
 
+// What the `labkit` binary and the tests use; everything else is the
+// crate's own.
+pub use build::BuildOptions;
+pub use buildargs::{parse_build_arg, per_build_args};
 pub use commands::*;
 pub use digest::sha256_hex;
 pub use error::{Error, ErrorKind, UsageError};
+pub use imagetest::TestOptions;
 pub use layout::Layout;
+pub use manifest::{parse_override, BaseOverrides};
+pub use plan::{Plan, PlanOptions};
 pub use progress::Progress;
+pub use tools::{Engine, Resolver};
 
 /// The generator's version, written into every header and label so a
 /// Dockerfile says which labkit produced it.
-pub const GENERATOR_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const GENERATOR_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -81,7 +81,7 @@ pub struct Plan {
 /// the shipped files (setup_steps/, services/, images/files/) and the
 /// Python locks, so changing a step, a shipped file or a lock changes the
 /// plan.
-pub fn shipped_files_hash(files: &[ShippedFile], layout: &Layout) -> String {
+pub(crate) fn shipped_files_hash(files: &[ShippedFile], layout: &Layout) -> String {
     let mut h = InputHasher::new();
     for f in files {
         h.part(&format!("{} exec={}", f.rel, f.exec), &f.data);
@@ -96,7 +96,7 @@ pub fn shipped_files_hash(files: &[ShippedFile], layout: &Layout) -> String {
 }
 
 /// Builds the plan. `shipped` is [`shipped_files_hash`].
-pub fn make(family: &Family, rendered: &Rendered, shipped: &str, opts: &PlanOptions) -> Result<Plan, String> {
+pub(crate) fn make(family: &Family, rendered: &Rendered, shipped: &str, opts: &PlanOptions) -> Result<Plan, String> {
     for i in &opts.images {
         if !family.manifest.images.contains_key(i) {
             return Err(format!(
@@ -199,7 +199,7 @@ pub fn make(family: &Family, rendered: &Rendered, shipped: &str, opts: &PlanOpti
 }
 
 impl Plan {
-    pub fn target(&self, name: &str) -> Option<&PlannedTarget> {
+    pub(crate) fn target(&self, name: &str) -> Option<&PlannedTarget> {
         self.targets.iter().find(|t| t.name == name)
     }
 

@@ -27,14 +27,13 @@ use std::path::Path;
 
 use anyhow::Context;
 
-pub use compiled::{closure, normalize_name, parse_compiled, split, Compiled, Pin};
-pub use spec::{expand, specs, ImageRequirements, VariantSpec};
-pub use uv::{unsatisfiable_message, Uv};
+pub(crate) use compiled::{parse_compiled, split};
+pub(crate) use spec::{specs, VariantSpec};
+pub(crate) use uv::Uv;
 
 use super::digest::sha256_hex;
 use super::error::{Error, UsageError};
-use super::layout::Layout;
-pub use super::layout::{lock_rel, LOCK_FILE};
+use super::layout::{lock_rel, Layout};
 use super::manifest::{Family, ManifestErrors};
 use super::progress::Progress;
 
@@ -48,13 +47,13 @@ const INPUTS_MARK: &str = "# labkit-lock-inputs-sha256: ";
 const CONTENT_MARK: &str = "# labkit-lock-content-sha256: ";
 
 /// The command that refreshes a variant's locks (for messages).
-pub fn refresh_command(variant: &str) -> String {
+pub(crate) fn refresh_command(variant: &str) -> String {
     format!("labkit lock --python --variant {variant}")
 }
 
 /// Whether the file at `path` is a lock `labkit lock` wrote (it carries the
 /// inputs-hash header line), so render may delete it once its target is gone.
-pub fn is_lock_file(path: &Path) -> bool {
+pub(crate) fn is_lock_file(path: &Path) -> bool {
     std::fs::read_to_string(path).is_ok_and(|t| t.lines().take(12).any(|l| l.starts_with(INPUTS_MARK)))
 }
 
@@ -69,7 +68,7 @@ pub enum LockProblem {
 }
 
 /// Checks a lock text against the spec's inputs hash. Pure.
-pub fn check_text(text: &str, inputs_hash: &str) -> Option<LockProblem> {
+pub(crate) fn check_text(text: &str, inputs_hash: &str) -> Option<LockProblem> {
     let header_value = |mark: &str| text.lines().find_map(|l| l.strip_prefix(mark)).map(str::trim);
     let body = text.split_once("\n\n").map(|(_, b)| b).unwrap_or("");
     match header_value(CONTENT_MARK) {
@@ -109,7 +108,7 @@ impl std::fmt::Display for LockDrift {
 }
 
 /// Offline drift check of every lock file against the manifest.
-pub fn check(layout: &Layout, family: &Family) -> Result<Vec<LockDrift>, ManifestErrors> {
+pub(crate) fn check(layout: &Layout, family: &Family) -> Result<Vec<LockDrift>, ManifestErrors> {
     let specs = specs(family)?;
     let mut out = Vec::new();
     for s in &specs {
@@ -143,7 +142,7 @@ pub struct PythonLockReport {
 /// requirements. Progress (one line per variant resolved) goes to
 /// `progress`. Errors: invalid input (the manifest, `--variant`), else a
 /// failure (uv missing or failing, a file not written).
-pub fn lock(
+pub(crate) fn lock(
     layout: &Layout,
     family: &Family,
     uv: Option<&Path>,

@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 pub use templates::{RenderError, Templates};
-pub use write::{write, WriteReport};
+pub(crate) use write::write;
+pub use write::WriteReport;
 
 use super::buildargs::label_of;
 use super::digest::{sha256_hex, InputHasher};
@@ -161,7 +162,7 @@ pub struct Rendered {
 
 impl Rendered {
     /// The `INDEX` file content: every owned file and the sha256 it was written with.
-    pub fn index(&self) -> String {
+    pub(crate) fn index(&self) -> String {
         let mut s = String::from("# Files owned by `labkit render` (sha256 as written). Generated, do not edit.\n");
         for f in &self.files {
             s.push_str(&format!("{}  {}\n", sha256_hex(f.content.as_bytes()), f.path));
@@ -169,13 +170,13 @@ impl Rendered {
         s
     }
 
-    pub fn get(&self, target: &str) -> Option<&RenderedFile> {
+    pub(crate) fn get(&self, target: &str) -> Option<&RenderedFile> {
         self.files.iter().find(|f| f.target == target)
     }
 }
 
 /// Parses an `INDEX` into path → sha256.
-pub fn parse_index(text: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse_index(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .filter_map(|l| l.split_once("  "))
@@ -188,7 +189,7 @@ pub fn parse_index(text: &str) -> BTreeMap<String, String> {
 /// Targets come parents first, so each target's inputs hash can cover its
 /// parent's: a child's `inputs-sha256` changes whenever anything in its
 /// parent chain does. Every error of every target is reported together.
-pub fn render(family: &Family, templates: &Templates) -> Result<Rendered, RenderError> {
+pub(crate) fn render(family: &Family, templates: &Templates) -> Result<Rendered, RenderError> {
     let mut errors = BTreeSet::new();
     let mut files: Vec<RenderedFile> = Vec::with_capacity(family.targets.len());
     let mut hashes: BTreeMap<String, String> = BTreeMap::new();
@@ -299,7 +300,7 @@ fn render_target(
 /// LF only, no trailing spaces, at most one blank line in a row, no leading
 /// blank lines, exactly one final newline. Templates keep trim_blocks off, so this is
 /// what keeps templates readable and output tidy.
-pub fn normalize(s: &str) -> String {
+pub(crate) fn normalize(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut blank_run = 0;
     for line in s.replace("\r\n", "\n").lines() {

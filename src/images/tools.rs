@@ -10,7 +10,7 @@ use std::process::Command;
 use super::error::{Error, UsageError};
 
 /// First executable named `name` on PATH (or `name` itself if it is a path).
-pub fn on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
     if name.contains('/') {
         let p = PathBuf::from(name);
         return p.is_file().then_some(p);
@@ -64,7 +64,7 @@ impl Engine {
         Err(Error::msg("neither docker nor podman is on PATH; install one or pass --engine PATH"))
     }
 
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self.flavor {
             Flavor::Docker => "docker",
             Flavor::Podman => "podman",
@@ -88,7 +88,7 @@ impl Resolver {
         }
     }
 
-    pub fn program(self) -> &'static str {
+    pub(crate) fn program(self) -> &'static str {
         match self {
             Resolver::Skopeo => "skopeo",
             Resolver::Docker => "docker",
@@ -113,7 +113,7 @@ impl Resolver {
 }
 
 /// The uv binary: `--uv PATH`, else `LABKIT_UV`, else `uv` on PATH.
-pub fn uv(requested: Option<&Path>) -> Result<PathBuf, Error> {
+pub(crate) fn uv(requested: Option<&Path>) -> Result<PathBuf, Error> {
     let wanted =
         requested.map(|p| p.to_string_lossy().to_string()).or_else(|| env("LABKIT_UV")).unwrap_or_else(|| "uv".into());
     on_path(&wanted).ok_or_else(|| {
@@ -126,7 +126,7 @@ pub fn uv(requested: Option<&Path>) -> Result<PathBuf, Error> {
 
 /// The labinit binary to stage: `--labinit PATH`, else `LABKIT_LABINIT`,
 /// else `dist/labinit` in the repository.
-pub fn labinit(requested: Option<&Path>, root: &Path) -> PathBuf {
+pub(crate) fn labinit(requested: Option<&Path>, root: &Path) -> PathBuf {
     requested
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("LABKIT_LABINIT").map(PathBuf::from))
@@ -134,13 +134,13 @@ pub fn labinit(requested: Option<&Path>, root: &Path) -> PathBuf {
 }
 
 /// `SOURCE_DATE_EPOCH` (reproducible-builds.org), unparsed, when set.
-pub fn source_date_epoch() -> Option<String> {
+pub(crate) fn source_date_epoch() -> Option<String> {
     env("SOURCE_DATE_EPOCH")
 }
 
 /// `git -C root ARGS…`'s trimmed output, when git ran, succeeded and said
 /// something.
-pub fn git(root: &Path, args: &[&str]) -> Option<String> {
+pub(crate) fn git(root: &Path, args: &[&str]) -> Option<String> {
     let out = Command::new("git").arg("-C").arg(root).args(args).output().ok()?;
     let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
     (out.status.success() && !s.is_empty()).then_some(s)

@@ -21,7 +21,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(plan: &Plan) -> Scheduler {
+    pub(crate) fn new(plan: &Plan) -> Scheduler {
         let names: Vec<String> = plan.targets.iter().map(|t| t.name.clone()).collect();
         let parent = plan
             .targets
@@ -36,7 +36,7 @@ impl Scheduler {
     }
 
     /// Marks the next startable target running and returns it.
-    pub fn next_ready(&mut self) -> Option<usize> {
+    pub(crate) fn next_ready(&mut self) -> Option<usize> {
         let i = (0..self.names.len()).find(|&i| {
             self.state[i] == State::Waiting && self.parent[i].is_none_or(|p| self.state[p] == State::Built)
         })?;
@@ -45,7 +45,7 @@ impl Scheduler {
     }
 
     /// Records a result; returns the targets newly skipped because of it.
-    pub fn finish(&mut self, i: usize, ok: bool) -> Vec<usize> {
+    pub(crate) fn finish(&mut self, i: usize, ok: bool) -> Vec<usize> {
         self.state[i] = if ok { State::Built } else { State::Failed };
         let mut skipped = Vec::new();
         if !ok {
@@ -63,15 +63,15 @@ impl Scheduler {
         skipped
     }
 
-    pub fn count(&self, s: State) -> usize {
+    pub(crate) fn count(&self, s: State) -> usize {
         self.state.iter().filter(|x| **x == s).count()
     }
 
-    pub fn finished(&self) -> bool {
+    pub(crate) fn finished(&self) -> bool {
         self.count(State::Waiting) == 0 && self.count(State::Running) == 0
     }
 
-    pub fn parent_name(&self, i: usize) -> Option<&str> {
+    pub(crate) fn parent_name(&self, i: usize) -> Option<&str> {
         self.parent[i].map(|p| self.names[p].as_str())
     }
 }

@@ -23,7 +23,7 @@ impl Summary {
     /// `--summary-json`: `{"schema":1,"success":…,"elapsed_seconds":…,
     /// "pushed":…,"push_failed":…,"targets":[{"name","state","seconds",
     /// "image_id","log"}]}`; state is built, failed or skipped.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         let targets: Vec<serde_json::Value> = self
             .states
             .iter()
@@ -67,7 +67,7 @@ pub(super) fn secs(d: Duration) -> String {
 }
 
 /// The last `n` non-empty lines of a log, for a failed target.
-pub fn tail_lines(text: &str, n: usize) -> Vec<String> {
+pub(crate) fn tail_lines(text: &str, n: usize) -> Vec<String> {
     let mut v: Vec<String> = text.lines().rev().filter(|l| !l.trim().is_empty()).take(n).map(str::to_string).collect();
     v.reverse();
     v
@@ -75,7 +75,7 @@ pub fn tail_lines(text: &str, n: usize) -> Vec<String> {
 
 /// The step an engine is at, from its log: docker's `Step 3/12 : RUN …`,
 /// podman's `STEP 3/12: RUN …`, or BuildKit's `#7 [3/12] RUN …`. Pure.
-pub fn current_step(log: &str) -> Option<String> {
+pub(crate) fn current_step(log: &str) -> Option<String> {
     log.lines().rev().find_map(|l| {
         let l = l.trim();
         let buildkit = l.starts_with('#') && l.split_whitespace().nth(1).is_some_and(|w| w.starts_with('['));

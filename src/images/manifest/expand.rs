@@ -40,7 +40,7 @@ fn expand_pattern(pattern: &str, variant: &str, v: &Variant) -> Result<Vec<Strin
 
 /// Validates the manifest and expands it into targets. Pure: everything it
 /// needs is passed in (the template directory is only stat'ed).
-pub fn expand(
+pub(crate) fn expand(
     m: &Manifest,
     lock: &Lock,
     overrides: &BaseOverrides,

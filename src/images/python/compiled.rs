@@ -29,7 +29,7 @@ pub struct Compiled {
 }
 
 /// PEP 503 normalisation.
-pub fn normalize_name(s: &str) -> String {
+pub(crate) fn normalize_name(s: &str) -> String {
     let mut out = String::new();
     let mut sep = false;
     for c in s.chars() {
@@ -47,7 +47,7 @@ pub fn normalize_name(s: &str) -> String {
 }
 
 /// Parses `uv pip compile --generate-hashes --annotation-style split` output.
-pub fn parse_compiled(text: &str) -> Result<Compiled, String> {
+pub(crate) fn parse_compiled(text: &str) -> Result<Compiled, String> {
     let mut c = Compiled::default();
     let mut in_via = false;
     for (n, raw) in text.lines().enumerate() {
@@ -108,7 +108,7 @@ fn via_entry(s: &str) -> String {
 
 /// Names of the pins an image needs: the closure, through the `via`
 /// annotations, of the packages required directly by the given input files.
-pub fn closure(c: &Compiled, inputs: &BTreeSet<String>) -> BTreeSet<String> {
+pub(crate) fn closure(c: &Compiled, inputs: &BTreeSet<String>) -> BTreeSet<String> {
     let mut set: BTreeSet<String> = BTreeSet::new();
     loop {
         let before = set.len();
@@ -133,7 +133,11 @@ pub fn closure(c: &Compiled, inputs: &BTreeSet<String>) -> BTreeSet<String> {
 /// Splits one variant's resolution into per-image lock texts (image name ->
 /// file content). Errors when a pin belongs to no image (cannot happen with
 /// uv's annotations, so it means the output was not what we asked for).
-pub fn split(spec: &VariantSpec, compiled: &Compiled, uv_version: &str) -> Result<BTreeMap<String, String>, String> {
+pub(crate) fn split(
+    spec: &VariantSpec,
+    compiled: &Compiled,
+    uv_version: &str,
+) -> Result<BTreeMap<String, String>, String> {
     let inputs_hash = spec.inputs_hash();
     let mut out = BTreeMap::new();
     let mut covered: BTreeSet<String> = BTreeSet::new();

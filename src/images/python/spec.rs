@@ -33,7 +33,7 @@ pub struct VariantSpec {
 
 impl VariantSpec {
     /// Hash of everything the resolution reads from the manifest.
-    pub fn inputs_hash(&self) -> String {
+    pub(crate) fn inputs_hash(&self) -> String {
         let mut h = InputHasher::new();
         h.part("format", LOCK_FORMAT.as_bytes())
             .part("python", self.python.as_bytes())
@@ -50,17 +50,17 @@ impl VariantSpec {
     }
 
     /// Images of this variant that have requirements (and so a lock file).
-    pub fn locked_images(&self) -> impl Iterator<Item = &ImageRequirements> {
+    pub(crate) fn locked_images(&self) -> impl Iterator<Item = &ImageRequirements> {
         self.images.iter().filter(|i| self.needs_lock(&i.image))
     }
 
     /// An image gets a lock when it or an ancestor has requirements.
-    pub fn needs_lock(&self, image: &str) -> bool {
+    pub(crate) fn needs_lock(&self, image: &str) -> bool {
         self.chain(image).iter().any(|i| !i.requirements.is_empty())
     }
 
     /// The image and its ancestors, root first.
-    pub fn chain(&self, image: &str) -> Vec<&ImageRequirements> {
+    pub(crate) fn chain(&self, image: &str) -> Vec<&ImageRequirements> {
         let mut out = Vec::new();
         let mut cur = self.images.iter().find(|i| i.image == image);
         while let Some(i) = cur {
@@ -72,7 +72,7 @@ impl VariantSpec {
     }
 
     /// The uv arguments after `uv pip compile` (inputs excluded).
-    pub fn uv_args(&self) -> Vec<String> {
+    pub(crate) fn uv_args(&self) -> Vec<String> {
         let mut a = vec![
             "--python-version".to_string(),
             self.python.clone(),
@@ -98,13 +98,13 @@ impl VariantSpec {
 
     /// Input file name of an image's requirements in the uv run (shows up in
     /// the `# via -r …` annotations).
-    pub fn input_name(image: &str) -> String {
+    pub(crate) fn input_name(image: &str) -> String {
         format!("{image}.in")
     }
 }
 
 /// Replaces each `{key}` in `req` by `values[key]`.
-pub fn expand(req: &str, values: &BTreeMap<String, String>) -> Result<String, String> {
+pub(crate) fn expand(req: &str, values: &BTreeMap<String, String>) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = req;
     while let Some(open) = rest.find('{') {
@@ -132,7 +132,7 @@ pub fn expand(req: &str, values: &BTreeMap<String, String>) -> Result<String, St
 
 /// The per-variant specs of the family, sorted by variant. Errors name the
 /// image, variant and requirement.
-pub fn specs(family: &Family) -> Result<Vec<VariantSpec>, ManifestErrors> {
+pub(crate) fn specs(family: &Family) -> Result<Vec<VariantSpec>, ManifestErrors> {
     specs_of(&family.manifest).map_err(|e| ManifestErrors(e.into_iter().map(ManifestError::Read).collect()))
 }
 

@@ -1,3 +1,6 @@
+use super::compiled::normalize_name;
+use super::spec::{expand, ImageRequirements};
+use super::uv::unsatisfiable_message;
 use super::*;
 use std::collections::BTreeMap;
 

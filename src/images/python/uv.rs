@@ -18,11 +18,11 @@ pub struct Uv {
 
 impl Uv {
     /// `--uv PATH`, else `LABKIT_UV`, else `uv` on PATH.
-    pub fn find(requested: Option<&Path>) -> Result<Uv, Error> {
+    pub(crate) fn find(requested: Option<&Path>) -> Result<Uv, Error> {
         Ok(Uv { program: tools::uv(requested)? })
     }
 
-    pub fn version(&self) -> String {
+    pub(crate) fn version(&self) -> String {
         Command::new(&self.program)
             .arg("--version")
             .output()
@@ -34,7 +34,7 @@ impl Uv {
 
     /// Resolves all of the spec's requirements together. An unsatisfiable
     /// set is an error quoting uv's explanation.
-    pub fn compile(&self, spec: &VariantSpec, scratch: &Path) -> Result<String> {
+    pub(crate) fn compile(&self, spec: &VariantSpec, scratch: &Path) -> Result<String> {
         std::fs::create_dir_all(scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
         let mut args = vec!["pip".to_string(), "compile".into()];
         for img in &spec.images {
@@ -68,7 +68,7 @@ impl Uv {
 
 /// The error for a failed resolution: the conflicting packages first (from
 /// uv's "we can conclude that A and B are incompatible"), then uv's words.
-pub fn unsatisfiable_message(spec: &VariantSpec, uv_stderr: &str) -> String {
+pub(crate) fn unsatisfiable_message(spec: &VariantSpec, uv_stderr: &str) -> String {
     let text: String = strip_ansi(uv_stderr);
     let lines: Vec<&str> = text
         .lines()

@@ -26,7 +26,7 @@ impl Templates {
     /// Loads every `*.tera` file under `dir` (names are paths relative to it).
     /// CRLF line endings (a Windows or `core.autocrlf` checkout) are read as
     /// LF, so such a checkout renders and hashes exactly as the commit does.
-    pub fn load(dir: &Path) -> Result<Templates, RenderError> {
+    pub(crate) fn load(dir: &Path) -> Result<Templates, RenderError> {
         let mut sources = BTreeMap::new();
         for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
             let entry = entry.map_err(|e| RenderError::Io(format!("{}: {e}", dir.display())))?;
@@ -40,7 +40,7 @@ impl Templates {
         Templates::from_sources(sources)
     }
 
-    pub fn from_sources(sources: BTreeMap<String, String>) -> Result<Templates, RenderError> {
+    pub(crate) fn from_sources(sources: BTreeMap<String, String>) -> Result<Templates, RenderError> {
         let sources: BTreeMap<String, String> =
             sources.into_iter().map(|(n, s)| (n, s.replace("\r\n", "\n"))).collect();
         let mut env = minijinja::Environment::new();

@@ -29,7 +29,7 @@ fn is_generated(path: &Path) -> bool {
 /// Writes the rendered family into `out`: changed files only (so a re-run
 /// touches nothing), then deletes owned files that are no longer produced —
 /// owned meaning listed in the previous `INDEX` or carrying the header.
-pub fn write(out: &Path, rendered: &Rendered) -> Result<WriteReport> {
+pub(crate) fn write(out: &Path, rendered: &Rendered) -> Result<WriteReport> {
     let mut report = WriteReport::default();
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let old_index = std::fs::read_to_string(out.join(INDEX)).map(|s| parse_index(&s)).unwrap_or_default();
