@@ -139,3 +139,56 @@ fn podman_gets_per_build_labels_docker_does_not_need_them() {
     let docker = Engine { flavor: Flavor::Docker, program: "docker".into() };
     assert!(!engine_args(&docker, &t, &opts, None, Path::new("i")).unwrap().contains(&"--label".to_string()));
 }
+
+/// A fake podman in a fresh directory: `build` writes an image ID to its
+/// `--iidfile`, and fails for the tag `r/<fail>:v`.
+fn fake_podman(fail: &str) -> (PathBuf, Engine) {
+    use std::os::unix::fs::PermissionsExt;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let dir = std::env::temp_dir().join(format!("labkit-build-sink-{}-{stamp}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = dir.join("podman");
+    let script = format!(
+        "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in --iidfile=*) iid=\"${{a#--iidfile=}}\";; esac; done\n\
+         case \" $* \" in *\" -t r/{fail}:v \"*) echo simulated failure >&2; exit 1;; esac\n\
+         [ -n \"$iid\" ] && echo sha256:0123 > \"$iid\"\nexit 0\n"
+    );
+    std::fs::write(&program, script).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Another test's fork may still hold the file open for writing for a
+    // moment (ETXTBSY): wait until the script runs.
+    for _ in 0..100 {
+        match Command::new(&program).arg("probe").status() {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => std::thread::sleep(Duration::from_millis(10)),
+            _ => break,
+        }
+    }
+    (dir, Engine { flavor: Flavor::Podman, program })
+}
+
+#[test]
+fn progress_goes_to_the_sink_and_a_failure_skips_its_children() {
+    for (fail, built, failed, skipped) in [("b", 1, 1, 1), ("none", 3, 0, 0)] {
+        let (dir, engine) = fake_podman(fail);
+        let opts = BuildOptions { log_dir: dir.join("logs"), ..plain_opts() };
+        let p = plan(vec![target("a", None, 0), target("b", None, 0), target("b1", Some("b"), 1)]);
+        prepare(&p, &engine, &opts).unwrap();
+        let mut lines: Vec<String> = Vec::new();
+        let summary = run(&dir, &p, &engine, &opts, &mut |l: &str| lines.push(l.to_string())).unwrap();
+        let text = lines.join("\n");
+        assert!(text.starts_with("build: 3 target(s)"), "{text}");
+        assert!(text.contains("a: built sha256:0123"), "{text}");
+        assert!(text.contains(&format!("{built} built, {failed} failed, {skipped} skipped")), "{text}");
+        if failed > 0 {
+            assert!(text.contains("b: FAILED after"), "{text}");
+            assert!(text.contains("  | simulated failure"), "the failed log's tail: {text}");
+            assert!(text.contains("b1: skipped, its parent failed"), "{text}");
+            assert!(!summary.success());
+        } else {
+            // Negative control: nothing fails, the child builds on its parent's ID.
+            assert!(text.contains("b1: started on b sha256:0123"), "{text}");
+            assert!(summary.success());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
