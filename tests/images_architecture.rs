@@ -167,3 +167,34 @@ fn the_library_never_prints_and_reads_the_environment_in_tools_only() {
     assert_eq!(uses(&fake, &prints, "").len(), 1);
     assert_eq!(uses(&fake, &env, "tools").len(), 1);
 }
+
+/// The features that enable `dep:NAME` in a Cargo.toml, or None when the
+/// dependency is not optional (then every build links it, labinit's too).
+fn enabling_features(cargo_toml: &str, name: &str) -> Option<BTreeSet<String>> {
+    let v: toml::Value = toml::from_str(cargo_toml).unwrap();
+    let optional = v["dependencies"][name].get("optional").and_then(|o| o.as_bool()).unwrap_or(false);
+    if !optional {
+        return None;
+    }
+    let dep = format!("dep:{name}");
+    let features = v["features"].as_table().unwrap();
+    Some(
+        features
+            .iter()
+            .filter(|(_, list)| list.as_array().unwrap().iter().any(|x| x.as_str() == Some(dep.as_str())))
+            .map(|(f, _)| f.clone())
+            .collect(),
+    )
+}
+
+#[test]
+fn anyhow_is_linked_into_the_labkit_build_only() {
+    let cargo = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    let want: BTreeSet<String> = ["images".to_string(), "job".to_string()].into();
+    // labinit is built with --no-default-features (Makefile): an optional
+    // dependency that only these features enable never reaches PID 1.
+    assert_eq!(enabling_features(&cargo, "anyhow"), Some(want));
+    // Negative control: a plain dependency line links it everywhere.
+    let plain = "[dependencies]\nanyhow = \"1\"\n[features]\nimages = []\n";
+    assert_eq!(enabling_features(plain, "anyhow"), None);
+}

@@ -176,8 +176,9 @@ fn run_logged(
         .truncate(!append)
         .open(log)
         .with_context(|| format!("cannot open log {}", log.display()))?;
-    writeln!(f, "$ {} {}", program.display(), args.join(" "))?;
-    let err: File = f.try_clone()?;
+    writeln!(f, "$ {} {}", program.display(), args.join(" "))
+        .with_context(|| format!("cannot write log {}", log.display()))?;
+    let err: File = f.try_clone().with_context(|| format!("cannot open log {}", log.display()))?;
     let status = Command::new(program)
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
