@@ -292,3 +292,53 @@ fn lock_bases(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bases(changed: &[(&str, Option<&str>, &str)], unchanged: &[&str], removed: &[&str]) -> lock::LockReport {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        lock::LockReport {
+            changed: changed.iter().map(|(r, o, n)| (r.to_string(), o.map(str::to_string), n.to_string())).collect(),
+            unchanged: s(unchanged),
+            removed: s(removed),
+        }
+    }
+
+    #[test]
+    fn lock_report_lines_follow_what_happened() {
+        // Nothing to lock in Python, every base unchanged.
+        let r = LockReport {
+            python: Some(PythonLockReport::default()),
+            bases: Some((bases(&[], &["a.io/x:1", "a.io/y:2"], &[]), false)),
+            failure: None,
+        };
+        assert_eq!(r.lines(), ["lock: all 2 base(s) unchanged"]);
+        // Locks written, a base moved and one dropped, the lock file written.
+        let py =
+            PythonLockReport { written: vec!["images/generated/b/cpu/requirements.lock".into()], unchanged: vec![] };
+        let r = LockReport {
+            python: Some(py),
+            bases: Some((bases(&[("a.io/x:1", Some("sha256:01"), "sha256:02")], &[], &["a.io/old:1"]), true)),
+            failure: None,
+        };
+        assert_eq!(
+            r.lines(),
+            [
+                "lock: wrote images/generated/b/cpu/requirements.lock",
+                "lock: Python locks: 1 written, 0 unchanged",
+                "lock: a.io/x:1: sha256:01 -> sha256:02",
+                "lock: a.io/old:1: removed (no variant uses it)",
+                "lock: wrote images/lock.toml; now run `labkit render` to pin the Dockerfiles",
+            ]
+        );
+        // Negative control: a lock file that was not written is not said to be.
+        let r = LockReport {
+            python: None,
+            bases: Some((bases(&[("a.io/n:1", None, "sha256:03")], &[], &[]), false)),
+            failure: None,
+        };
+        assert_eq!(r.lines(), ["lock: a.io/n:1: sha256:03"]);
+    }
+}
