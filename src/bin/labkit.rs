@@ -236,6 +236,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// What the image commands take from the environment, read here once: the
+/// library reads none. `--engine`, `--uv` and `--labinit` win over
+/// `LABKIT_ENGINE`, `LABKIT_UV` and `LABKIT_LABINIT` (an empty one counts
+/// as unset, except `LABKIT_LABINIT`, which names a file).
+struct Env {
+    path: images::SearchPath,
+    engine: Option<String>,
+    uv: Option<PathBuf>,
+    labinit: Option<PathBuf>,
+    source_date_epoch: Option<String>,
+}
+
+impl Env {
+    fn read() -> Env {
+        let set = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+        Env {
+            path: images::SearchPath(std::env::var_os("PATH")),
+            engine: set("LABKIT_ENGINE"),
+            uv: set("LABKIT_UV").map(PathBuf::from),
+            labinit: std::env::var_os("LABKIT_LABINIT").map(PathBuf::from),
+            source_date_epoch: set("SOURCE_DATE_EPOCH"),
+        }
+    }
+}
+
 /// Progress of a long command, one line at a time, to standard error.
 fn to_stderr(line: &str) {
     eprintln!("{line}");
@@ -247,6 +272,7 @@ fn to_stdout(line: &str) {
 }
 
 fn run(layout: &Layout, command: Command) -> Result<u8, images::Error> {
+    let env = Env::read();
     match command {
         Command::Render { out, base_override } => {
             let overrides = base_override.into_iter().collect();
@@ -285,7 +311,7 @@ fn run(layout: &Layout, command: Command) -> Result<u8, images::Error> {
             }
         }
         Command::Plan { sel, values, format } => {
-            let p = plan_for(layout, &sel, &values)?;
+            let p = plan_for(layout, &sel, &values, &env)?;
             if format == "json" {
                 out!("{}", p.to_json());
             } else {
@@ -294,8 +320,9 @@ fn run(layout: &Layout, command: Command) -> Result<u8, images::Error> {
             Ok(0)
         }
         Command::Bake { sel, values, output, no_stage, labinit } => {
-            let p = plan_for(layout, &sel, &values)?;
+            let p = plan_for(layout, &sel, &values, &env)?;
             let ctx = values.context.clone().unwrap_or_else(|| layout.work().join("context"));
+            let labinit = labinit.or(env.labinit);
             let stage = (!no_stage).then_some((ctx.as_path(), labinit.as_deref()));
             let output = match output.as_deref() {
                 Some("-") => images::BakeOutput::Stdout,
@@ -316,14 +343,14 @@ fn run(layout: &Layout, command: Command) -> Result<u8, images::Error> {
             Ok(0)
         }
         Command::Build { sel, values, engine, jobs, push, network, volumes, labinit, log_dir, summary_json } => {
-            let p = plan_for(layout, &sel, &values)?;
-            let engine = images::Engine::detect(engine.as_deref())?;
+            let p = plan_for(layout, &sel, &values, &env)?;
+            let engine = images::Engine::detect(engine.or(env.engine).as_deref(), &env.path)?;
             let opts = images::BuildOptions {
                 jobs,
                 push,
                 network,
                 volumes,
-                labinit,
+                labinit: labinit.or(env.labinit),
                 log_dir: log_dir.unwrap_or_else(|| layout.work().join("logs")),
                 context: values.context.unwrap_or_else(|| layout.work().join("context")),
                 summary_json,
@@ -335,7 +362,8 @@ fn run(layout: &Layout, command: Command) -> Result<u8, images::Error> {
             let req = images::TestRequest {
                 images: imgs,
                 variants,
-                engine,
+                engine: engine.or(env.engine),
+                path: env.path,
                 options: images::TestOptions { gpu, timeout, run_args },
                 log_dir: log_dir.unwrap_or_else(|| layout.work().join("test-logs")),
             };
@@ -344,7 +372,14 @@ fn run(layout: &Layout, command: Command) -> Result<u8, images::Error> {
         }
         Command::Lock { resolver, python, bases, variants, uv } => {
             let resolver = resolver.as_deref().map(images::Resolver::parse).transpose()?;
-            let opts = images::LockOptions { python_only: python, bases_only: bases, resolver, variants, uv };
+            let opts = images::LockOptions {
+                python_only: python,
+                bases_only: bases,
+                resolver,
+                variants,
+                uv: uv.or(env.uv),
+                path: env.path,
+            };
             let report = images::lock(layout, &opts, &mut to_stderr)?;
             for line in report.lines() {
                 out!("{line}");
@@ -358,7 +393,7 @@ fn run(layout: &Layout, command: Command) -> Result<u8, images::Error> {
     }
 }
 
-fn plan_for(layout: &Layout, sel: &Selection, v: &BuildValues) -> Result<images::Plan, images::Error> {
+fn plan_for(layout: &Layout, sel: &Selection, v: &BuildValues, env: &Env) -> Result<images::Plan, images::Error> {
     let overrides = sel.base_override.iter().cloned().collect();
     let opts = images::PlanOptions {
         images: sel.images.clone(),
@@ -370,6 +405,7 @@ fn plan_for(layout: &Layout, sel: &Selection, v: &BuildValues) -> Result<images:
             v.created.clone(),
             v.apt_mirror.clone(),
             &v.build_args,
+            env.source_date_epoch.as_deref(),
         )
         .map_err(images::UsageError)?,
     };

@@ -56,8 +56,8 @@ pub fn parse_build_arg(s: &str) -> Result<(String, String), String> {
 }
 
 /// Per-build arguments: explicit values first, else what git and
-/// SOURCE_DATE_EPOCH say, else "unknown". This is the edge that reads the
-/// environment; rendering never does. Every value is checked here, where it
+/// `source_date_epoch` (the caller's `SOURCE_DATE_EPOCH`, unparsed) say,
+/// else "unknown". Rendering never sees them. Every value is checked here, where it
 /// enters: `--created` is RFC 3339, `SOURCE_DATE_EPOCH` an integer,
 /// `--revision` one line, `--apt-mirror` an http(s) URL; an invalid value is
 /// a usage error, never silently replaced.
@@ -67,13 +67,14 @@ pub fn per_build_args(
     created: Option<String>,
     apt_mirror: Option<String>,
     extra: &[(String, String)],
+    source_date_epoch: Option<&str>,
 ) -> Result<BTreeMap<String, String>, String> {
     if let Some(c) = &created {
         syntax::rfc3339(c).map_err(|e| format!("--created: {e}"))?;
     }
-    let epoch = match tools::source_date_epoch() {
+    let epoch = match source_date_epoch.filter(|e| !e.is_empty()) {
         Some(e) => {
-            let secs = syntax::source_date_epoch(&e)?;
+            let secs = syntax::source_date_epoch(e)?;
             Some(dates::rfc3339_utc(secs).map_err(|why| format!("SOURCE_DATE_EPOCH=`{e}` is out of range: {why}"))?)
         }
         None => None,

@@ -18,7 +18,7 @@ use super::plan::{self, Plan, PlanOptions};
 use super::progress::Progress;
 use super::python::{self, PythonLockReport};
 use super::render::{self, Rendered, Templates, WriteReport};
-use super::tools::Resolver;
+use super::tools::{Resolver, SearchPath};
 use super::{bake as bakefile, context, dates};
 
 /// Loads and validates the manifest, lock and templates. Every error is
@@ -166,6 +166,8 @@ pub struct TestRequest {
     pub variants: Vec<String>,
     /// `--engine` (else as for [`Engine::detect`]).
     pub engine: Option<String>,
+    /// Where docker and podman are looked for.
+    pub path: SearchPath,
     pub options: TestOptions,
     pub log_dir: PathBuf,
 }
@@ -188,7 +190,7 @@ pub fn test(layout: &Layout, req: &TestRequest, progress: &mut dyn Progress) -> 
     if tests.is_empty() {
         return Err(UsageError("no image tests selected (images/tests/<image>/*.sh|*.py)".into()).into());
     }
-    let engine = Engine::detect(req.engine.as_deref())?;
+    let engine = Engine::detect(req.engine.as_deref(), &req.path)?;
     Ok(imagetest::run(layout, &tests, &engine, &req.options, &req.log_dir, progress)?)
 }
 
@@ -202,6 +204,8 @@ pub struct LockOptions {
     /// Variants whose Python locks are refreshed (empty: all).
     pub variants: Vec<String>,
     pub uv: Option<PathBuf>,
+    /// Where uv, skopeo and docker are looked for.
+    pub path: SearchPath,
 }
 
 /// What `labkit lock` did, and what failed after the rest ran.
@@ -255,14 +259,14 @@ pub fn lock(layout: &Layout, opts: &LockOptions, progress: &mut dyn Progress) ->
     let mut report = LockReport::default();
     let mut errors: Vec<Error> = Vec::new();
     if !opts.bases_only {
-        match python::lock(layout, &family, opts.uv.as_deref(), &opts.variants, progress) {
+        match python::lock(layout, &family, opts.uv.as_deref(), &opts.path, &opts.variants, progress) {
             Ok(r) => report.python = Some(r),
             Err(e) if e.kind() == ErrorKind::Invalid => return Err(e),
             Err(e) => errors.push(e.context("Python locks not refreshed")),
         }
     }
     if !opts.python_only {
-        if let Err(e) = lock_bases(layout, &family, opts.resolver, &mut report) {
+        if let Err(e) = lock_bases(layout, &family, opts.resolver, &opts.path, &mut report) {
             errors.push(e);
         }
     }
@@ -278,12 +282,13 @@ fn lock_bases(
     layout: &Layout,
     family: &Family,
     resolver: Option<Resolver>,
+    path: &SearchPath,
     report: &mut LockReport,
 ) -> Result<(), Error> {
     let mut refs: Vec<String> = family.manifest.variants.values().map(|v| v.base.clone()).collect();
     refs.sort();
     refs.dedup();
-    let (new, bases) = lock::refresh(&family.lock, &refs, &Resolver::detect(resolver))?;
+    let (new, bases) = lock::refresh(&family.lock, &refs, &Resolver::detect(resolver, path))?;
     let changed = !(bases.changed.is_empty() && bases.removed.is_empty());
     report.bases = Some((bases, false));
     if changed {

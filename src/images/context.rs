@@ -54,8 +54,8 @@ pub(crate) fn shipped_files(layout: &Layout) -> Result<Vec<ShippedFile>, String>
 }
 
 /// Copies what the images ship into the build context `ctx` (relative to
-/// the repository root unless absolute): labinit (mode 0755; `labinit` as
-/// for [`tools::labinit`]), setup_steps/ and services/ (lab-base; empty
+/// the repository root unless absolute): labinit (mode 0755; `labinit`, else
+/// `dist/labinit`), setup_steps/ and services/ (lab-base; empty
 /// directories when the repo has none), files/ from images/files/ (e.g.
 /// lab-pytorch's Jupyter configuration), and every target's Python lock as
 /// `python/<image>/<variant>/requirements.lock`. Only those entries of `ctx`

@@ -15,7 +15,7 @@
 //!
 //! The modules form a graph without cycles, in three layers:
 //! - leaves: `layout` (paths), `digest`, `dates`, `tools` (external
-//!   programs and every environment read), `buildargs` (the one table of
+//!   programs; the binary reads the environment and passes values in), `buildargs` (the one table of
 //!   build arguments and the OCI labels they set), `syntax`, `lockfile`,
 //!   `error`, `progress`;
 //! - core: `manifest` → `python` → `render` → `check` | `plan` →
@@ -58,7 +58,7 @@ pub use layout::Layout;
 pub use manifest::{parse_override, BaseOverrides};
 pub use plan::{Plan, PlanOptions};
 pub use progress::Progress;
-pub use tools::{Engine, Resolver};
+pub use tools::{Engine, Resolver, SearchPath};
 
 /// The generator's version, written into every header and label so a
 /// Dockerfile says which labkit produced it.

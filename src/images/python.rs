@@ -36,6 +36,7 @@ use super::error::{Error, UsageError};
 use super::layout::{lock_rel, Layout};
 use super::manifest::{Family, ManifestErrors};
 use super::progress::Progress;
+use super::tools::SearchPath;
 
 /// Platform the locks are resolved for unless a variant sets
 /// `values.python_platform`: glibc 2.28 wheels run on Ubuntu 22.04 and 24.04.
@@ -138,7 +139,7 @@ pub struct PythonLockReport {
 
 /// Resolves the selected variants (all when empty) and writes their locks.
 /// All or nothing: every variant is resolved before any file is written. uv
-/// (`uv`: as for [`Uv::find`]) is only looked for when an image has Python
+/// (`uv`, else from `path`) is only looked for when an image has Python
 /// requirements. Progress (one line per variant resolved) goes to
 /// `progress`. Errors: invalid input (the manifest, `--variant`), else a
 /// failure (uv missing or failing, a file not written).
@@ -146,6 +147,7 @@ pub(crate) fn lock(
     layout: &Layout,
     family: &Family,
     uv: Option<&Path>,
+    path: &SearchPath,
     variants: &[String],
     progress: &mut dyn Progress,
 ) -> Result<PythonLockReport, Error> {
@@ -163,7 +165,7 @@ pub(crate) fn lock(
     if !specs.iter().filter(selected).any(|s| s.locked_images().next().is_some()) {
         return Ok(PythonLockReport::default());
     }
-    let uv = Uv::find(uv)?;
+    let uv = Uv::find(uv, path)?;
     let version = uv.version();
     let scratch = layout.work().join("lock");
     let mut files: Vec<(String, String)> = Vec::new();

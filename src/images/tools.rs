@@ -1,27 +1,33 @@
-//! The external programs labkit runs and where it finds them: PATH lookup,
-//! the container engine (docker or podman), the registry resolvers (skopeo,
-//! docker buildx), uv, git, and the files and values the environment names
-//! (`LABKIT_ENGINE`, `LABKIT_UV`, `LABKIT_LABINIT`, `SOURCE_DATE_EPOCH`).
-//! Every environment read of the `images` commands is here. A leaf.
+//! The external programs labkit runs and where it finds them: lookup in the
+//! search path, the container engine (docker or podman), the registry
+//! resolvers (skopeo, docker buildx), uv, labinit and git. Reads no
+//! environment: the `labkit` binary reads PATH and the `LABKIT_*` variables
+//! and passes their values in. A leaf.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::error::{Error, UsageError};
 
-/// First executable named `name` on PATH (or `name` itself if it is a path).
-pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        return p.is_file().then_some(p);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
-}
+/// The directories programs are looked up in: the value of PATH, as the
+/// caller read it (None: no PATH, so only names with a `/` are found).
+#[derive(Debug, Clone, Default)]
+pub struct SearchPath(pub Option<OsString>);
 
-/// A non-empty environment variable.
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|s| !s.is_empty())
+impl SearchPath {
+    /// First executable named `name` in the search path (or `name` itself if
+    /// it is a path).
+    pub(crate) fn find(&self, name: &str) -> Option<PathBuf> {
+        if name.contains('/') {
+            let p = PathBuf::from(name);
+            return p.is_file().then_some(p);
+        }
+        // `:`-separated; an empty entry is the current directory (POSIX).
+        let dirs = self.0.as_ref()?.as_bytes().split(|b| *b == b':');
+        dirs.map(|d| Path::new(OsStr::from_bytes(d)).join(name)).find(|p| p.is_file())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,11 +44,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// `--engine` value, else `LABKIT_ENGINE`, else docker, else podman. A
-    /// value may be a path; its file name says which flavour it is. A value
-    /// that names neither is invalid input; a missing program is a failure.
-    pub fn detect(requested: Option<&str>) -> Result<Engine, Error> {
-        if let Some(r) = requested.map(str::to_string).or_else(|| env("LABKIT_ENGINE")) {
+    /// The engine asked for (`--engine`, else `LABKIT_ENGINE`: the caller
+    /// decides), else docker, else podman from the search path. A value may be
+    /// a path; its file name says which flavour it is. A value that names
+    /// neither is invalid input; a missing program is a failure.
+    pub fn detect(requested: Option<&str>, path: &SearchPath) -> Result<Engine, Error> {
+        if let Some(r) = requested {
             let name = Path::new(&r).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             let flavor = if name.contains("podman") {
                 Flavor::Podman
@@ -53,11 +60,11 @@ impl Engine {
                     UsageError(format!("--engine {r}: not docker or podman (a path must name one of them)")).into()
                 );
             };
-            let program = on_path(&r).ok_or_else(|| Error::msg(format!("--engine {r}: not found")))?;
+            let program = path.find(r).ok_or_else(|| Error::msg(format!("--engine {r}: not found")))?;
             return Ok(Engine { flavor, program });
         }
         for (name, flavor) in [("docker", Flavor::Docker), ("podman", Flavor::Podman)] {
-            if let Some(program) = on_path(name) {
+            if let Some(program) = path.find(name) {
                 return Ok(Engine { flavor, program });
             }
         }
@@ -97,12 +104,12 @@ impl Resolver {
 
     /// The resolvers to try, in order: the one asked for, else every one
     /// installed (docker only with its buildx plugin, for `imagetools`).
-    pub fn detect(requested: Option<Resolver>) -> Vec<Resolver> {
+    pub(crate) fn detect(requested: Option<Resolver>, path: &SearchPath) -> Vec<Resolver> {
         match requested {
             Some(r) => vec![r],
             None => [Resolver::Skopeo, Resolver::Docker]
                 .into_iter()
-                .filter(|r| on_path(r.program()).is_some())
+                .filter(|r| path.find(r.program()).is_some())
                 .filter(|r| {
                     *r != Resolver::Docker
                         || Command::new("docker").args(["buildx", "version"]).output().is_ok_and(|o| o.status.success())
@@ -112,11 +119,11 @@ impl Resolver {
     }
 }
 
-/// The uv binary: `--uv PATH`, else `LABKIT_UV`, else `uv` on PATH.
-pub(crate) fn uv(requested: Option<&Path>) -> Result<PathBuf, Error> {
-    let wanted =
-        requested.map(|p| p.to_string_lossy().to_string()).or_else(|| env("LABKIT_UV")).unwrap_or_else(|| "uv".into());
-    on_path(&wanted).ok_or_else(|| {
+/// The uv binary: the one asked for (`--uv`, else `LABKIT_UV`: the caller
+/// decides), else `uv` from the search path.
+pub(crate) fn uv(requested: Option<&Path>, path: &SearchPath) -> Result<PathBuf, Error> {
+    let wanted = requested.map(|p| p.to_string_lossy().to_string()).unwrap_or_else(|| "uv".into());
+    path.find(&wanted).ok_or_else(|| {
         Error::msg(format!(
             "{wanted} not found: `labkit lock` resolves Python requirements with uv; install it with \
              `pip install uv` (tests/tools/deps.sh pins the version CI uses) or pass --uv PATH"
@@ -124,18 +131,11 @@ pub(crate) fn uv(requested: Option<&Path>) -> Result<PathBuf, Error> {
     })
 }
 
-/// The labinit binary to stage: `--labinit PATH`, else `LABKIT_LABINIT`,
-/// else `dist/labinit` in the repository.
+/// The labinit binary to stage: the one asked for (`--labinit`, else
+/// `LABKIT_LABINIT`: the caller decides), else `dist/labinit` in the
+/// repository.
 pub(crate) fn labinit(requested: Option<&Path>, root: &Path) -> PathBuf {
-    requested
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("LABKIT_LABINIT").map(PathBuf::from))
-        .unwrap_or_else(|| root.join("dist/labinit"))
-}
-
-/// `SOURCE_DATE_EPOCH` (reproducible-builds.org), unparsed, when set.
-pub(crate) fn source_date_epoch() -> Option<String> {
-    env("SOURCE_DATE_EPOCH")
+    requested.map(Path::to_path_buf).unwrap_or_else(|| root.join("dist/labinit"))
 }
 
 /// `git -C root ARGS…`'s trimmed output, when git ran, succeeded and said

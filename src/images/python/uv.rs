@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use super::VariantSpec;
 use crate::images::error::Error;
-use crate::images::tools;
+use crate::images::tools::{self, SearchPath};
 
 /// The resolver: `uv pip compile`, run in a scratch directory.
 #[derive(Debug, Clone)]
@@ -17,9 +17,9 @@ pub struct Uv {
 }
 
 impl Uv {
-    /// `--uv PATH`, else `LABKIT_UV`, else `uv` on PATH.
-    pub(crate) fn find(requested: Option<&Path>) -> Result<Uv, Error> {
-        Ok(Uv { program: tools::uv(requested)? })
+    /// The uv asked for, else `uv` from the search path ([`tools::uv`]).
+    pub(crate) fn find(requested: Option<&Path>, path: &SearchPath) -> Result<Uv, Error> {
+        Ok(Uv { program: tools::uv(requested, path)? })
     }
 
     pub(crate) fn version(&self) -> String {
