@@ -122,3 +122,19 @@ fn stages_context_and_writes_the_file() {
     let t = expect(labkit(s.path(), &["bake"]), 1);
     assert!(t.contains("make labinit"), "{t}");
 }
+
+#[test]
+fn a_bake_file_that_cannot_be_written_names_the_path_and_errno() {
+    let s = family_copy();
+    s.write("not-a-dir", "a file\n");
+    let blocked = s.join("not-a-dir/bake/docker-bake.json");
+    let args = ["bake", "--no-stage", "--revision", "r", "--created", "2026-01-01T00:00:00Z", "-o"];
+    let t = expect(labkit(s.path(), &[&args[..], &[blocked.to_str().unwrap()]].concat()), 1);
+    assert!(t.contains(&format!("cannot create {}", s.join("not-a-dir/bake").display())), "{t}");
+    assert!(t.contains("os error 20"), "errno kept: {t}");
+    // Negative control: a writable place gets the file.
+    let fine = s.join("elsewhere/docker-bake.json");
+    let t = expect(labkit(s.path(), &[&args[..], &[fine.to_str().unwrap()]].concat()), 0);
+    assert!(t.contains("bake: wrote"), "{t}");
+    assert!(fine.is_file());
+}

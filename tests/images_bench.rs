@@ -12,7 +12,7 @@ use images_support::*;
 
 use std::time::{Duration, Instant};
 
-use labkit::images::{self, manifest::BaseOverrides, render, Layout};
+use labkit::images::{self, BaseOverrides, Layout};
 
 #[test]
 #[ignore]
@@ -23,7 +23,7 @@ fn bench_render_family() {
     for _ in 0..50 {
         let t0 = Instant::now();
         let (family, templates) = images::load(&layout, &BaseOverrides::new()).unwrap();
-        let r = render::render(&family, &templates).unwrap();
+        let r = images::render_family(&family, &templates).unwrap();
         times.push(t0.elapsed());
         files = r.files.len();
     }

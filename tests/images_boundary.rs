@@ -560,6 +560,9 @@ fn per_build_values_are_checked_where_they_enter() {
         (vec!["--created", "yesterday"], None, "--created: `yesterday` is not an RFC 3339 timestamp"),
         (vec!["--created", "2026-02-30T00:00:00Z"], None, "is not an RFC 3339 timestamp"),
         (vec![], Some("soon"), "SOURCE_DATE_EPOCH=`soon` is not a non-negative integer"),
+        // Past 9999-12-30T22:00:00Z (the latest timestamp) there is no RFC
+        // 3339 date to label an image with.
+        (vec![], Some("253402207201"), "SOURCE_DATE_EPOCH=`253402207201` is out of range"),
         (vec!["--revision", "a\nb"], None, "--revision: contains the control character"),
         (vec!["--build-arg", "A-B=1"], None, "`A-B` is not a build-argument name"),
         (vec!["--build-arg", "BUILD_DATE=x"], None, "BUILD_DATE is set by labkit"),
@@ -588,6 +591,11 @@ fn per_build_values_are_checked_where_they_enter() {
     c.args(["plan", "--format", "json"]).env("SOURCE_DATE_EPOCH", "1700000000");
     let p: Value = serde_json::from_slice(&c.output().unwrap().stdout).unwrap();
     assert_eq!(p["targets"][0]["args"]["BUILD_DATE"], "2023-11-14T22:13:20Z");
+    // The latest timestamp is still a date.
+    let mut c = labkit_cmd(s.path());
+    c.args(["plan", "--format", "json"]).env("SOURCE_DATE_EPOCH", "253402207200");
+    let p: Value = serde_json::from_slice(&c.output().unwrap().stdout).unwrap();
+    assert_eq!(p["targets"][0]["args"]["BUILD_DATE"], "9999-12-30T22:00:00Z");
 }
 
 #[test]

@@ -235,3 +235,42 @@ fn engine_is_autodetected_from_path() {
     let t = expect(r.build("", &[], &[("PATH", empty.to_str().unwrap())]), 1);
     assert!(t.contains("neither docker nor podman"), "{t}");
 }
+
+/// The environment names the tools (LABKIT_ENGINE, LABKIT_LABINIT); a flag
+/// wins over it. The binary reads these; the library reads no environment.
+#[test]
+fn the_environment_names_engine_and_labinit_and_flags_win() {
+    let r = rig();
+    let own = r.s.join("own-labinit");
+    std::fs::write(&own, "#!/bin/sh\necho own labinit\n").unwrap();
+    let engine = r.bin.join("podman");
+    let env = [("LABKIT_ENGINE", engine.to_str().unwrap()), ("LABKIT_LABINIT", own.to_str().unwrap())];
+    let t = expect(r.build("", &["--image", "lab-base", "--variant", "cpu"], &env), 0);
+    assert!(t.contains(&format!("with podman ({})", engine.display())), "{t}");
+    assert_eq!(r.s.read("build/images/context/labinit"), "#!/bin/sh\necho own labinit\n");
+    // --engine wins over LABKIT_ENGINE, --labinit over LABKIT_LABINIT.
+    let t = expect(r.build("", &["--engine", "/nowhere/docker"], &env), 1);
+    assert!(t.contains("--engine /nowhere/docker: not found"), "{t}");
+    let t = expect(r.build("", &["--image", "lab-base", "--variant", "cpu", "--labinit", "/nowhere/labinit"], &env), 1);
+    assert!(t.contains("/nowhere/labinit not found"), "{t}");
+    // Negative control: without either, the engine comes from PATH and
+    // labinit from dist/.
+    let mut c = labkit_cmd(r.s.path());
+    c.args([
+        "build",
+        "--image",
+        "lab-base",
+        "--variant",
+        "cpu",
+        "--revision",
+        "r1",
+        "--created",
+        "2026-01-01T00:00:01Z",
+    ]);
+    // The fake engine first on PATH; the system's tools after it.
+    let path = format!("{}:/usr/bin:/bin", r.bin.display());
+    c.env("FAKE_ENGINE_LOG", &r.log).env("PATH", path).env_remove("LABKIT_LABINIT");
+    let t = expect(c.output().unwrap(), 0);
+    assert!(t.contains(&format!("with docker ({})", r.bin.join("docker").display())), "{t}");
+    assert_eq!(r.s.read("build/images/context/labinit"), r.s.read("dist/labinit"));
+}

@@ -321,3 +321,33 @@ fn committed_locks_hold_one_consistent_set_per_variant() {
         assert_eq!(names.len(), n, "variant {v}: a package is in two image locks");
     }
 }
+
+/// LABKIT_UV names the resolver; `--uv` wins over it; without either, `uv`
+/// comes from PATH. The binary reads the variable, the library none.
+#[test]
+fn labkit_uv_names_the_resolver_and_the_flag_wins() {
+    let (s, path) = family();
+    let uv = s.join("fakebin/uv");
+    // PATH: the system's tools for the fake uv (not a uv).
+    let with = |env_uv: Option<&str>, extra: &[&str], path: &str| {
+        let mut c = labkit_cmd(s.path());
+        c.env("PATH", path).env("FAKE_UV_LOG", s.join("uv.log")).env_remove("FAKE_UV_CONFLICT");
+        match env_uv {
+            Some(v) => c.env("LABKIT_UV", v),
+            None => c.env_remove("LABKIT_UV"),
+        };
+        c.args(["lock", "--python"]).args(extra).output().unwrap()
+    };
+    let t = expect(with(Some(uv.to_str().unwrap()), &[], "/usr/bin:/bin"), 0);
+    assert!(t.contains(&format!("with {}", uv.display())), "{t}");
+    let t = expect(with(Some(uv.to_str().unwrap()), &["--uv", "/nowhere/uv"], "/usr/bin:/bin"), 1);
+    assert!(t.contains("/nowhere/uv not found"), "{t}");
+    // Negative controls: an empty LABKIT_UV is unset, and without uv on
+    // PATH nothing resolves.
+    let nothing = s.join("empty-dir");
+    std::fs::create_dir_all(&nothing).unwrap();
+    let t = expect(with(Some(""), &[], nothing.to_str().unwrap()), 1);
+    assert!(t.contains("uv not found"), "{t}");
+    let t = expect(lock(&s, &path, &[], false), 0);
+    assert!(t.contains("lock: Python locks:"), "{t}");
+}

@@ -203,3 +203,13 @@ fn render_is_pure() {
     let t = expect(o, 0);
     assert!(t.contains("0 written"), "{t}");
 }
+
+#[test]
+fn an_output_directory_that_cannot_be_made_is_a_failure_with_path_and_errno() {
+    let s = fixture_family();
+    s.write("not-a-dir", "a file\n");
+    let out = s.join("not-a-dir/out");
+    let t = expect(labkit(s.path(), &["render", "--out", out.to_str().unwrap()]), 1);
+    assert!(t.contains(&format!("cannot create {}", out.display())), "{t}");
+    assert!(t.contains("os error 20"), "errno kept: {t}");
+}

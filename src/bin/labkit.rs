@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use labkit::images::{self, bake, build, imagetest, lock, manifest, plan, Layout};
+use labkit::images::{self, Layout};
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +26,7 @@ struct Cli {
 struct Selection {
     /// Replace a variant's base image for this run: VARIANT=REFERENCE
     /// (e.g. cpu=localhost/debootstrap-noble:latest). Repeatable.
-    #[arg(long = "base-override", value_name = "VARIANT=REF", value_parser = manifest::parse_override)]
+    #[arg(long = "base-override", value_name = "VARIANT=REF", value_parser = images::parse_override)]
     base_override: Vec<(String, String)>,
     /// Only these images (repeatable). Parents outside the selection are
     /// consumed from the registry by their primary tag.
@@ -40,7 +40,7 @@ struct Selection {
 #[derive(Args, Clone, Default)]
 struct BuildValues {
     /// Extra build argument KEY=VALUE (repeatable).
-    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = plan::parse_build_arg)]
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = images::parse_build_arg)]
     build_args: Vec<(String, String)>,
     /// Apt mirror for this build (sets the APT_MIRROR build argument).
     #[arg(long)]
@@ -65,7 +65,7 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Replace a variant's base image: VARIANT=REFERENCE (repeatable).
-        #[arg(long = "base-override", value_name = "VARIANT=REF", value_parser = manifest::parse_override)]
+        #[arg(long = "base-override", value_name = "VARIANT=REF", value_parser = images::parse_override)]
         base_override: Vec<(String, String)>,
     },
     /// Fail on drift between the committed Dockerfiles and a fresh render.
@@ -231,12 +231,48 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("labkit: {e:#}");
-            ExitCode::from(images::exit_code(&e))
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-fn run(layout: &Layout, command: Command) -> anyhow::Result<u8> {
+/// What the image commands take from the environment, read here once: the
+/// library reads none. `--engine`, `--uv` and `--labinit` win over
+/// `LABKIT_ENGINE`, `LABKIT_UV` and `LABKIT_LABINIT` (an empty one counts
+/// as unset, except `LABKIT_LABINIT`, which names a file).
+struct Env {
+    path: images::SearchPath,
+    engine: Option<String>,
+    uv: Option<PathBuf>,
+    labinit: Option<PathBuf>,
+    source_date_epoch: Option<String>,
+}
+
+impl Env {
+    fn read() -> Env {
+        let set = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+        Env {
+            path: images::SearchPath(std::env::var_os("PATH")),
+            engine: set("LABKIT_ENGINE"),
+            uv: set("LABKIT_UV").map(PathBuf::from),
+            labinit: std::env::var_os("LABKIT_LABINIT").map(PathBuf::from),
+            source_date_epoch: set("SOURCE_DATE_EPOCH"),
+        }
+    }
+}
+
+/// Progress of a long command, one line at a time, to standard error.
+fn to_stderr(line: &str) {
+    eprintln!("{line}");
+}
+
+/// Progress that is the command's output (`labkit test`), to standard output.
+fn to_stdout(line: &str) {
+    out!("{line}");
+}
+
+fn run(layout: &Layout, command: Command) -> Result<u8, images::Error> {
+    let env = Env::read();
     match command {
         Command::Render { out, base_override } => {
             let overrides = base_override.into_iter().collect();
@@ -275,7 +311,7 @@ fn run(layout: &Layout, command: Command) -> anyhow::Result<u8> {
             }
         }
         Command::Plan { sel, values, format } => {
-            let p = plan_for(layout, &sel, &values)?;
+            let p = plan_for(layout, &sel, &values, &env)?;
             if format == "json" {
                 out!("{}", p.to_json());
             } else {
@@ -284,93 +320,92 @@ fn run(layout: &Layout, command: Command) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Bake { sel, values, output, no_stage, labinit } => {
-            let p = plan_for(layout, &sel, &values)?;
-            // The bake file points at the committed Dockerfiles: refuse, as
-            // build does, when they are not what the manifest says.
-            build::require_up_to_date(layout)?;
-            if !no_stage {
-                let ctx = values.context.clone().unwrap_or_else(|| layout.work().join("context"));
-                build::stage_context(layout, &ctx, labinit.as_deref())?;
-            }
-            let json = bake::to_json(&bake::bake(&p, &layout.root));
-            match output.as_deref() {
-                Some("-") => out!("{json}"),
-                other => {
-                    let path = other.map(PathBuf::from).unwrap_or_else(|| layout.work().join("docker-bake.json"));
-                    if let Some(d) = path.parent() {
-                        std::fs::create_dir_all(d)?;
-                    }
-                    std::fs::write(&path, json + "\n")?;
-                    out!(
-                        "bake: wrote {} ({} targets; absolute paths, so from any directory): docker buildx bake -f {}",
-                        path.display(),
-                        p.targets.len(),
-                        path.display()
-                    );
-                }
+            let p = plan_for(layout, &sel, &values, &env)?;
+            let ctx = values.context.clone().unwrap_or_else(|| layout.work().join("context"));
+            let labinit = labinit.or(env.labinit);
+            let stage = (!no_stage).then_some((ctx.as_path(), labinit.as_deref()));
+            let output = match output.as_deref() {
+                Some("-") => images::BakeOutput::Stdout,
+                other => images::BakeOutput::File(
+                    other.map(PathBuf::from).unwrap_or_else(|| layout.work().join("docker-bake.json")),
+                ),
+            };
+            let r = images::bake(layout, &p, stage, &output)?;
+            match &r.written {
+                None => out!("{}", r.json),
+                Some(path) => out!(
+                    "bake: wrote {} ({} targets; absolute paths, so from any directory): docker buildx bake -f {}",
+                    path.display(),
+                    r.targets,
+                    path.display()
+                ),
             }
             Ok(0)
         }
         Command::Build { sel, values, engine, jobs, push, network, volumes, labinit, log_dir, summary_json } => {
-            let p = plan_for(layout, &sel, &values)?;
-            let engine = build::Engine::detect(engine.as_deref())?;
-            let opts = build::BuildOptions {
+            let p = plan_for(layout, &sel, &values, &env)?;
+            let engine = images::Engine::detect(engine.or(env.engine).as_deref(), &env.path)?;
+            let opts = images::BuildOptions {
                 jobs,
                 push,
                 network,
                 volumes,
-                labinit,
+                labinit: labinit.or(env.labinit),
                 log_dir: log_dir.unwrap_or_else(|| layout.work().join("logs")),
                 context: values.context.unwrap_or_else(|| layout.work().join("context")),
                 summary_json,
             };
-            let summary = build::build(layout, &p, &engine, &opts)?;
+            let summary = images::build(layout, &p, &engine, &opts, &mut to_stderr)?;
             Ok(if summary.success() { 0 } else { 1 })
         }
         Command::Test { images: imgs, variants, engine, gpu, timeout, run_args, log_dir } => {
-            let (family, _) = images::load(layout, &manifest::BaseOverrides::new())?;
-            for i in &imgs {
-                if !family.manifest.images.contains_key(i) {
-                    anyhow::bail!(images::UsageError(format!("--image {i}: no such image")));
-                }
-            }
-            for v in &variants {
-                if !family.manifest.variants.contains_key(v) {
-                    anyhow::bail!(images::UsageError(format!("--variant {v}: no such variant")));
-                }
-            }
-            let tests = imagetest::discover(&family, &imagetest::tests_dir(layout), &imgs, &variants);
-            if tests.is_empty() {
-                anyhow::bail!(images::UsageError("no image tests selected (images/tests/<image>/*.sh|*.py)".into()));
-            }
-            let engine = build::Engine::detect(engine.as_deref())?;
-            let opts = imagetest::TestOptions { gpu, timeout, run_args };
-            let log_dir = log_dir.unwrap_or_else(|| layout.work().join("test-logs"));
-            let summary = imagetest::run(layout, &tests, &engine, &opts, &log_dir)?;
+            let req = images::TestRequest {
+                images: imgs,
+                variants,
+                engine: engine.or(env.engine),
+                path: env.path,
+                options: images::TestOptions { gpu, timeout, run_args },
+                log_dir: log_dir.unwrap_or_else(|| layout.work().join("test-logs")),
+            };
+            let summary = images::test(layout, &req, &mut to_stdout)?;
             Ok(if summary.success() { 0 } else { 1 })
         }
         Command::Lock { resolver, python, bases, variants, uv } => {
-            let resolver = resolver.as_deref().map(lock::Resolver::parse).transpose()?;
-            let opts = images::LockOptions { python_only: python, bases_only: bases, resolver, variants, uv };
-            images::lock(layout, &opts)?;
-            Ok(0)
+            let resolver = resolver.as_deref().map(images::Resolver::parse).transpose()?;
+            let opts = images::LockOptions {
+                python_only: python,
+                bases_only: bases,
+                resolver,
+                variants,
+                uv: uv.or(env.uv),
+                path: env.path,
+            };
+            let report = images::lock(layout, &opts, &mut to_stderr)?;
+            for line in report.lines() {
+                out!("{line}");
+            }
+            match report.failure {
+                Some(e) => Err(e),
+                None => Ok(0),
+            }
         }
         Command::Job(_) => unreachable!("handled in main"),
     }
 }
 
-fn plan_for(layout: &Layout, sel: &Selection, v: &BuildValues) -> anyhow::Result<plan::Plan> {
+fn plan_for(layout: &Layout, sel: &Selection, v: &BuildValues, env: &Env) -> Result<images::Plan, images::Error> {
     let overrides = sel.base_override.iter().cloned().collect();
-    let opts = plan::PlanOptions {
+    let opts = images::PlanOptions {
         images: sel.images.clone(),
         variants: sel.variants.clone(),
         context: v.context.clone().unwrap_or_else(|| PathBuf::from("build/images/context")),
-        build_args: plan::per_build_args(
+        build_args: images::per_build_args(
             &layout.root,
             v.revision.clone(),
             v.created.clone(),
             v.apt_mirror.clone(),
             &v.build_args,
+            env.source_date_epoch.as_deref(),
         )
         .map_err(images::UsageError)?,
     };

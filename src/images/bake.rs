@@ -6,13 +6,14 @@
 //! context key that equals their `BASE_IMAGE` argument — the two strings must
 //! be identical or BuildKit would go to the registry instead. External parents
 //! are `docker-image://` contexts, pinned by digest when locked. Owns only the
-//! translation; the graph itself is [`super::plan`]'s.
+//! translation; the graph itself is `plan`'s.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
 
+use super::buildargs::LABELED_ARGS;
 use super::plan::{Plan, PlanParent};
 
 /// Context key for a parent pulled from a registry.
@@ -69,12 +70,12 @@ fn absolute(root: &Path, path: &str) -> String {
 /// interpolation and `%{…}` a template directive (buildx #2613). `$${` and
 /// `%%{` are their literal forms, so every string labkit writes reaches the
 /// build exactly as given.
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace("${", "$${").replace("%{", "%%{")
 }
 
 /// The bake file for `plan`; `root` is where `docker buildx bake` runs.
-pub fn bake(plan: &Plan, root: &Path) -> BakeFile {
+pub(crate) fn bake(plan: &Plan, root: &Path) -> BakeFile {
     let mut group: BTreeMap<String, Group> = BTreeMap::new();
     let mut target = BTreeMap::new();
     let mut add = |g: &str, t: &str| {
@@ -103,14 +104,8 @@ pub fn bake(plan: &Plan, root: &Path) -> BakeFile {
         // Labels whose values are only known per build; the static ones are
         // in the Dockerfile already.
         let mut labels = BTreeMap::new();
-        let oci = "org.opencontainers.image";
-        for (label, arg) in [
-            ("created", "BUILD_DATE"),
-            ("revision", "VCS_REF"),
-            ("base.name", "BASE_NAME"),
-            ("base.digest", "BASE_DIGEST"),
-        ] {
-            labels.insert(format!("{oci}.{label}"), t.args.get(arg).cloned().unwrap_or_default());
+        for (arg, label) in LABELED_ARGS {
+            labels.insert(label.to_string(), t.args.get(arg).cloned().unwrap_or_default());
         }
         let esc_map = |m: BTreeMap<String, String>| m.into_iter().map(|(k, v)| (escape(&k), escape(&v))).collect();
         target.insert(
@@ -129,7 +124,7 @@ pub fn bake(plan: &Plan, root: &Path) -> BakeFile {
     BakeFile { group, target }
 }
 
-pub fn to_json(b: &BakeFile) -> String {
+pub(crate) fn to_json(b: &BakeFile) -> String {
     serde_json::to_string_pretty(b).expect("bake file serialises")
 }
 

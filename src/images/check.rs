@@ -3,14 +3,17 @@
 //! orphaned or hand-edited. CI runs it; it never writes.
 //!
 //! Manifest and template errors are not drift: they surface as errors from
-//! [`super::manifest`] and [`super::render`] before any comparison.
+//! `manifest` and `render` before any comparison.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+use super::digest::sha256_hex;
+use super::layout::{list_files, LOCK_FILE};
 use super::manifest::{Family, Parent};
-use super::render::{self, Rendered, INDEX};
+use super::python::{LockDrift, LockProblem};
+use super::render::{parse_index, Rendered, INDEX};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drift {
@@ -24,8 +27,8 @@ pub enum Drift {
     Orphaned { path: String },
     /// On-disk content differs from what `labkit render` wrote (per INDEX).
     HandEdited { path: String, detail: String },
-    /// A Python lock file is missing, stale or hand-edited ([`super::python`]).
-    Lock(super::python::LockDrift),
+    /// A Python lock file is missing, stale or hand-edited (`python`).
+    Lock(LockDrift),
 }
 
 impl fmt::Display for Drift {
@@ -77,9 +80,9 @@ impl CheckReport {
                     Drift::HandEdited { path, detail } => ("hand-edited", path, detail.as_str()),
                     Drift::Lock(l) => (
                         match l.problem {
-                            super::python::LockProblem::Missing => "lock-missing",
-                            super::python::LockProblem::Stale => "lock-stale",
-                            super::python::LockProblem::HandEdited => "lock-hand-edited",
+                            LockProblem::Missing => "lock-missing",
+                            LockProblem::Stale => "lock-stale",
+                            LockProblem::HandEdited => "lock-hand-edited",
                         },
                         &l.path,
                         "",
@@ -137,12 +140,11 @@ fn first_difference(expected: &str, found: &str) -> String {
 
 /// Compares `rendered` with the tree at `out`. `shown` prefixes paths in
 /// messages (e.g. `images/generated/`).
-pub fn compare(out: &Path, shown: &str, rendered: &Rendered) -> Vec<Drift> {
+pub(crate) fn compare(out: &Path, shown: &str, rendered: &Rendered) -> Vec<Drift> {
     let mut drift = Vec::new();
-    let index = std::fs::read_to_string(out.join(INDEX))
-        .map(|s| render::parse_index(&s.replace("\r\n", "\n")))
-        .unwrap_or_default();
-    let on_disk = if out.is_dir() { render::list_files(out) } else { Vec::new() };
+    let index =
+        std::fs::read_to_string(out.join(INDEX)).map(|s| parse_index(&s.replace("\r\n", "\n"))).unwrap_or_default();
+    let on_disk = if out.is_dir() { list_files(out) } else { Vec::new() };
     let expected: BTreeMap<&str, &str> = rendered.files.iter().map(|f| (f.path.as_str(), f.content.as_str())).collect();
 
     for (path, want) in &expected {
@@ -156,7 +158,7 @@ pub fn compare(out: &Path, shown: &str, rendered: &Rendered) -> Vec<Drift> {
             Ok(have) => {
                 let detail = first_difference(want, &have);
                 let written = index.get(*path);
-                let matches_index = written.is_some_and(|h| *h == super::sha256_hex(have.as_bytes()));
+                let matches_index = written.is_some_and(|h| *h == sha256_hex(have.as_bytes()));
                 if matches_index {
                     drift.push(Drift::Modified { path: shown_path, detail });
                 } else {
@@ -167,7 +169,7 @@ pub fn compare(out: &Path, shown: &str, rendered: &Rendered) -> Vec<Drift> {
     }
     for path in &on_disk {
         if is_lock_of(path, &expected) {
-            continue; // written by `labkit lock`, checked by super::python::check
+            continue; // written by `labkit lock`, checked by python::check
         }
         if path != INDEX && !expected.contains_key(path.as_str()) {
             drift.push(Drift::Orphaned { path: format!("{shown}{path}") });
@@ -189,13 +191,13 @@ pub fn compare(out: &Path, shown: &str, rendered: &Rendered) -> Vec<Drift> {
 /// A Python lock file (`<image>/<variant>/requirements.lock`) beside a
 /// Dockerfile that render produces; a lock without one is orphaned.
 fn is_lock_of(path: &str, expected: &BTreeMap<&str, &str>) -> bool {
-    path.strip_suffix(super::python::LOCK_FILE)
+    path.strip_suffix(LOCK_FILE)
         .is_some_and(|dir| dir.ends_with('/') && expected.contains_key(format!("{dir}Dockerfile").as_str()))
 }
 
 /// Non-failing observations about the family. `today` is `YYYY-MM-DD`; it is
 /// passed in so that this stays a pure function.
-pub fn warnings(family: &Family, today: &str) -> Vec<String> {
+pub(crate) fn warnings(family: &Family, today: &str) -> Vec<String> {
     let mut w = Vec::new();
     for (name, v) in &family.manifest.variants {
         if let Some(eol) = &v.eol {
@@ -226,37 +228,9 @@ pub fn warnings(family: &Family, today: &str) -> Vec<String> {
     w
 }
 
-/// Today's date in UTC as `YYYY-MM-DD` (civil-from-days, no dependencies).
-pub fn today_utc() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    civil_date((secs / 86_400) as i64)
-}
-
-/// Days since 1970-01-01 → `YYYY-MM-DD` (Howard Hinnant's algorithm).
-pub fn civil_date(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_date_known_days() {
-        assert_eq!(civil_date(0), "1970-01-01");
-        assert_eq!(civil_date(19_723), "2024-01-01");
-        assert_eq!(civil_date(20_513), "2026-03-01");
-    }
 
     #[test]
     fn first_difference_names_the_line() {

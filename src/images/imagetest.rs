@@ -17,15 +17,16 @@
 //! Discovery, argv and outcome classification are pure; running the engine is
 //! the thin edge.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::build::{Engine, Flavor};
-use super::manifest::Family;
-use super::Layout;
+use super::layout::Layout;
+use super::manifest::{Family, Kind};
+use super::progress::Progress;
+use super::tools::{Engine, Flavor};
 
 /// Where `images/tests` appears inside the test containers.
 pub const MOUNT: &str = "/opt/labkit-tests";
@@ -53,7 +54,7 @@ pub struct ImageTest {
 }
 
 /// The test files of `image`'s own directory, sorted. `.sh` and `.py` only.
-pub fn own_tests(tests_dir: &Path, image: &str) -> Vec<String> {
+pub(crate) fn own_tests(tests_dir: &Path, image: &str) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(tests_dir.join(image))
         .map(|rd| {
             rd.filter_map(|e| e.ok())
@@ -70,7 +71,7 @@ pub fn own_tests(tests_dir: &Path, image: &str) -> Vec<String> {
 
 /// The selected targets' tests: for each target, its ancestors' tests (root
 /// first), then its own. `images`/`variants` empty = all.
-pub fn discover(family: &Family, tests_dir: &Path, images: &[String], variants: &[String]) -> Vec<ImageTest> {
+pub(crate) fn discover(family: &Family, tests_dir: &Path, images: &[String], variants: &[String]) -> Vec<ImageTest> {
     let mut out = Vec::new();
     for t in &family.targets {
         if (!images.is_empty() && !images.contains(&t.image))
@@ -87,8 +88,8 @@ pub fn discover(family: &Family, tests_dir: &Path, images: &[String], variants: 
         chain.reverse();
         let v = &family.manifest.variants[&t.variant];
         let kind = match v.kind {
-            super::manifest::Kind::Cpu => "cpu",
-            super::manifest::Kind::Cuda => "cuda",
+            Kind::Cpu => "cpu",
+            Kind::Cuda => "cuda",
         };
         for image in &chain {
             for file in own_tests(tests_dir, image) {
@@ -119,7 +120,7 @@ pub struct TestOptions {
 }
 
 /// `ENGINE run …` argv (after the program) for one test. Pure.
-pub fn run_args(engine: &Engine, tests_dir: &Path, t: &ImageTest, opts: &TestOptions) -> Vec<String> {
+pub(crate) fn run_args(engine: &Engine, tests_dir: &Path, t: &ImageTest, opts: &TestOptions) -> Vec<String> {
     let mut a: Vec<String> = vec!["run".into(), "--rm".into(), "--label".into(), "labkit-test=1".into()];
     for (k, v) in TEST_USER {
         a.push("-e".into());
@@ -159,7 +160,7 @@ pub enum Outcome {
 }
 
 /// Classifies a finished test. `--gpu` never turns a failure into a skip. Pure.
-pub fn classify(code: Option<i32>, output: &str) -> Outcome {
+pub(crate) fn classify(code: Option<i32>, output: &str) -> Outcome {
     let last = output.lines().rev().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("labinit: ")).unwrap_or("");
     match code {
         Some(0) => Outcome::Passed,
@@ -193,16 +194,18 @@ fn image_present(engine: &Engine, reference: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Runs the tests one container at a time, printing one line per test, and
-/// each test's output into `log_dir/<target>/<test>.log`.
-pub fn run(
+/// Runs the tests one container at a time, one line per test and a last
+/// line with the counts to `progress`, and each test's output into
+/// `log_dir/<target>/<test>.log`.
+pub(crate) fn run(
     layout: &Layout,
     tests: &[ImageTest],
     engine: &Engine,
     opts: &TestOptions,
     log_dir: &Path,
+    progress: &mut dyn Progress,
 ) -> Result<TestSummary> {
-    let tests_dir = layout.root.join("images/tests");
+    let tests_dir = layout.tests();
     let tests_dir = tests_dir.canonicalize().unwrap_or(tests_dir);
     let mut summary = TestSummary::default();
     let mut missing: Vec<String> = Vec::new();
@@ -211,18 +214,18 @@ pub fn run(
         let name = format!("{} {}", t.target, t.file);
         if missing.contains(&t.reference) {
             summary.failed += 1;
-            println!("FAIL  {name:<width$}  image {} is not there", t.reference);
+            progress.line(&format!("FAIL  {name:<width$}  image {} is not there", t.reference));
             continue;
         }
         if !image_present(engine, &t.reference) {
             missing.push(t.reference.clone());
             summary.failed += 1;
-            println!(
+            progress.line(&format!(
                 "FAIL  {name:<width$}  image {} is not there; build it first (labkit build --image {} --variant {})",
                 t.reference,
                 t.target.strip_suffix(&format!("-{}", t.variant)).unwrap_or(&t.target),
                 t.variant
-            );
+            ));
             continue;
         }
         let log = log_dir.join(&t.target).join(t.file.replace('/', "__") + ".log");
@@ -244,31 +247,26 @@ pub fn run(
         match classify(out.status.code(), &text) {
             Outcome::Passed => {
                 summary.passed += 1;
-                println!("PASS  {name:<width$}  {}", secs(took));
+                progress.line(&format!("PASS  {name:<width$}  {}", secs(took)));
             }
             Outcome::Skipped(why) => {
                 summary.skipped += 1;
-                println!("SKIP  {name:<width$}  {}: {why}", secs(took));
+                progress.line(&format!("SKIP  {name:<width$}  {}: {why}", secs(took)));
             }
             Outcome::Failed(why) => {
                 summary.failed += 1;
-                println!("FAIL  {name:<width$}  {}: {why} (log {})", secs(took), log.display());
+                progress.line(&format!("FAIL  {name:<width$}  {}: {why} (log {})", secs(took), log.display()));
             }
         }
     }
-    println!(
+    progress.line(&format!(
         "test: {} passed, {} skipped, {} failed ({} test(s))",
         summary.passed,
         summary.skipped,
         summary.failed,
         tests.len()
-    );
+    ));
     Ok(summary)
-}
-
-/// The directory of the family's image tests.
-pub fn tests_dir(layout: &Layout) -> PathBuf {
-    layout.root.join("images/tests")
 }
 
 #[cfg(test)]

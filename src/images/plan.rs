@@ -5,22 +5,24 @@
 //!
 //! Pure: [`make`] is a function of the family, its rendered Dockerfiles and the
 //! options. Gathering per-build values (git revision, date) happens at the
-//! edge, in [`per_build_args`]. `bake` and `build` both consume a [`Plan`].
+//! edge, in `buildargs::per_build_args`. `bake` and `build` both consume a
+//! [`Plan`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::buildargs::PER_BUILD_ARGS;
+use super::context::ShippedFile;
+use super::digest::InputHasher;
+use super::layout::{dockerfile_path, is_lock_path, list_files, Layout};
 use super::manifest::{Family, Parent};
 use super::render::Rendered;
-use super::{syntax, InputHasher, Layout, GENERATOR_VERSION};
+use super::GENERATOR_VERSION;
 
 /// Version of the JSON layout below; bump on incompatible changes.
 pub const PLAN_SCHEMA: u32 = 2;
-
-/// Build arguments labkit sets itself; `--build-arg` may not override them.
-pub const RESERVED_ARGS: &[&str] = &["BASE_IMAGE", "BASE_NAME", "BASE_DIGEST"];
 
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
@@ -75,79 +77,18 @@ pub struct Plan {
     pub targets: Vec<PlannedTarget>,
 }
 
-/// Parses `--build-arg KEY=VALUE`: KEY a build-argument name (not one of
-/// labkit's own), VALUE one line without control characters (it can reach a
-/// label).
-pub fn parse_build_arg(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("build argument `{s}` is not KEY=VALUE"))?;
-    if k.is_empty() {
-        return Err(format!("build argument `{s}` has an empty name"));
-    }
-    syntax::arg_name(k).map_err(|e| format!("build argument {e}"))?;
-    if RESERVED_ARGS.contains(&k) || super::render::PER_BUILD_ARGS.contains(&k) || k == "APT_MIRROR" {
-        return Err(format!(
-            "{k} is set by labkit (BASE_*: from the manifest, use --base-override; BUILD_DATE: --created; \
-             VCS_REF: --revision; APT_MIRROR: --apt-mirror)"
-        ));
-    }
-    syntax::single_line(v).map_err(|e| format!("build argument {k}: {e}"))?;
-    Ok((k.to_string(), v.to_string()))
-}
-
-/// One file `labkit build` ships into every context besides labinit.
-pub struct ShippedFile {
-    /// Its path in the build context: `setup_steps/…`, `services/…` or
-    /// `files/…` (from images/files/).
-    pub rel: String,
-    pub path: PathBuf,
-    pub data: Vec<u8>,
-    pub exec: bool,
-}
-
-/// The files of setup_steps/, services/ and images/files/ (see
-/// [`super::build::SHIPPED_DIRS`]), read once. A script with CRLF
-/// line endings (a Windows or `core.autocrlf` checkout without the
-/// repository's .gitattributes) is refused, naming the file: in the image its
-/// `#!/bin/sh\r` shebang would not run.
-pub fn shipped_files(layout: &Layout) -> Result<Vec<ShippedFile>, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut files = Vec::new();
-    for (dir, to) in super::build::SHIPPED_DIRS {
-        let top = layout.root.join(dir);
-        for rel in super::render::list_files(&top) {
-            let path = top.join(&rel);
-            let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let text = !data.contains(&0);
-            if text && data.windows(2).any(|w| w == b"\r\n") {
-                return Err(format!(
-                    "{dir}/{rel} has CRLF line endings; files shipped into images must be LF \
-                     (check out with the repository's .gitattributes, or run `sed -i 's/\\r$//' {dir}/{rel}`)"
-                ));
-            }
-            files.push(ShippedFile {
-                rel: format!("{to}/{rel}"),
-                path,
-                data,
-                exec: meta.permissions().mode() & 0o111 != 0,
-            });
-        }
-    }
-    Ok(files)
-}
-
 /// Hash of what `labkit build` ships into every context besides labinit:
-/// the [`shipped_files`] (setup_steps/, services/, images/files/) and the
+/// the shipped files (setup_steps/, services/, images/files/) and the
 /// Python locks, so changing a step, a shipped file or a lock changes the
 /// plan.
-pub fn shipped_files_hash(files: &[ShippedFile], layout: &Layout) -> String {
+pub(crate) fn shipped_files_hash(files: &[ShippedFile], layout: &Layout) -> String {
     let mut h = InputHasher::new();
     for f in files {
         h.part(&format!("{} exec={}", f.rel, f.exec), &f.data);
     }
     let generated = layout.generated();
-    for rel in super::render::list_files(&generated) {
-        if rel.ends_with(&format!("/{}", super::python::LOCK_FILE)) {
+    for rel in list_files(&generated) {
+        if is_lock_path(&rel) {
             h.part(&format!("python/{rel}"), &std::fs::read(generated.join(&rel)).unwrap_or_default());
         }
     }
@@ -155,7 +96,7 @@ pub fn shipped_files_hash(files: &[ShippedFile], layout: &Layout) -> String {
 }
 
 /// Builds the plan. `shipped` is [`shipped_files_hash`].
-pub fn make(family: &Family, rendered: &Rendered, shipped: &str, opts: &PlanOptions) -> Result<Plan, String> {
+pub(crate) fn make(family: &Family, rendered: &Rendered, shipped: &str, opts: &PlanOptions) -> Result<Plan, String> {
     for i in &opts.images {
         if !family.manifest.images.contains_key(i) {
             return Err(format!(
@@ -175,7 +116,7 @@ pub fn make(family: &Family, rendered: &Rendered, shipped: &str, opts: &PlanOpti
     // Inputs hashes for the whole family, parents first, so a target's hash
     // is the same whether or not its parent is selected.
     let stable: BTreeMap<&String, &String> =
-        opts.build_args.iter().filter(|(k, _)| !super::render::PER_BUILD_ARGS.contains(&k.as_str())).collect();
+        opts.build_args.iter().filter(|(k, _)| !PER_BUILD_ARGS.contains(&k.as_str())).collect();
     let mut hashes: BTreeMap<String, String> = BTreeMap::new();
     for t in &family.targets {
         let file = rendered.get(&t.name).ok_or_else(|| format!("target {} was not rendered", t.name))?;
@@ -238,7 +179,7 @@ pub fn make(family: &Family, rendered: &Rendered, shipped: &str, opts: &PlanOpti
             image: t.image.clone(),
             variant: t.variant.clone(),
             level,
-            dockerfile: format!("images/generated/{}", Layout::dockerfile_rel(&t.image, &t.variant).to_string_lossy()),
+            dockerfile: dockerfile_path(&t.image, &t.variant),
             context: context.clone(),
             parent,
             args,
@@ -258,7 +199,7 @@ pub fn make(family: &Family, rendered: &Rendered, shipped: &str, opts: &PlanOpti
 }
 
 impl Plan {
-    pub fn target(&self, name: &str) -> Option<&PlannedTarget> {
+    pub(crate) fn target(&self, name: &str) -> Option<&PlannedTarget> {
         self.targets.iter().find(|t| t.name == name)
     }
 
@@ -299,84 +240,5 @@ impl Plan {
             }
         }
         s
-    }
-}
-
-/// Per-build arguments: explicit values first, else what git and
-/// SOURCE_DATE_EPOCH say, else "unknown". This is the edge that reads the
-/// environment; rendering never does. Every value is checked here, where it
-/// enters: `--created` is RFC 3339, `SOURCE_DATE_EPOCH` an integer,
-/// `--revision` one line, `--apt-mirror` an http(s) URL; an invalid value is
-/// a usage error, never silently replaced.
-pub fn per_build_args(
-    root: &Path,
-    revision: Option<String>,
-    created: Option<String>,
-    apt_mirror: Option<String>,
-    extra: &[(String, String)],
-) -> Result<BTreeMap<String, String>, String> {
-    let git = |args: &[&str]| -> Option<String> {
-        let out = std::process::Command::new("git").arg("-C").arg(root).args(args).output().ok()?;
-        let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (out.status.success() && !s.is_empty()).then_some(s)
-    };
-    if let Some(c) = &created {
-        syntax::rfc3339(c).map_err(|e| format!("--created: {e}"))?;
-    }
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(e) if !e.is_empty() => Some(syntax::source_date_epoch(&e)?),
-        _ => None,
-    };
-    let created = created
-        .or_else(|| epoch.map(rfc3339_utc))
-        .or_else(|| git(&["log", "-1", "--format=%cI"]).filter(|c| syntax::rfc3339(c).is_ok()))
-        .unwrap_or_else(|| "unknown".into());
-    if let Some(r) = &revision {
-        syntax::single_line(r).map_err(|e| format!("--revision: {e}"))?;
-        if r.is_empty() || r.len() > 256 {
-            return Err(
-                "--revision: give one non-empty line of at most 256 characters (a commit id or a version)".into()
-            );
-        }
-    }
-    let revision = revision.or_else(|| git(&["rev-parse", "HEAD"])).unwrap_or_else(|| "unknown".into());
-    let mut args = BTreeMap::new();
-    args.insert("BUILD_DATE".to_string(), created);
-    args.insert("VCS_REF".to_string(), revision);
-    if let Some(m) = apt_mirror {
-        syntax::apt_mirror(&m).map_err(|e| format!("--apt-mirror: {e}"))?;
-        args.insert("APT_MIRROR".to_string(), m);
-    }
-    for (k, v) in extra {
-        args.insert(k.clone(), v.clone());
-    }
-    Ok(args)
-}
-
-/// Seconds since the epoch → `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn rfc3339_utc(epoch: i64) -> String {
-    let days = epoch.div_euclid(86_400);
-    let secs = epoch.rem_euclid(86_400);
-    format!("{}T{:02}:{:02}:{:02}Z", super::check::civil_date(days), secs / 3600, secs / 60 % 60, secs % 60)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reserved_args_are_refused() {
-        assert!(parse_build_arg("BASE_IMAGE=x").is_err());
-        assert!(parse_build_arg("nope").is_err());
-        assert_eq!(
-            parse_build_arg("PIP_INDEX_URL=http://x/simple").unwrap(),
-            ("PIP_INDEX_URL".into(), "http://x/simple".into())
-        );
-    }
-
-    #[test]
-    fn rfc3339_from_epoch() {
-        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_utc(1_700_000_000), "2023-11-14T22:13:20Z");
     }
 }

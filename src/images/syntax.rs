@@ -10,7 +10,7 @@
 //! argument names are shell-variable names).
 
 /// One path component of a repository name: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
-pub fn path_component(s: &str) -> Result<(), String> {
+pub(crate) fn path_component(s: &str) -> Result<(), String> {
     let b = s.as_bytes();
     let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
     if b.is_empty() {
@@ -42,7 +42,7 @@ pub fn path_component(s: &str) -> Result<(), String> {
 
 /// A registry host: DNS labels separated by dots (or `localhost`, or an IP
 /// address), optionally `:port`.
-pub fn domain(s: &str) -> Result<(), String> {
+pub(crate) fn domain(s: &str) -> Result<(), String> {
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) => (h, Some(p)),
         None => (s, None),
@@ -65,7 +65,7 @@ pub fn domain(s: &str) -> Result<(), String> {
 }
 
 /// Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-pub fn tag(s: &str) -> Result<(), String> {
+pub(crate) fn tag(s: &str) -> Result<(), String> {
     let mut chars = s.chars();
     let ok = s.len() <= 128
         && matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
@@ -78,7 +78,7 @@ pub fn tag(s: &str) -> Result<(), String> {
 }
 
 /// `algorithm:hex`; sha256 must have 64 lower-case hex digits.
-pub fn digest(s: &str) -> Result<(), String> {
+pub(crate) fn digest(s: &str) -> Result<(), String> {
     let (alg, hex) = s.split_once(':').ok_or_else(|| format!("digest `{s}` is not ALGORITHM:HEX"))?;
     let alg_ok =
         !alg.is_empty() && alg.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+._-".contains(&c));
@@ -90,7 +90,7 @@ pub fn digest(s: &str) -> Result<(), String> {
 }
 
 /// A repository name with its registry: `host[:port]/component[/component…]`.
-pub fn repository(s: &str) -> Result<(), String> {
+pub(crate) fn repository(s: &str) -> Result<(), String> {
     if s.len() > 255 {
         return Err(format!("`{s}` is longer than 255 characters"));
     }
@@ -109,7 +109,7 @@ pub fn repository(s: &str) -> Result<(), String> {
 
 /// A full image reference: `host[:port]/path[:tag][@digest]`, with a tag or
 /// a digest (or both). Docker Hub images are written `docker.io/library/…`.
-pub fn full_reference(s: &str) -> Result<(), String> {
+pub(crate) fn full_reference(s: &str) -> Result<(), String> {
     let (name_tag, dig) = match s.split_once('@') {
         Some((n, d)) => (n, Some(d)),
         None => (s, None),
@@ -131,7 +131,7 @@ pub fn full_reference(s: &str) -> Result<(), String> {
 }
 
 /// A build-argument name: a shell variable name, `[A-Za-z_][A-Za-z0-9_]*`.
-pub fn arg_name(s: &str) -> Result<(), String> {
+pub(crate) fn arg_name(s: &str) -> Result<(), String> {
     let mut c = s.chars();
     let ok = matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
         && c.all(|x| x.is_ascii_alphanumeric() || x == '_');
@@ -145,7 +145,7 @@ pub fn arg_name(s: &str) -> Result<(), String> {
 /// Text that may land in a Dockerfile line or a label: no control
 /// characters (newline, carriage return, tab, NUL, DEL, C1). A newline would
 /// end a `LABEL` or a comment and start a new instruction.
-pub fn single_line(s: &str) -> Result<(), String> {
+pub(crate) fn single_line(s: &str) -> Result<(), String> {
     match s.char_indices().find(|(_, c)| c.is_control()) {
         None => Ok(()),
         Some((i, c)) => Err(format!("contains the control character {:?} at byte {i}; use one line of plain text", c)),
@@ -153,7 +153,7 @@ pub fn single_line(s: &str) -> Result<(), String> {
 }
 
 /// A calendar date `YYYY-MM-DD` that exists (2026-02-30 does not).
-pub fn date(s: &str) -> Result<jiff::civil::Date, String> {
+pub(crate) fn date(s: &str) -> Result<jiff::civil::Date, String> {
     let b = s.as_bytes();
     let shape = b.len() == 10
         && b[4] == b'-'
@@ -168,7 +168,7 @@ pub fn date(s: &str) -> Result<jiff::civil::Date, String> {
 /// An RFC 3339 timestamp with an offset (`2026-11-29T07:09:50Z`,
 /// `2026-11-29T08:09:50+01:00`): what `org.opencontainers.image.created`
 /// requires.
-pub fn rfc3339(s: &str) -> Result<(), String> {
+pub(crate) fn rfc3339(s: &str) -> Result<(), String> {
     let b = s.as_bytes();
     let shape = b.len() >= 20
         && date(&s[..10]).is_ok()
@@ -183,7 +183,7 @@ pub fn rfc3339(s: &str) -> Result<(), String> {
 }
 
 /// `SOURCE_DATE_EPOCH`: a non-negative decimal integer (reproducible-builds.org).
-pub fn source_date_epoch(s: &str) -> Result<i64, String> {
+pub(crate) fn source_date_epoch(s: &str) -> Result<i64, String> {
     let t = s.trim();
     if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
         return Err(format!("SOURCE_DATE_EPOCH=`{s}` is not a non-negative integer number of seconds"));
@@ -193,7 +193,7 @@ pub fn source_date_epoch(s: &str) -> Result<i64, String> {
 
 /// An apt mirror URL: `http(s)://…` without whitespace, quotes or the
 /// characters the apt step's `sed` replacement would interpret (`|`, `&`, `\`).
-pub fn apt_mirror(s: &str) -> Result<(), String> {
+pub(crate) fn apt_mirror(s: &str) -> Result<(), String> {
     let scheme = s.starts_with("http://") || s.starts_with("https://");
     let bad = s.chars().find(|c| c.is_whitespace() || c.is_control() || "|&\\\"'`$;<>".contains(*c));
     match (scheme, bad) {
