@@ -185,15 +185,16 @@ pub fn parse_grace(v: &str) -> Result<Duration, String> {
     crate::init::duration::parse_named("--grace", v).map_err(|f| format!("each: {}", f.message))
 }
 
-/// The shell for the command strings: `$SHELL` when it is an absolute path to
-/// an executable, else `/bin/sh`.
-fn shell() -> OsString {
+/// The shell for the command strings: `env_shell` (`$SHELL`) when it is an
+/// absolute path to an executable, else `/bin/sh`.
+fn shell(env_shell: Option<&std::ffi::OsStr>) -> OsString {
     use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("SHELL")
+    env_shell
         .filter(|s| {
             std::path::Path::new(s).is_absolute()
                 && std::fs::metadata(s).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
+        .map(ToOwned::to_owned)
         .unwrap_or_else(|| "/bin/sh".into())
 }
 
@@ -235,11 +236,12 @@ fn signal_groups(running: &[Running], sig: Signal) {
     }
 }
 
-/// Runs the plan to its end under a labinit supervisor; returns the exit
-/// code ([`outcome`]).
-pub fn run(plan: &Plan) -> i32 {
+/// Runs the plan to its end under a labinit supervisor, each command with
+/// `$SHELL` (`env_shell`, else `/bin/sh`); returns the exit code
+/// ([`outcome`]).
+pub fn run(plan: &Plan, env_shell: Option<&std::ffi::OsStr>) -> i32 {
     outlive_stop_signals();
-    let sh = shell();
+    let sh = shell(env_shell);
     let mut running: Vec<Running> = Vec::new();
     let mut ends: Vec<(usize, Ended)> = Vec::new();
     for (i, cmd) in plan.commands.iter().enumerate() {

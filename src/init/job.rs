@@ -15,19 +15,17 @@
 //!   (the job, the shell, sshd and `su` all read the same entry).
 //! - The environment is the container's without labinit's own `LABKIT_*`
 //!   settings, with the identity's four variables, then the steps' exports
-//!   ([`job_env`]). ssh sessions get it through sshd's `SetEnv`
-//!   ([`sshd_setenv`]) minus what sshd sets per session ([`session_env`]).
-//!   Services and steps run as root with the container's environment and are
-//!   told who the job runs as ([`service_env`], [`step_env`]); a service
-//!   starts the user's side with `labinit shell -- CMD`, which gets the job's.
+//!   ([`Children::job_env`]). ssh sessions get it through sshd's `SetEnv`
+//!   ([`crate::init::sshd`]) minus what sshd sets per session
+//!   ([`Children::session_env`]). Services and steps run as root with the
+//!   container's environment and are told who the job runs as
+//!   ([`Children::service_env`], [`Children::step_env`]); a service starts
+//!   the user's side with `labinit shell -- CMD`, which gets the job's.
 //!
-//! - ssh sessions get the groups sshd's `initgroups` gives (the account
-//!   files'), not the runtime's extra gids (`fsGroup`): sshd, not labinit,
-//!   starts them.
-//!
-//! Also here: the pure parts of starting a program (the shell, the working
-//! directory, `execvp`'s search, the argv of a command string). Assembling
-//! them into a launch, and the fork/exec, stay in [`crate::init::run`].
+//! Also here: the command and the pure parts of starting a program (the
+//! shell, the working directory, `execvp`'s search, the argv of a command
+//! string), assembled into a [`Launch`]; the fork/exec is
+//! [`crate::init::launch`]'s.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -35,12 +33,13 @@ use std::path::{Path, PathBuf};
 
 use crate::init::accounts::{Database, Table};
 use crate::init::config::AccountRequest;
+use crate::init::exit::Fatal;
+use crate::init::nesting::SUPERVISOR_VAR;
+use crate::init::privileges::Credentials;
 use crate::init::provision;
-
-/// The environment variable an outer labinit leaves in the job's
-/// environment (its pid), so that a labinit started from inside the job does
-/// not set up again or stack a second supervisor.
-pub const SUPERVISOR_VAR: &str = "LABKIT_SUPERVISOR";
+use crate::init::sshd;
+/// The sshd `SetEnv` file moved to [`crate::init::sshd`].
+pub use crate::init::sshd::sshd_setenv_file;
 
 /// The variables that say who a process is. Set together from the identity,
 /// never one by one.
@@ -116,15 +115,15 @@ pub fn reserved_export(name: &str) -> Option<String> {
 /// in its place. Linear: names are indexed (steps can export tens of
 /// thousands of variables, and PID 1 builds this before the job starts).
 #[derive(Default)]
-struct Env {
+struct Vars {
     slots: Vec<Option<(OsString, OsString)>>,
     index: std::collections::HashMap<OsString, usize>,
 }
 
-impl Env {
+impl Vars {
     /// The pairs as given, duplicates kept (lookups see the last).
-    fn from_pairs(pairs: impl IntoIterator<Item = (OsString, OsString)>) -> Env {
-        let mut env = Env::default();
+    fn from_pairs(pairs: impl IntoIterator<Item = (OsString, OsString)>) -> Vars {
+        let mut env = Vars::default();
         for (k, v) in pairs {
             env.push(k, v);
         }
@@ -170,8 +169,8 @@ impl Env {
 
 /// The container's environment without labinit's own settings (`LABKIT_*`
 /// except the nesting marker); the last of duplicate names wins.
-fn container_base(container: &[(OsString, OsString)]) -> Env {
-    let mut env = Env::default();
+fn container_base(container: &[(OsString, OsString)]) -> Vars {
+    let mut env = Vars::default();
     for (k, v) in container {
         if k.as_bytes().starts_with(b"LABKIT_") && k != SUPERVISOR_VAR {
             continue;
@@ -186,37 +185,10 @@ fn allowed_exports(exports: &[(String, String)]) -> impl Iterator<Item = &(Strin
     exports.iter().filter(|(k, _)| !k.starts_with("LABKIT_") && reserved_export(k).is_none())
 }
 
-/// The job's environment (also `labinit shell`'s): the container's, without
-/// labinit's own `LABKIT_*` variables (except the nesting marker), with HOME,
-/// USER, LOGNAME and SHELL from the identity, then what setup steps exported
-/// (never the identity's four), then the nesting marker. Order is kept;
-/// replaced variables stay in place.
-pub fn job_env(
-    container: &[(OsString, OsString)],
-    identity: Option<&Identity>,
-    exports: &[(String, String)],
-    supervisor_pid: Option<u32>,
-) -> Vec<(OsString, OsString)> {
-    let mut env = container_base(container);
-    if let Some(id) = identity {
-        env.set("HOME", id.home.clone());
-        env.set("USER", id.name.clone());
-        env.set("LOGNAME", id.name.clone());
-        env.set("SHELL", id.shell.clone());
-    }
-    for (k, v) in allowed_exports(exports) {
-        env.set(k, v);
-    }
-    if let Some(pid) = supervisor_pid {
-        env.set(SUPERVISOR_VAR, pid.to_string());
-    }
-    env.into_vec()
-}
-
 /// `LABKIT_USER`, `LABKIT_UID`, `LABKIT_GID`, `LABKIT_HOME`: who the job runs
 /// as, for steps and services. Without a user, the caller's ids and the
 /// container's USER and HOME (`/` when unset).
-fn account_vars(container: &Env, identity: Option<&Identity>, caller: Caller) -> [(&'static str, OsString); 4] {
+fn account_vars(container: &Vars, identity: Option<&Identity>, caller: Caller) -> [(&'static str, OsString); 4] {
     let (user, uid, gid, home): (OsString, u32, u32, OsString) = match identity {
         Some(i) => (i.name.clone().into(), i.uid, i.gid, i.home.clone().into()),
         None => (
@@ -234,137 +206,242 @@ fn account_vars(container: &Env, identity: Option<&Identity>, caller: Caller) ->
     ]
 }
 
-/// A setup step's environment: the container's as it is (steps run as root,
-/// before the job's environment exists), plus who the job will run as and
-/// `LABKIT_ENV`, the file for exports. labinit's own values replace any
-/// container variable of the same name.
+/// The one builder of every child's identity and environment: built from
+/// what setup handed over (the identity, the steps' exports), the
+/// container's environment and labinit's own ids; each method is one kind
+/// of child.
+#[derive(Debug, Clone, Copy)]
+pub struct Children<'a> {
+    container: &'a [(OsString, OsString)],
+    identity: Option<&'a Identity>,
+    exports: &'a [(String, String)],
+    caller: Caller,
+}
+
+impl<'a> Children<'a> {
+    /// `identity`: `None` when no user was asked for (or labinit is not
+    /// root): children run as `caller`. `exports`: the steps' `LABKIT_ENV`.
+    pub fn new(
+        container: &'a [(OsString, OsString)],
+        identity: Option<&'a Identity>,
+        exports: &'a [(String, String)],
+        caller: Caller,
+    ) -> Children<'a> {
+        Children { container, identity, exports, caller }
+    }
+
+    /// Who the children that run as the user are.
+    pub fn identity(&self) -> Option<&'a Identity> {
+        self.identity
+    }
+
+    /// The job's environment (also `labinit shell`'s): the container's,
+    /// without labinit's own `LABKIT_*` variables (except the nesting
+    /// marker), with HOME, USER, LOGNAME and SHELL from the identity, then
+    /// what setup steps exported (never the identity's four), then the
+    /// nesting marker `supervisor_pid` ([`SUPERVISOR_VAR`]). Order is kept;
+    /// replaced variables stay in place.
+    pub fn job_env(&self, supervisor_pid: Option<u32>) -> Vec<(OsString, OsString)> {
+        let mut env = container_base(self.container);
+        if let Some(id) = self.identity {
+            env.set("HOME", id.home.clone());
+            env.set("USER", id.name.clone());
+            env.set("LOGNAME", id.name.clone());
+            env.set("SHELL", id.shell.clone());
+        }
+        for (k, v) in allowed_exports(self.exports) {
+            env.set(k, v);
+        }
+        if let Some(pid) = supervisor_pid {
+            env.set(SUPERVISOR_VAR, pid.to_string());
+        }
+        env.into_vec()
+    }
+
+    /// An ssh session's: the job's, minus what sshd sets per session
+    /// ([`sshd::session_env`]).
+    pub fn session_env(&self, supervisor_pid: Option<u32>) -> Vec<(OsString, OsString)> {
+        sshd::session_env(&self.job_env(supervisor_pid))
+    }
+
+    /// A setup step's: the container's as it is (steps run as root, before
+    /// the job's environment exists), plus who the job will run as and
+    /// `LABKIT_ENV`, the file for exports. labinit's own values replace any
+    /// container variable of the same name.
+    pub fn step_env(&self, env_file: &Path) -> Vec<(OsString, OsString)> {
+        const OWN: [&str; 5] = ["LABKIT_USER", "LABKIT_UID", "LABKIT_GID", "LABKIT_HOME", "LABKIT_ENV"];
+        let mut env = Vars::from_pairs(self.container.iter().filter(|(k, _)| !OWN.iter().any(|o| k == o)).cloned());
+        for (k, v) in account_vars(&env, self.identity, self.caller) {
+            env.push(k, v);
+        }
+        env.push("LABKIT_ENV", env_file.as_os_str());
+        env.into_vec()
+    }
+
+    /// A service's: the container's as it is (a service runs as root, and a
+    /// step's export such as a PATH without /usr/bin must not break it);
+    /// plus `LABKIT_USER`, `LABKIT_UID`, `LABKIT_GID`, `LABKIT_HOME` (who the
+    /// job runs as), `LABKIT_LABINIT` (this binary: `"$LABKIT_LABINIT" shell
+    /// -- CMD` runs CMD as the job's user with the job's environment) and,
+    /// when written, `LABKIT_SSHD_SETENV` (the sshd `SetEnv` line that gives
+    /// ssh sessions the job's environment).
+    pub fn service_env(&self, labinit: &Path, sshd_setenv: Option<&Path>) -> Vec<(OsString, OsString)> {
+        const OWN: [&str; 6] =
+            ["LABKIT_USER", "LABKIT_UID", "LABKIT_GID", "LABKIT_HOME", "LABKIT_LABINIT", "LABKIT_SSHD_SETENV"];
+        let mut env = Vars::from_pairs(self.container.iter().filter(|(k, _)| !OWN.iter().any(|o| k == o)).cloned());
+        for (k, v) in account_vars(&env, self.identity, self.caller) {
+            env.push(k, v);
+        }
+        env.push("LABKIT_LABINIT", labinit.as_os_str());
+        if let Some(p) = sshd_setenv {
+            env.push("LABKIT_SSHD_SETENV", p.as_os_str());
+        }
+        env.into_vec()
+    }
+
+    /// The user's home: the identity's, else the container's `HOME`.
+    pub fn home(&self) -> Option<PathBuf> {
+        match self.identity {
+            Some(i) => Some(i.home.clone()),
+            None => container_get(self.container, "HOME").map(PathBuf::from),
+        }
+    }
+
+    /// The shell for a command string or a login ([`shell_for`], with the
+    /// container's `SHELL`).
+    pub fn shell(&self, executable: &dyn Fn(&Path) -> bool) -> PathBuf {
+        shell_for(self.identity, container_get(self.container, "SHELL").map(Path::new), executable)
+    }
+
+    /// The credentials of the privilege drop (`None`: the child stays who
+    /// labinit is).
+    pub fn credentials(&self) -> Option<Credentials> {
+        self.identity.map(|i| Credentials::new(i.uid, i.gid, &i.groups))
+    }
+
+    /// What to start for `command`: argv (a command string through
+    /// [`Children::shell`]; the legacy names source `~/.bashrc`), `execvp`'s
+    /// candidates from `env`'s PATH, the working directories
+    /// ([`working_dirs`]: the home first for the legacy names) and the
+    /// credentials. `env` is the child's environment (one of the methods
+    /// above). Error: an empty command.
+    pub fn launch(
+        &self,
+        command: &Command,
+        env: Vec<(OsString, OsString)>,
+        start_dir: Option<&Path>,
+        legacy: bool,
+        executable: &dyn Fn(&Path) -> bool,
+    ) -> Result<Launch, Fatal> {
+        let argv = match command {
+            Command::Argv(a) if a.is_empty() => return Err(Fatal::config(NO_COMMAND)),
+            Command::Argv(a) => a.clone(),
+            Command::Shell(s) => shell_argv(&self.shell(executable), s, legacy),
+        };
+        let candidates = program_candidates(&argv[0], container_get(&env, "PATH"));
+        let home = self.home();
+        let dirs = working_dirs(start_dir, home.as_deref(), legacy, self.identity.is_some());
+        Ok(Launch { argv, candidates, env, dirs, creds: self.credentials() })
+    }
+
+    /// What `labinit shell` starts: the login shell (`-bash`) in the home,
+    /// or `cmd` where `kubectl exec` started (the container's workingDir),
+    /// else the home.
+    pub fn launch_shell(
+        &self,
+        cmd: Vec<OsString>,
+        env: Vec<(OsString, OsString)>,
+        start_dir: Option<&Path>,
+        executable: &dyn Fn(&Path) -> bool,
+    ) -> Launch {
+        let login = cmd.is_empty();
+        let (argv, candidates) = if login {
+            let shell = self.shell(executable);
+            let base = shell.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "sh".into());
+            (vec![OsString::from(format!("-{base}"))], vec![shell])
+        } else {
+            let c = program_candidates(&cmd[0], container_get(&env, "PATH"));
+            (cmd, c)
+        };
+        let home = self.home();
+        let dirs = working_dirs(start_dir, home.as_deref(), login, self.identity.is_some() || login);
+        Launch { argv, candidates, env, dirs, creds: self.credentials() }
+    }
+}
+
+/// The error for `labinit run` without a command.
+pub const NO_COMMAND: &str = "no command given: labinit run [--] CMD [ARGS…] or labinit run -c 'STRING'";
+
+fn container_get<'e>(env: &'e [(OsString, OsString)], name: &str) -> Option<&'e OsStr> {
+    env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_os_str())
+}
+
+/// [`Children::step_env`] for setup, whose environment is text.
 pub fn step_env(
     container: &[(String, String)],
     identity: Option<&Identity>,
     caller: Caller,
     env_file: &Path,
 ) -> Vec<(String, String)> {
-    const OWN: [&str; 5] = ["LABKIT_USER", "LABKIT_UID", "LABKIT_GID", "LABKIT_HOME", "LABKIT_ENV"];
-    let mut env = Env::from_pairs(
-        container
-            .iter()
-            .filter(|(k, _)| !OWN.contains(&k.as_str()))
-            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-    );
-    for (k, v) in account_vars(&env, identity, caller) {
-        env.push(k, v);
-    }
-    env.push("LABKIT_ENV", env_file.as_os_str());
-    env.into_vec()
+    let container: Vec<(OsString, OsString)> =
+        container.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect();
+    Children::new(&container, identity, &[], caller)
+        .step_env(env_file)
         .into_iter()
         .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
         .collect()
 }
 
-/// A service's environment: the container's as it is (a service runs as
-/// root, and a step's export such as a PATH without /usr/bin must not break
-/// it); plus `LABKIT_USER`, `LABKIT_UID`, `LABKIT_GID`, `LABKIT_HOME` (who
-/// the job runs as), `LABKIT_LABINIT` (this binary: `"$LABKIT_LABINIT" shell
-/// -- CMD` runs CMD as the job's user with the job's environment) and, when
-/// written, `LABKIT_SSHD_SETENV` (the sshd `SetEnv` line that gives ssh
-/// sessions the job's environment).
-pub fn service_env(
-    container: &[(OsString, OsString)],
-    identity: Option<&Identity>,
-    caller: Caller,
-    labinit: &Path,
-    sshd_setenv: Option<&Path>,
-) -> Vec<(OsString, OsString)> {
-    const OWN: [&str; 6] =
-        ["LABKIT_USER", "LABKIT_UID", "LABKIT_GID", "LABKIT_HOME", "LABKIT_LABINIT", "LABKIT_SSHD_SETENV"];
-    let mut env = Env::from_pairs(container.iter().filter(|(k, _)| !OWN.iter().any(|o| k == o)).cloned());
-    for (k, v) in account_vars(&env, identity, caller) {
-        env.push(k, v);
-    }
-    env.push("LABKIT_LABINIT", labinit.as_os_str());
-    if let Some(p) = sshd_setenv {
-        env.push("LABKIT_SSHD_SETENV", p.as_os_str());
-    }
-    env.into_vec()
+/// Everything a child needs, resolved before the fork
+/// ([`crate::init::launch`]).
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub argv: Vec<OsString>,
+    /// The files `execve` tries, in order ([`program_candidates`]).
+    pub candidates: Vec<PathBuf>,
+    pub env: Vec<(OsString, OsString)>,
+    /// The working directories to try, in order, after the drop.
+    pub dirs: Vec<PathBuf>,
+    /// `None`: no privilege drop.
+    pub creds: Option<Credentials>,
 }
 
-/// Variables an ssh session must get from sshd, not from the job: the
-/// identity (sshd sets it from the same passwd entry), the client's terminal
-/// and display, the connection, and what a shell keeps for itself.
-fn set_by_sshd(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 10] =
-        [b"HOME", b"USER", b"LOGNAME", b"SHELL", b"MAIL", b"TERM", b"DISPLAY", b"PWD", b"OLDPWD", b"SHLVL"];
-    NAMES.contains(&name) || name == b"_" || name.starts_with(b"SSH_") || name == b"XAUTHORITY"
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// A program and its arguments, executed directly (no shell).
+    Argv(Vec<OsString>),
+    /// A command string for the user's shell (`-c`).
+    Shell(String),
 }
 
-/// What an ssh session gets from the job's environment (see
-/// [`set_by_sshd`] for what it does not).
-pub fn session_env(job: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
-    job.iter().filter(|(k, _)| !set_by_sshd(k.as_bytes())).cloned().collect()
-}
-
-/// sshd refuses to start a session with 1000 or more variables
-/// (`child_set_env`); it sets about ten itself.
-pub const SSHD_MAX_VARS: usize = 900;
-
-/// The one `SetEnv` line of an sshd_config that gives every session `env`
-/// (sshd takes only the first `SetEnv` line, and only the first of a name).
-/// Each `NAME=value` is one double-quoted word with `\` and `"` escaped, as
-/// OpenSSH ≥ 8.7 reads its configuration; a variable whose name or value
-/// holds a line break, or whose name is empty, cannot be written without
-/// injecting configuration and is left out, as is anything past
-/// [`SSHD_MAX_VARS`]. Returns the line (empty when nothing is set) and one
-/// warning per variable left out. Pure.
-pub fn sshd_setenv(env: &[(OsString, OsString)]) -> (Vec<u8>, Vec<String>) {
-    let mut line = b"SetEnv".to_vec();
-    let mut warnings = Vec::new();
-    let mut count = 0;
-    for (k, v) in env {
-        let (k, v) = (k.as_bytes(), v.as_bytes());
-        let bad = |b: &[u8]| b.iter().any(|c| matches!(c, b'\n' | b'\r' | b'\0'));
-        if k.is_empty() || k.contains(&b'=') || bad(k) || bad(v) {
-            warnings.push(format!(
-                "{} is not passed to ssh sessions: its name or value holds a line break, which sshd's configuration cannot hold",
-                String::from_utf8_lossy(k).escape_debug()
-            ));
-            continue;
+impl Command {
+    /// The command for a log line: at most 120 characters.
+    pub fn describe(&self) -> String {
+        let text = match self {
+            Command::Argv(a) => a.iter().map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" "),
+            Command::Shell(s) => format!("-c {s:?}"),
+        };
+        if text.chars().count() > 120 {
+            format!("{}…", text.chars().take(120).collect::<String>())
+        } else {
+            text
         }
-        if count == SSHD_MAX_VARS {
-            warnings.push(format!(
-                "only the first {SSHD_MAX_VARS} variables are passed to ssh sessions (sshd's limit); {} and later ones are not",
-                String::from_utf8_lossy(k).escape_debug()
-            ));
-            break;
-        }
-        count += 1;
-        line.extend_from_slice(b" \"");
-        for &c in k.iter().chain(b"=").chain(v) {
-            if c == b'\\' || c == b'"' {
-                line.push(b'\\');
-            }
-            line.push(c);
-        }
-        line.push(b'"');
     }
-    if count == 0 {
-        return (Vec::new(), warnings);
-    }
-    line.push(b'\n');
-    (line, warnings)
 }
 
-/// The file the ssh service adds to its sshd_config: a comment, one
-/// `# warning: …` line per variable left out (the service prints them when
-/// it starts sshd, so a pod without ssh is not warned), and the `SetEnv`
-/// line of [`sshd_setenv`]. Pure.
-pub fn sshd_setenv_file(env: &[(OsString, OsString)]) -> Vec<u8> {
-    let (line, warnings) = sshd_setenv(env);
-    let mut out = b"# Written by labinit: the job's environment for ssh sessions. Do not edit.\n".to_vec();
-    for w in warnings {
-        out.extend_from_slice(format!("# warning: {w}\n").as_bytes());
+/// A one-word command with blanks that names no file is a command string
+/// (RunAI and docker hand `"/opt/lab/setup_and_run_command.sh 'cd … && …'"`
+/// over as one argument when the image has labinit as ENTRYPOINT). Pure but
+/// for the file check.
+pub fn as_command(argv: Vec<OsString>, path: Option<&OsStr>) -> Command {
+    if let [one] = argv.as_slice() {
+        let blank = one.as_bytes().iter().any(|b| b.is_ascii_whitespace());
+        if blank && !program_candidates(one, path).iter().any(|p| p.exists()) {
+            return Command::Shell(one.to_string_lossy().into_owned());
+        }
     }
-    out.extend_from_slice(&line);
-    out
+    Command::Argv(argv)
 }
 
 /// Where `labinit shell`'s identity comes from.
@@ -402,6 +479,38 @@ pub fn shell_identity(
             None => (None, ShellSource::Caller),
         },
         (None, _) => (None, ShellSource::Caller),
+    }
+}
+
+/// The line that says where `labinit shell`'s identity came from when that
+/// is not the obvious place, and whether it is a warning: `identity` and
+/// `source` from [`shell_identity`], `recorded` as given to it, `asked`
+/// whether `CLUSTER_*` variables were set, `euid` the caller's,
+/// `record_path` PID 1's record. Pure.
+pub fn shell_identity_note(
+    identity: Option<&Identity>,
+    source: &ShellSource,
+    recorded: Option<Option<&Identity>>,
+    asked: bool,
+    euid: u32,
+    record_path: &str,
+) -> Option<(bool, String)> {
+    match (source, identity, recorded) {
+        (ShellSource::RecordedWithoutRequest, Some(i), _) => Some((false, format!(
+            "no CLUSTER_* variables in this process: becoming {} (uid {}), whom PID 1 runs the job as ({record_path})",
+            i.name, i.uid
+        ))),
+        (ShellSource::Requested, Some(i), Some(Some(rec))) => Some((true, format!(
+            "the CLUSTER_* variables ask for {} (uid {}), but PID 1 runs the job as {} (uid {}); becoming {} as asked, with the groups the account files give",
+            i.name, i.uid, rec.name, rec.uid, i.name
+        ))),
+        (ShellSource::Caller, None, Some(None)) if !asked => Some((false, format!(
+            "PID 1 runs the job without a cluster user ({record_path}): the shell runs as uid {euid}"
+        ))),
+        (ShellSource::Caller, None, None) if !asked => Some((false, format!(
+            "no CLUSTER_* variables and no record of PID 1 ({record_path}): the shell runs as uid {euid}"
+        ))),
+        _ => None,
     }
 }
 
@@ -485,6 +594,31 @@ pub fn shell_argv(shell: &Path, string: &str, legacy: bool) -> Vec<OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ROOT: Caller = Caller { uid: 0, gid: 0 };
+
+    fn job_env(
+        container: &[(OsString, OsString)],
+        identity: Option<&Identity>,
+        exports: &[(String, String)],
+        supervisor_pid: Option<u32>,
+    ) -> Vec<(OsString, OsString)> {
+        Children::new(container, identity, exports, ROOT).job_env(supervisor_pid)
+    }
+
+    fn service_env(
+        container: &[(OsString, OsString)],
+        identity: Option<&Identity>,
+        caller: Caller,
+        labinit: &Path,
+        sshd_setenv: Option<&Path>,
+    ) -> Vec<(OsString, OsString)> {
+        Children::new(container, identity, &[], caller).service_env(labinit, sshd_setenv)
+    }
+
+    fn session_env(job: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
+        Children::new(job, None, &[], ROOT).session_env(None)
+    }
 
     fn os(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
@@ -735,45 +869,6 @@ mod tests {
             ("LABKIT_SUPERVISOR", "1"),
         ]);
         assert_eq!(session_env(&job), want);
-    }
-
-    #[test]
-    fn sshd_setenv_quotes_every_word_and_refuses_line_breaks() {
-        let env = os(&[("PATH", "/usr/bin"), ("ODD", "a b\t\"c\" \\d 'e' #f $g"), ("EMPTY", "")]);
-        let (line, warnings) = sshd_setenv(&env);
-        assert!(warnings.is_empty());
-        assert_eq!(
-            String::from_utf8(line).unwrap(),
-            "SetEnv \"PATH=/usr/bin\" \"ODD=a b\t\\\"c\\\" \\\\d 'e' #f $g\" \"EMPTY=\"\n"
-        );
-        // A line break would start a new configuration line ("PermitRootLogin yes").
-        let evil = os(&[("A", "1"), ("X", "y\nPermitRootLogin yes"), ("Y\rZ", "1"), ("B", "2")]);
-        let (line, warnings) = sshd_setenv(&evil);
-        assert_eq!(String::from_utf8(line).unwrap(), "SetEnv \"A=1\" \"B=2\"\n");
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(warnings[0].starts_with("X is not passed"), "{warnings:?}");
-        // Nothing to set: no line (sshd refuses `SetEnv` without arguments).
-        assert_eq!(sshd_setenv(&[]), (Vec::new(), Vec::new()));
-        // The file: every line a comment or the one SetEnv line.
-        let file = String::from_utf8(sshd_setenv_file(&evil)).unwrap();
-        let lines: Vec<&str> = file.lines().collect();
-        assert_eq!(lines.len(), 4, "{file}");
-        assert!(
-            lines[1].starts_with("# warning: X is not passed") && lines[2].starts_with("# warning: Y\\rZ"),
-            "{file}"
-        );
-        assert_eq!(lines[3], "SetEnv \"A=1\" \"B=2\"");
-    }
-
-    #[test]
-    fn sshd_setenv_stays_under_sshds_limit() {
-        let env: Vec<(OsString, OsString)> =
-            (0..SSHD_MAX_VARS + 5).map(|i| (format!("V{i}").into(), "x".into())).collect();
-        let (line, warnings) = sshd_setenv(&env);
-        let words = String::from_utf8(line).unwrap().matches(" \"V").count();
-        assert_eq!(words, SSHD_MAX_VARS);
-        assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains(&format!("V{SSHD_MAX_VARS} and later")), "{warnings:?}");
     }
 
     #[test]

@@ -13,16 +13,17 @@
 //! a link. The record holds the steps' exports, which may be secrets: mode
 //! 0600.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 
 use nix::libc;
 
 use crate::init::files::Root;
 use crate::init::job::Identity;
-use crate::init::steps;
+use crate::init::{sshd, steps};
 
 /// The directory of labinit's run-time files (container path).
 pub const DIR: &str = "/run/labkit";
@@ -228,6 +229,14 @@ pub fn write_file(root: &Root, name: &str, data: &[u8], mode: u32) -> io::Result
         }
     }
     Ok(())
+}
+
+/// Keep the sshd `SetEnv` file that gives ssh sessions `session`, the
+/// job's environment for them ([`sshd::sshd_setenv_file`], mode 0600);
+/// returns its path under `root`.
+pub fn write_sshd_setenv(root: &Root, session: &[(OsString, OsString)]) -> io::Result<PathBuf> {
+    write_file(root, SSHD_SETENV, &sshd::sshd_setenv_file(session), 0o600)?;
+    Ok(root.path(format!("{DIR}/{SSHD_SETENV}")))
 }
 
 /// Keep the record for `labinit shell` (mode 0600).
