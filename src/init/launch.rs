@@ -12,11 +12,13 @@
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use nix::libc;
 
+use crate::init::env::Env;
 use crate::init::exit::{self, Fatal};
-use crate::init::job::Launch;
+use crate::init::job::{Caller, Children, Command, Launch};
 use crate::init::log;
 use crate::init::privileges::{Credentials, DropError, Stage};
 use crate::init::signals;
@@ -189,8 +191,7 @@ impl Drop for Report {
 pub fn spawn(launch: &Launch) -> Result<i32, Fatal> {
     let mut raw = Raw::new(launch)?;
     let report = Report::new()?;
-    // SAFETY: isatty has no preconditions.
-    let tty = unsafe { libc::isatty(0) } == 1;
+    let tty = has_terminal();
 
     let mut fds = [0; 2];
     // SAFETY: valid array for pipe2.
@@ -259,6 +260,40 @@ pub fn exec_in_place(launch: &Launch) -> Fatal {
     // SAFETY: single-threaded here; the calls are the child's.
     let f = unsafe { enter(false, false, launch.creds.as_ref(), &mut raw) };
     f.to_fatal(launch)
+}
+
+/// Phase 2 of [`crate::init::run`] under an outer labinit: no setup, no
+/// second supervisor; become `command` with the job's environment (no user
+/// of its own: the outer labinit dropped privileges already), in the
+/// directory it was started in, or the home for the legacy names (which
+/// also source `~/.bashrc`). Returns only on failure.
+pub fn exec_nested(outer: i32, env: &Env, command: &Command, legacy: bool) -> Fatal {
+    let children = Children::new(env.vars(), None, &[], caller());
+    let mut launch = match children.launch(command, children.job_env(None), None, legacy, &is_executable) {
+        Ok(l) => l,
+        Err(f) => return f,
+    };
+    launch.dirs = if legacy { env.get("HOME").map(PathBuf::from).into_iter().collect() } else { Vec::new() };
+    log::info(format!("running under labinit (pid {outer}): no second setup or supervisor"));
+    exec_in_place(&launch)
+}
+
+/// Whether standard input is a terminal (then the job gets it, and the
+/// supervisor takes it back at the end).
+pub fn has_terminal() -> bool {
+    // SAFETY: isatty has no preconditions.
+    unsafe { libc::isatty(0) == 1 }
+}
+
+/// labinit's own ids: what a child runs as when there is no user.
+pub fn caller() -> Caller {
+    Caller { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw() }
+}
+
+/// Whether `p` is a file with an execute bit (for the choice of a shell).
+pub fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Become the job's user for good: supplementary groups, gid, uid, then

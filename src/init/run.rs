@@ -27,7 +27,7 @@ use crate::init::config::{self, Config, Flags, Options, Supervision};
 use crate::init::env::Env;
 use crate::init::exit::{self, Fatal};
 use crate::init::files::Root;
-use crate::init::job::{self, Caller, Children, Command, Launch};
+use crate::init::job::{self, Children, Command, Launch};
 use crate::init::services::Services;
 use crate::init::setup::{self, SetupOutcome};
 use crate::init::supervisor::{Policy, Supervisor};
@@ -60,7 +60,7 @@ fn start(env: &Env, req: Request) -> Result<i32, Fatal> {
     // 2. Nesting.
     if let Some(outer) = outer {
         if cfg.supervision.timeout.is_none() && cfg.idle.is_none() {
-            return Ok(exec_nested(outer, env, &req));
+            return Ok(report(Err(launch::exec_nested(outer, env, &req.command, req.legacy))));
         }
         log::info(format!(
             "running under labinit (pid {outer}) with a timeout or idle watchdog: supervising without a second setup"
@@ -72,10 +72,10 @@ fn start(env: &Env, req: Request) -> Result<i32, Fatal> {
         summary::log_start(env.vars(), &cfg.root);
     }
     let me = std::process::id();
-    let children = Children::new(env.vars(), outcome.identity.as_ref(), &outcome.exports, caller());
+    let children = Children::new(env.vars(), outcome.identity.as_ref(), &outcome.exports, launch::caller());
     // Resolved before the services start, so a bad command starts nothing.
-    let mut launch =
-        children.launch(&req.command, children.job_env(Some(me)), env.start_dir(), req.legacy, &executable)?;
+    let job_env = children.job_env(Some(me));
+    let mut launch = children.launch(&req.command, job_env, env.start_dir(), req.legacy, &launch::is_executable)?;
     let idle = idle::for_job(cfg.idle.clone(), &mut launch.env);
     // 5.
     let services = start_services(&cfg, &children, outer.is_some());
@@ -90,21 +90,14 @@ fn start(env: &Env, req: Request) -> Result<i32, Fatal> {
                 .end_now(f.code));
         }
     };
-    log::info(format!(
-        "started {} (pid {pid}){}{}",
-        req.command.describe(),
-        children
-            .identity()
-            .map(|i| format!(" as {} (uid {}, gid {}, groups {:?})", i.name, i.uid, i.gid, i.groups))
-            .unwrap_or_default(),
-        if me == 1 { "" } else { " as a subreaper (not PID 1)" }
-    ));
+    log::info(job::started_line(&req.command, pid, children.identity(), me == 1));
     let s = &cfg.supervision;
     log::info(summary::job_line(s.timeout, s.grace, summary::now(), summary::first_dir(&launch.dirs)));
     // 7.
-    // SAFETY: isatty has no preconditions.
-    let tty = unsafe { nix::libc::isatty(0) } == 1;
-    Ok(Supervisor::new(pid, policy(s), tty).with_idle(idle).with_services(services, cfg.service_grace).run())
+    Ok(Supervisor::new(pid, policy(s), launch::has_terminal())
+        .with_idle(idle)
+        .with_services(services, cfg.service_grace)
+        .run())
 }
 
 /// `labinit wait` (legacy `setup_and_wait.sh`, `sleeper`, and `labinit`
@@ -125,7 +118,7 @@ fn start_wait(env: &Env, root: Option<PathBuf>) -> Result<i32, Fatal> {
     if outer.is_none() {
         summary::log_start(env.vars(), &cfg.root);
     }
-    let children = Children::new(env.vars(), outcome.identity.as_ref(), &outcome.exports, caller());
+    let children = Children::new(env.vars(), outcome.identity.as_ref(), &outcome.exports, launch::caller());
     let services = start_services(&cfg, &children, outer.is_some());
     let connect = summary::connect_hint(env.vars(), &cfg.root);
     log::info(match children.identity() {
@@ -145,16 +138,13 @@ fn start_wait(env: &Env, root: Option<PathBuf>) -> Result<i32, Fatal> {
 /// `pid1_waits`: PID 1 is a waiting labinit ([`crate::init::cli::waits`]),
 /// whose idle timeout defaults to [`config::DEFAULT_WAIT_IDLE`].
 pub fn shell(env: &Env, root: PathBuf, cmd: Vec<OsString>, pid1_waits: bool) -> i32 {
-    match prepare_shell(env, &root, cmd, pid1_waits) {
-        Ok(launch) => report(Err(launch::exec_in_place(&launch))),
-        Err(f) => report(Err(f)),
-    }
+    report(Err(prepare_shell(env, &root, cmd, pid1_waits).map_or_else(|f| f, |l| launch::exec_in_place(&l))))
 }
 
 /// Whom `labinit shell` becomes and with what: PID 1's record ([`state`])
 /// when it is for the requested user or no user was requested, else the
 /// `CLUSTER_*` variables resolved read-only from the account files
-/// ([`job::shell_identity`]).
+/// ([`state::shell_identity`]).
 fn prepare_shell(env: &Env, root: &Path, cmd: Vec<OsString>, pid1_waits: bool) -> Result<Launch, Fatal> {
     let asked = config::CLUSTER_VARS.iter().any(|v| env.get(v).is_some());
     let requested = setup::resolve_identity(root, &env.strings())?;
@@ -163,10 +153,10 @@ fn prepare_shell(env: &Env, root: &Path, cmd: Vec<OsString>, pid1_waits: bool) -
         None
     });
     let recorded = record.as_ref().map(|r| r.identity.as_ref());
-    let (mut identity, source) = job::shell_identity(requested, asked, recorded);
+    let (mut identity, source) = state::shell_identity(requested, asked, recorded);
     let euid = nix::unistd::geteuid().as_raw();
     let record_path = format!("{}/{}", state::DIR, state::RECORD);
-    match job::shell_identity_note(identity.as_ref(), &source, recorded, asked, euid, &record_path) {
+    match state::shell_identity_note(identity.as_ref(), &source, recorded, asked, euid, &record_path) {
         Some((true, line)) => log::warn(line),
         Some((false, line)) => log::info(line),
         None => {}
@@ -179,7 +169,7 @@ fn prepare_shell(env: &Env, root: &Path, cmd: Vec<OsString>, pid1_waits: bool) -
         identity = None;
     }
     let exports = record.map(|r| r.exports).unwrap_or_default();
-    let children = Children::new(env.vars(), identity.as_ref(), &exports, caller());
+    let children = Children::new(env.vars(), identity.as_ref(), &exports, launch::caller());
     let marker = nesting::pid1_is_labinit().then_some(1);
     let mut job_env = children.job_env(marker);
     if marker.is_some() {
@@ -190,25 +180,11 @@ fn prepare_shell(env: &Env, root: &Path, cmd: Vec<OsString>, pid1_waits: bool) -
             idle::for_job(cfg, &mut job_env);
         }
     }
-    let mut launch = children.launch_shell(cmd, job_env, env.start_dir(), &executable);
+    let mut launch = children.launch_shell(cmd, job_env, env.start_dir(), &launch::is_executable);
     if euid != 0 {
         launch.creds = None;
     }
     Ok(launch)
-}
-
-/// Phase 2 under an outer labinit: no setup, no second supervisor; become
-/// the command (legacy names still start in the home with `~/.bashrc`).
-fn exec_nested(outer: i32, env: &Env, req: &Request) -> i32 {
-    let children = Children::new(env.vars(), None, &[], caller());
-    let mut launch = match children.launch(&req.command, children.job_env(None), None, req.legacy, &executable) {
-        Ok(l) => l,
-        Err(f) => return report(Err(f)),
-    };
-    // The directory it was started in, or the home for the legacy names.
-    launch.dirs = if req.legacy { env.get("HOME").map(PathBuf::from).into_iter().collect() } else { Vec::new() };
-    log::info(format!("running under labinit (pid {outer}): no second setup or supervisor"));
-    report(Err(launch::exec_in_place(&launch)))
 }
 
 /// Phases 3 and 4, shared by `run` and `wait`.
@@ -254,23 +230,13 @@ fn start_services(cfg: &Config, children: &Children, nested: bool) -> Services {
             })
             .ok()
     };
-    let labinit = cfg.labinit.clone();
-    let mut services = Services::discover(&dir, children.service_env(&labinit, setenv.as_deref()));
+    let mut services = Services::discover(&dir, children.service_env(&cfg.labinit, setenv.as_deref()));
     services.start_all();
     services
 }
 
 fn policy(s: &Supervision) -> Policy {
     Policy { grace: s.grace, timeout: s.timeout, kill_after: s.kill_after, preserve_status: s.preserve_status }
-}
-
-fn caller() -> Caller {
-    Caller { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw() }
-}
-
-fn executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The exit code, after logging the error.

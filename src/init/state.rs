@@ -231,6 +231,76 @@ pub fn write_file(root: &Root, name: &str, data: &[u8], mode: u32) -> io::Result
     Ok(())
 }
 
+/// Where `labinit shell`'s identity comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShellSource {
+    /// The process's `CLUSTER_*` variables, resolved from the account files
+    /// (no record from PID 1, or one for another user).
+    Requested,
+    /// PID 1's record, which the `CLUSTER_*` variables match.
+    Recorded,
+    /// PID 1's record, the process having no `CLUSTER_*` variables.
+    RecordedWithoutRequest,
+    /// No user: the process's own identity.
+    Caller,
+}
+
+/// Whom `labinit shell` becomes. `requested`: the identity the process's
+/// `CLUSTER_*` variables resolve to (`None` without them or for root);
+/// `asked`: whether they were set at all; `recorded`: PID 1's record
+/// (`None`: there is none; `Some(None)`: the job runs without a user). A
+/// record wins when it is for the requested user (same name and uid): it
+/// holds the groups the job really got. Pure.
+pub fn shell_identity(
+    requested: Option<Identity>,
+    asked: bool,
+    recorded: Option<Option<&Identity>>,
+) -> (Option<Identity>, ShellSource) {
+    match (requested, recorded) {
+        (Some(r), Some(Some(rec))) if rec.name == r.name && rec.uid == r.uid => {
+            (Some(rec.clone()), ShellSource::Recorded)
+        }
+        (Some(r), _) => (Some(r), ShellSource::Requested),
+        (None, Some(rec)) if !asked => match rec {
+            Some(rec) => (Some(rec.clone()), ShellSource::RecordedWithoutRequest),
+            None => (None, ShellSource::Caller),
+        },
+        (None, _) => (None, ShellSource::Caller),
+    }
+}
+
+/// The line that says where `labinit shell`'s identity came from when that
+/// is not the obvious place, and whether it is a warning: `identity` and
+/// `source` from [`shell_identity`], `recorded` as given to it, `asked`
+/// whether `CLUSTER_*` variables were set, `euid` the caller's,
+/// `record_path` PID 1's record. Pure.
+pub fn shell_identity_note(
+    identity: Option<&Identity>,
+    source: &ShellSource,
+    recorded: Option<Option<&Identity>>,
+    asked: bool,
+    euid: u32,
+    record_path: &str,
+) -> Option<(bool, String)> {
+    match (source, identity, recorded) {
+        (ShellSource::RecordedWithoutRequest, Some(i), _) => Some((false, format!(
+            "no CLUSTER_* variables in this process: becoming {} (uid {}), whom PID 1 runs the job as ({record_path})",
+            i.name, i.uid
+        ))),
+        (ShellSource::Requested, Some(i), Some(Some(rec))) => Some((true, format!(
+            "the CLUSTER_* variables ask for {} (uid {}), but PID 1 runs the job as {} (uid {}); becoming {} as asked, with the groups the account files give",
+            i.name, i.uid, rec.name, rec.uid, i.name
+        ))),
+        (ShellSource::Caller, None, Some(None)) if !asked => Some((false, format!(
+            "PID 1 runs the job without a cluster user ({record_path}): the shell runs as uid {euid}"
+        ))),
+        (ShellSource::Caller, None, None) if !asked => Some((false, format!(
+            "no CLUSTER_* variables and no record of PID 1 ({record_path}): the shell runs as uid {euid}"
+        ))),
+        _ => None,
+    }
+}
+
 /// Keep the sshd `SetEnv` file that gives ssh sessions `session`, the
 /// job's environment for them ([`sshd::sshd_setenv_file`], mode 0600);
 /// returns its path under `root`.
@@ -390,5 +460,31 @@ mod tests {
         assert!(read(&root).unwrap_err().contains("cannot open /run/labkit"));
         assert!(write(&root, &s).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn whom_labinit_shell_becomes() {
+        let bob = Identity { name: "bob".into(), uid: 2000, ..alice() };
+        let mut recorded = alice();
+        recorded.groups = vec![11166, 44];
+        // The record for the requested user wins: it has the job's groups.
+        assert_eq!(
+            shell_identity(Some(alice()), true, Some(Some(&recorded))),
+            (Some(recorded.clone()), ShellSource::Recorded)
+        );
+        // No CLUSTER_* in the exec: PID 1's user, not root.
+        assert_eq!(
+            shell_identity(None, false, Some(Some(&recorded))),
+            (Some(recorded.clone()), ShellSource::RecordedWithoutRequest)
+        );
+        // Control: without a record the exec stays who it is.
+        assert_eq!(shell_identity(None, false, None), (None, ShellSource::Caller));
+        // A record for another user does not override an explicit request.
+        assert_eq!(shell_identity(Some(bob.clone()), true, Some(Some(&recorded))), (Some(bob), ShellSource::Requested));
+        assert_eq!(shell_identity(Some(alice()), true, None), (Some(alice()), ShellSource::Requested));
+        // PID 1 runs the job without a user; so does the shell.
+        assert_eq!(shell_identity(None, false, Some(None)), (None, ShellSource::Caller));
+        // CLUSTER_USER=root asked explicitly: root, whatever the record says.
+        assert_eq!(shell_identity(None, true, Some(Some(&recorded))), (None, ShellSource::Caller));
     }
 }
