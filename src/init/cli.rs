@@ -123,7 +123,7 @@ const SUBCOMMANDS: [&str; 7] = ["setup", "run", "wait", "shell", "each", "idle-c
 /// Turn `labinit [--root DIR] CMD…` (the ENTRYPOINT form) into
 /// `labinit [--root DIR] run -- CMD…`, and `labinit --timeout 4h CMD` into
 /// `labinit run --timeout 4h CMD`. Subcommands, help and version stay. Pure.
-pub fn normalize(args: Vec<OsString>) -> Vec<OsString> {
+pub(crate) fn normalize(args: Vec<OsString>) -> Vec<OsString> {
     let mut i = 1;
     while i < args.len() {
         let a = args[i].as_bytes();
@@ -156,7 +156,7 @@ pub fn normalize(args: Vec<OsString>) -> Vec<OsString> {
 
 /// The legacy scripts labinit stands in for, by `argv[0]`'s file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Legacy {
+pub(crate) enum Legacy {
     SetupAndRun,
     Setup,
     SetupAndWait,
@@ -168,7 +168,7 @@ pub enum Legacy {
 /// no command, or the legacy names `setup_and_wait.sh` and `sleeper`. For
 /// `labinit shell`, which reads PID 1's command line to learn the idle
 /// timeout in force. Pure.
-pub fn waits(args: &[OsString]) -> bool {
+pub(crate) fn waits(args: &[OsString]) -> bool {
     match args.first().and_then(|a| legacy_name(a)) {
         Some(l) => matches!(l, Legacy::SetupAndWait | Legacy::Sleeper),
         None => {
@@ -193,7 +193,7 @@ fn pid1_waits() -> bool {
     !argv.is_empty() && waits(&argv)
 }
 
-pub fn legacy_name(argv0: &OsStr) -> Option<Legacy> {
+pub(crate) fn legacy_name(argv0: &OsStr) -> Option<Legacy> {
     match Path::new(argv0).file_name()?.as_bytes() {
         b"setup_and_run_command.sh" => Some(Legacy::SetupAndRun),
         b"setup.sh" => Some(Legacy::Setup),

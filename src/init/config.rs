@@ -14,24 +14,24 @@ use crate::init::idle::{self, IdleConfig};
 use crate::init::{duration, validate};
 
 /// Moved to [`crate::init::env::parse_bool`].
-pub use crate::init::env::parse_bool;
+pub(crate) use crate::init::env::parse_bool;
 
 /// The setup steps' directory when `LABKIT_STEPS_DIR` is unset.
-pub const DEFAULT_STEPS_DIR: &str = "/opt/lab/setup_steps";
+pub(crate) const DEFAULT_STEPS_DIR: &str = "/opt/lab/setup_steps";
 /// The job's grace period (`--grace`, `LABKIT_GRACE`): between the stop
 /// signal and SIGKILL, for the job and for a setup step.
-pub const DEFAULT_JOB_GRACE: Duration = Duration::from_secs(20);
+pub(crate) const DEFAULT_JOB_GRACE: Duration = Duration::from_secs(20);
 /// The services' grace period (`LABKIT_SERVICE_GRACE`), after the job's.
-pub const DEFAULT_SERVICE_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_SERVICE_GRACE: Duration = Duration::from_secs(5);
 /// The services' directory when `LABKIT_SERVICES_DIR` is unset.
-pub const DEFAULT_SERVICES_DIR: &str = "/opt/lab/services";
+pub(crate) const DEFAULT_SERVICES_DIR: &str = "/opt/lab/services";
 /// Where the lab's images keep labinit (when the kernel does not say).
-pub const DEFAULT_LABINIT: &str = "/opt/lab/labinit";
+pub(crate) const DEFAULT_LABINIT: &str = "/opt/lab/labinit";
 /// `LABKIT_STEP_WARN`'s default: a step running longer is named in the log.
-pub const DEFAULT_STEP_WARN: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_STEP_WARN: Duration = Duration::from_secs(60);
 /// `wait`'s idle timeout when `LABKIT_IDLE_TIMEOUT` is unset (the
 /// sleeper's); `run` has none by default.
-pub const DEFAULT_WAIT_IDLE: Duration = Duration::from_secs(30 * 60);
+pub(crate) const DEFAULT_WAIT_IDLE: Duration = Duration::from_secs(30 * 60);
 
 /// The account the job should run as, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +79,8 @@ pub struct SetupConfig {
     pub path: Option<String>,
 }
 
-pub const CLUSTER_VARS: [&str; 4] = ["CLUSTER_USER", "CLUSTER_USER_ID", "CLUSTER_GROUP_NAME", "CLUSTER_GROUP_ID"];
+pub(crate) const CLUSTER_VARS: [&str; 4] =
+    ["CLUSTER_USER", "CLUSTER_USER_ID", "CLUSTER_GROUP_NAME", "CLUSTER_GROUP_ID"];
 
 fn get<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
     env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -158,7 +159,7 @@ impl SetupConfig {
 /// `labinit run`'s options as given on the command line (text: they are
 /// validated together with their `LABKIT_*` fallbacks).
 #[derive(Debug, Clone, Default)]
-pub struct Options {
+pub(crate) struct Options {
     pub timeout: Option<String>,
     pub kill_after: Option<String>,
     pub grace: Option<String>,
@@ -167,14 +168,14 @@ pub struct Options {
 
 impl Options {
     /// Whether no option was given.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.timeout.is_none() && self.kill_after.is_none() && self.grace.is_none() && !self.preserve_status
     }
 }
 
 /// What the command line adds to the environment for `run` and `wait`.
 #[derive(Debug, Clone, Default)]
-pub struct Flags {
+pub(crate) struct Flags {
     /// `--root`.
     pub root: Option<PathBuf>,
     pub options: Options,
@@ -189,7 +190,7 @@ pub struct Flags {
 /// `--preserve-status`, else `LABKIT_GRACE`, `LABKIT_TIMEOUT`,
 /// `LABKIT_KILL_AFTER`, `LABKIT_PRESERVE_STATUS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Supervision {
+pub(crate) struct Supervision {
     /// Between the stop signal and SIGKILL ([`DEFAULT_JOB_GRACE`]).
     pub grace: Duration,
     /// `None`: no timeout (also for `0`).
@@ -203,7 +204,7 @@ pub struct Supervision {
 /// Everything `run` and `wait` need to know, read and validated before
 /// anything changes.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// Prefix of every file setup touches (`/` in production).
     pub root: PathBuf,
     /// `None` when nested: the outer labinit set up.
@@ -224,7 +225,7 @@ impl Config {
     /// supervision policy, the idle watchdog, the services, setup (the
     /// first problem is the error: one line naming the variable or option
     /// and the rule).
-    pub fn load(env: &Env, flags: &Flags) -> Result<Config, Fatal> {
+    pub(crate) fn load(env: &Env, flags: &Flags) -> Result<Config, Fatal> {
         let supervision = supervision(&flags.options, env)?;
         let idle = idle_config(env, if flags.waits { DEFAULT_WAIT_IDLE } else { Duration::ZERO })?;
         let services_dir = match env.text("LABKIT_SERVICES_DIR") {
@@ -252,7 +253,7 @@ impl Config {
 
 /// The root: `--root`, else `LABKIT_ROOT`, else `/`; made absolute against
 /// the directory labinit started in, because labinit leaves it for `/`.
-pub fn root(flag: Option<PathBuf>, env: &Env) -> PathBuf {
+pub(crate) fn root(flag: Option<PathBuf>, env: &Env) -> PathBuf {
     let root = flag.or_else(|| env.get("LABKIT_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from));
     let root = root.unwrap_or_else(|| PathBuf::from("/"));
     match env.start_dir() {
@@ -263,12 +264,12 @@ pub fn root(flag: Option<PathBuf>, env: &Env) -> PathBuf {
 
 /// The idle watchdog's settings ([`idle::config_from_env`]), with
 /// `default_timeout` when `LABKIT_IDLE_TIMEOUT` is unset.
-pub fn idle_config(env: &Env, default_timeout: Duration) -> Result<Option<IdleConfig>, Fatal> {
+pub(crate) fn idle_config(env: &Env, default_timeout: Duration) -> Result<Option<IdleConfig>, Fatal> {
     idle::config_from_env(&|name| env.lossy(name), default_timeout)
 }
 
 /// The supervision policy from the options, falling back to the variables.
-pub fn supervision(opts: &Options, env: &Env) -> Result<Supervision, Fatal> {
+pub(crate) fn supervision(opts: &Options, env: &Env) -> Result<Supervision, Fatal> {
     let pick = |flag: &Option<String>, flag_name: &str, var: &str| -> Result<Option<Duration>, Fatal> {
         match (flag, env.text(var)) {
             (Some(v), _) => duration::parse_named(flag_name, v).map(Some),

@@ -12,7 +12,7 @@ use crate::init::exit::Fatal;
 
 /// The environment labinit was started with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Env {
+pub(crate) struct Env {
     vars: Vec<(OsString, OsString)>,
     start_dir: Option<PathBuf>,
     /// The path, or why the kernel did not give it.
@@ -31,57 +31,61 @@ impl Env {
     /// the last); `start_dir` the working directory when it is an absolute
     /// path (musl's getcwd hands back "(unreachable)/…" for a directory
     /// outside this mount namespace); `exe` this binary (`/proc/self/exe`).
-    pub fn new(vars: Vec<(OsString, OsString)>, start_dir: Option<PathBuf>, exe: std::io::Result<PathBuf>) -> Env {
+    pub(crate) fn new(
+        vars: Vec<(OsString, OsString)>,
+        start_dir: Option<PathBuf>,
+        exe: std::io::Result<PathBuf>,
+    ) -> Env {
         let exe = exe.map_err(|e| format!("cannot find labinit's own path (/proc/self/exe): {e}"));
         Env { vars, start_dir: start_dir.filter(|p| p.is_absolute()), exe }
     }
 
     /// Only variables (no working directory, no binary): for tests.
-    pub fn from_pairs(pairs: &[(&str, &str)]) -> Env {
+    pub(crate) fn from_pairs(pairs: &[(&str, &str)]) -> Env {
         let unknown = Err(std::io::ErrorKind::NotFound.into());
         Env::new(pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(), None, unknown)
     }
 
     /// Every variable, in order.
-    pub fn vars(&self) -> &[(OsString, OsString)] {
+    pub(crate) fn vars(&self) -> &[(OsString, OsString)] {
         &self.vars
     }
 
     /// The value of `name` (the last one when it is set twice).
-    pub fn get(&self, name: &str) -> Option<&OsStr> {
+    pub(crate) fn get(&self, name: &str) -> Option<&OsStr> {
         self.vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_os_str())
     }
 
     /// The value of `name` when it is set, not empty and UTF-8.
-    pub fn text(&self, name: &str) -> Option<&str> {
+    pub(crate) fn text(&self, name: &str) -> Option<&str> {
         self.get(name).and_then(OsStr::to_str).filter(|s| !s.is_empty())
     }
 
     /// The value of `name` as text (invalid UTF-8 replaced), for the
     /// `get(name)` lookups of the settings' parsers.
-    pub fn lossy(&self, name: &str) -> Option<String> {
+    pub(crate) fn lossy(&self, name: &str) -> Option<String> {
         self.get(name).map(|v| v.to_string_lossy().into_owned())
     }
 
     /// Every variable as text (invalid UTF-8 replaced), as setup takes them.
-    pub fn strings(&self) -> Vec<(String, String)> {
+    pub(crate) fn strings(&self) -> Vec<(String, String)> {
         self.vars.iter().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect()
     }
 
     /// The working directory labinit was started in (the container's
     /// `workingDir`), when it is an absolute path.
-    pub fn start_dir(&self) -> Option<&Path> {
+    pub(crate) fn start_dir(&self) -> Option<&Path> {
         self.start_dir.as_deref()
     }
 
     /// This binary's path, or why it is not known (with the errno's text).
-    pub fn exe(&self) -> Result<&Path, &str> {
+    pub(crate) fn exe(&self) -> Result<&Path, &str> {
         self.exe.as_deref().map_err(String::as_str)
     }
 }
 
 /// Parse a boolean switch: 1/0, true/false, yes/no, on/off.
-pub fn parse_bool(var: &str, value: &str) -> Result<bool, Fatal> {
+pub(crate) fn parse_bool(var: &str, value: &str) -> Result<bool, Fatal> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),

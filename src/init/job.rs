@@ -43,7 +43,7 @@ pub use crate::init::sshd::sshd_setenv_file;
 
 /// The variables that say who a process is. Set together from the identity,
 /// never one by one.
-pub const IDENTITY_VARS: [&str; 4] = ["HOME", "USER", "LOGNAME", "SHELL"];
+pub(crate) const IDENTITY_VARS: [&str; 4] = ["HOME", "USER", "LOGNAME", "SHELL"];
 
 /// Who the job runs as, fully resolved from the account files (never NSS).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +62,7 @@ pub struct Identity {
 
 /// The process's own ids, for children when no user was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caller {
+pub(crate) struct Caller {
     pub uid: u32,
     pub gid: u32,
 }
@@ -74,7 +74,7 @@ pub struct Caller {
 /// supplementary groups from every group listing the user plus the
 /// runtime's extra gids in `inherited` (see
 /// [`provision::supplementary_groups`]).
-pub fn identity_from_accounts(
+pub(crate) fn identity_from_accounts(
     passwd: &Table,
     group: &Table,
     req: &AccountRequest,
@@ -102,7 +102,7 @@ pub fn identity_from_accounts(
 /// HOME, USER, LOGNAME and SHELL say who the job is and come from the
 /// account as one set; exporting one of them would leave the others (and
 /// sshd, `su`, `~`) pointing elsewhere.
-pub fn reserved_export(name: &str) -> Option<String> {
+pub(crate) fn reserved_export(name: &str) -> Option<String> {
     IDENTITY_VARS.contains(&name).then(|| {
         format!(
             "{name} is set from the account together with {}; change the account in the step instead (usermod -d HOME or -s SHELL \"$LABKIT_USER\"): labinit reads it after the steps",
@@ -211,7 +211,7 @@ fn account_vars(container: &Vars, identity: Option<&Identity>, caller: Caller) -
 /// container's environment and labinit's own ids; each method is one kind
 /// of child.
 #[derive(Debug, Clone, Copy)]
-pub struct Children<'a> {
+pub(crate) struct Children<'a> {
     container: &'a [(OsString, OsString)],
     identity: Option<&'a Identity>,
     exports: &'a [(String, String)],
@@ -221,7 +221,7 @@ pub struct Children<'a> {
 impl<'a> Children<'a> {
     /// `identity`: `None` when no user was asked for (or labinit is not
     /// root): children run as `caller`. `exports`: the steps' `LABKIT_ENV`.
-    pub fn new(
+    pub(crate) fn new(
         container: &'a [(OsString, OsString)],
         identity: Option<&'a Identity>,
         exports: &'a [(String, String)],
@@ -231,7 +231,7 @@ impl<'a> Children<'a> {
     }
 
     /// Who the children that run as the user are.
-    pub fn identity(&self) -> Option<&'a Identity> {
+    pub(crate) fn identity(&self) -> Option<&'a Identity> {
         self.identity
     }
 
@@ -241,7 +241,7 @@ impl<'a> Children<'a> {
     /// what setup steps exported (never the identity's four), then the
     /// nesting marker `supervisor_pid` ([`SUPERVISOR_VAR`]). Order is kept;
     /// replaced variables stay in place.
-    pub fn job_env(&self, supervisor_pid: Option<u32>) -> Vec<(OsString, OsString)> {
+    pub(crate) fn job_env(&self, supervisor_pid: Option<u32>) -> Vec<(OsString, OsString)> {
         let mut env = container_base(self.container);
         if let Some(id) = self.identity {
             env.set("HOME", id.home.clone());
@@ -260,7 +260,7 @@ impl<'a> Children<'a> {
 
     /// An ssh session's: the job's, minus what sshd sets per session
     /// ([`sshd::session_env`]).
-    pub fn session_env(&self, supervisor_pid: Option<u32>) -> Vec<(OsString, OsString)> {
+    pub(crate) fn session_env(&self, supervisor_pid: Option<u32>) -> Vec<(OsString, OsString)> {
         sshd::session_env(&self.job_env(supervisor_pid))
     }
 
@@ -268,7 +268,7 @@ impl<'a> Children<'a> {
     /// the job's environment exists), plus who the job will run as and
     /// `LABKIT_ENV`, the file for exports. labinit's own values replace any
     /// container variable of the same name.
-    pub fn step_env(&self, env_file: &Path) -> Vec<(OsString, OsString)> {
+    pub(crate) fn step_env(&self, env_file: &Path) -> Vec<(OsString, OsString)> {
         const OWN: [&str; 5] = ["LABKIT_USER", "LABKIT_UID", "LABKIT_GID", "LABKIT_HOME", "LABKIT_ENV"];
         let mut env = Vars::from_pairs(self.container.iter().filter(|(k, _)| !OWN.iter().any(|o| k == o)).cloned());
         for (k, v) in account_vars(&env, self.identity, self.caller) {
@@ -285,7 +285,7 @@ impl<'a> Children<'a> {
     /// -- CMD` runs CMD as the job's user with the job's environment) and,
     /// when written, `LABKIT_SSHD_SETENV` (the sshd `SetEnv` line that gives
     /// ssh sessions the job's environment).
-    pub fn service_env(&self, labinit: &Path, sshd_setenv: Option<&Path>) -> Vec<(OsString, OsString)> {
+    pub(crate) fn service_env(&self, labinit: &Path, sshd_setenv: Option<&Path>) -> Vec<(OsString, OsString)> {
         const OWN: [&str; 6] =
             ["LABKIT_USER", "LABKIT_UID", "LABKIT_GID", "LABKIT_HOME", "LABKIT_LABINIT", "LABKIT_SSHD_SETENV"];
         let mut env = Vars::from_pairs(self.container.iter().filter(|(k, _)| !OWN.iter().any(|o| k == o)).cloned());
@@ -300,7 +300,7 @@ impl<'a> Children<'a> {
     }
 
     /// The user's home: the identity's, else the container's `HOME`.
-    pub fn home(&self) -> Option<PathBuf> {
+    pub(crate) fn home(&self) -> Option<PathBuf> {
         match self.identity {
             Some(i) => Some(i.home.clone()),
             None => container_get(self.container, "HOME").map(PathBuf::from),
@@ -309,13 +309,13 @@ impl<'a> Children<'a> {
 
     /// The shell for a command string or a login ([`shell_for`], with the
     /// container's `SHELL`).
-    pub fn shell(&self, executable: &dyn Fn(&Path) -> bool) -> PathBuf {
+    pub(crate) fn shell(&self, executable: &dyn Fn(&Path) -> bool) -> PathBuf {
         shell_for(self.identity, container_get(self.container, "SHELL").map(Path::new), executable)
     }
 
     /// The credentials of the privilege drop (`None`: the child stays who
     /// labinit is).
-    pub fn credentials(&self) -> Option<Credentials> {
+    pub(crate) fn credentials(&self) -> Option<Credentials> {
         self.identity.map(|i| Credentials::new(i.uid, i.gid, &i.groups))
     }
 
@@ -325,7 +325,7 @@ impl<'a> Children<'a> {
     /// ([`working_dirs`]: the home first for the legacy names) and the
     /// credentials. `env` is the child's environment (one of the methods
     /// above). Error: an empty command.
-    pub fn launch(
+    pub(crate) fn launch(
         &self,
         command: &Command,
         env: Vec<(OsString, OsString)>,
@@ -347,7 +347,7 @@ impl<'a> Children<'a> {
     /// What `labinit shell` starts: the login shell (`-bash`) in the home,
     /// or `cmd` where `kubectl exec` started (the container's workingDir),
     /// else the home.
-    pub fn launch_shell(
+    pub(crate) fn launch_shell(
         &self,
         cmd: Vec<OsString>,
         env: Vec<(OsString, OsString)>,
@@ -370,14 +370,14 @@ impl<'a> Children<'a> {
 }
 
 /// The error for `labinit run` without a command.
-pub const NO_COMMAND: &str = "no command given: labinit run [--] CMD [ARGS…] or labinit run -c 'STRING'";
+pub(crate) const NO_COMMAND: &str = "no command given: labinit run [--] CMD [ARGS…] or labinit run -c 'STRING'";
 
 fn container_get<'e>(env: &'e [(OsString, OsString)], name: &str) -> Option<&'e OsStr> {
     env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_os_str())
 }
 
 /// [`Children::step_env`] for setup, whose environment is text.
-pub fn step_env(
+pub(crate) fn step_env(
     container: &[(String, String)],
     identity: Option<&Identity>,
     caller: Caller,
@@ -395,7 +395,7 @@ pub fn step_env(
 /// Everything a child needs, resolved before the fork
 /// ([`crate::init::launch`]).
 #[derive(Debug, Clone)]
-pub struct Launch {
+pub(crate) struct Launch {
     pub argv: Vec<OsString>,
     /// The files `execve` tries, in order ([`program_candidates`]).
     pub candidates: Vec<PathBuf>,
@@ -408,7 +408,7 @@ pub struct Launch {
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// A program and its arguments, executed directly (no shell).
     Argv(Vec<OsString>),
     /// A command string for the user's shell (`-c`).
@@ -417,7 +417,7 @@ pub enum Command {
 
 impl Command {
     /// The command for a log line: at most 120 characters.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let text = match self {
             Command::Argv(a) => a.iter().map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" "),
             Command::Shell(s) => format!("-c {s:?}"),
@@ -432,7 +432,7 @@ impl Command {
 
 /// The log line for a started job: `started CMD (pid N) as USER (uid …,
 /// gid …, groups […])`, and that labinit is a subreaper when it is not PID 1.
-pub fn started_line(command: &Command, pid: i32, identity: Option<&Identity>, pid1: bool) -> String {
+pub(crate) fn started_line(command: &Command, pid: i32, identity: Option<&Identity>, pid1: bool) -> String {
     format!(
         "started {} (pid {pid}){}{}",
         command.describe(),
@@ -447,7 +447,7 @@ pub fn started_line(command: &Command, pid: i32, identity: Option<&Identity>, pi
 /// (RunAI and docker hand `"/opt/lab/setup_and_run_command.sh 'cd … && …'"`
 /// over as one argument when the image has labinit as ENTRYPOINT). Pure but
 /// for the file check.
-pub fn as_command(argv: Vec<OsString>, path: Option<&OsStr>) -> Command {
+pub(crate) fn as_command(argv: Vec<OsString>, path: Option<&OsStr>) -> Command {
     if let [one] = argv.as_slice() {
         let blank = one.as_bytes().iter().any(|b| b.is_ascii_whitespace());
         if blank && !program_candidates(one, path).iter().any(|p| p.exists()) {
@@ -461,7 +461,7 @@ pub fn as_command(argv: Vec<OsString>, path: Option<&OsStr>) -> Command {
 /// it may enter, after the drop): the runtime's working directory unless it
 /// is `/` (Kubernetes `workingDir`), else the home; always the home for the
 /// legacy names. Without a user, the working directory is left alone. Pure.
-pub fn working_dirs(start: Option<&Path>, home: Option<&Path>, legacy: bool, user: bool) -> Vec<PathBuf> {
+pub(crate) fn working_dirs(start: Option<&Path>, home: Option<&Path>, legacy: bool, user: bool) -> Vec<PathBuf> {
     let start = start.filter(|p| *p != Path::new("/"));
     let mut out: Vec<PathBuf> = Vec::new();
     let order: [Option<&Path>; 2] = if legacy || (user && start.is_none()) {
@@ -479,12 +479,12 @@ pub fn working_dirs(start: Option<&Path>, home: Option<&Path>, legacy: bool, use
     out
 }
 
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The files `execve` should try for `program`, `execvp`'s way: as given
 /// when it contains a slash, else each `PATH` entry in turn (empty = `.`).
 /// Pure.
-pub fn program_candidates(program: &OsStr, path: Option<&OsStr>) -> Vec<PathBuf> {
+pub(crate) fn program_candidates(program: &OsStr, path: Option<&OsStr>) -> Vec<PathBuf> {
     if program.as_bytes().contains(&b'/') {
         return vec![PathBuf::from(program)];
     }
@@ -505,7 +505,11 @@ pub fn program_candidates(program: &OsStr, path: Option<&OsStr>) -> Vec<PathBuf>
 /// (`env_shell`) when it is an absolute path to an executable, else bash,
 /// else sh. `executable` tells whether a path is an executable file (passed
 /// in, so the choice stays pure).
-pub fn shell_for(identity: Option<&Identity>, env_shell: Option<&Path>, executable: &dyn Fn(&Path) -> bool) -> PathBuf {
+pub(crate) fn shell_for(
+    identity: Option<&Identity>,
+    env_shell: Option<&Path>,
+    executable: &dyn Fn(&Path) -> bool,
+) -> PathBuf {
     if let Some(id) = identity {
         return id.shell.clone();
     }
@@ -524,7 +528,7 @@ pub fn shell_for(identity: Option<&Identity>, env_shell: Option<&Path>, executab
 /// `~/.bashrc` is sourced first as the legacy `su -c "source ~/.bashrc &&
 /// …"` did, minus its bug: a `.bashrc` whose last command fails no longer
 /// skips the job. Pure.
-pub fn shell_argv(shell: &Path, string: &str, legacy: bool) -> Vec<OsString> {
+pub(crate) fn shell_argv(shell: &Path, string: &str, legacy: bool) -> Vec<OsString> {
     let bash = shell.file_name().is_some_and(|n| n == "bash");
     let script = if legacy && bash {
         format!("if [ -f \"$HOME/.bashrc\" ]; then . \"$HOME/.bashrc\"; fi\n{string}")

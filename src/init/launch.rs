@@ -25,7 +25,7 @@ use crate::init::signals;
 
 /// Why the job did not start, as the child (or [`exec_in_place`]) saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartFailure {
+pub(crate) enum StartFailure {
     /// The privilege drop failed at `stage` (errno 0: a check, not a call).
     Privileges { stage: Stage, errno: i32 },
     /// Every candidate of the program failed to exec; `errno` is the one
@@ -188,7 +188,7 @@ impl Drop for Report {
 /// Fork, set the child up and exec the job. Returns the child's pid once
 /// exec succeeded; an exec or privilege failure is returned as the exit code
 /// the shell would give (127 not found, 126 not executable, 125 drop failed).
-pub fn spawn(launch: &Launch) -> Result<i32, Fatal> {
+pub(crate) fn spawn(launch: &Launch) -> Result<i32, Fatal> {
     let mut raw = Raw::new(launch)?;
     let report = Report::new()?;
     let tty = has_terminal();
@@ -252,7 +252,7 @@ pub fn spawn(launch: &Launch) -> Result<i32, Fatal> {
 /// Become the job in this very process (`labinit shell`, a nested labinit):
 /// the same drop, directory and exec as the forked child of [`spawn`], in
 /// the current process group. Returns only on failure.
-pub fn exec_in_place(launch: &Launch) -> Fatal {
+pub(crate) fn exec_in_place(launch: &Launch) -> Fatal {
     let mut raw = match Raw::new(launch) {
         Ok(r) => r,
         Err(f) => return f,
@@ -267,7 +267,7 @@ pub fn exec_in_place(launch: &Launch) -> Fatal {
 /// of its own: the outer labinit dropped privileges already), in the
 /// directory it was started in, or the home for the legacy names (which
 /// also source `~/.bashrc`). Returns only on failure.
-pub fn exec_nested(outer: i32, env: &Env, command: &Command, legacy: bool) -> Fatal {
+pub(crate) fn exec_nested(outer: i32, env: &Env, command: &Command, legacy: bool) -> Fatal {
     let children = Children::new(env.vars(), None, &[], caller());
     let mut launch = match children.launch(command, children.job_env(None), None, legacy, &is_executable) {
         Ok(l) => l,
@@ -280,18 +280,18 @@ pub fn exec_nested(outer: i32, env: &Env, command: &Command, legacy: bool) -> Fa
 
 /// Whether standard input is a terminal (then the job gets it, and the
 /// supervisor takes it back at the end).
-pub fn has_terminal() -> bool {
+pub(crate) fn has_terminal() -> bool {
     // SAFETY: isatty has no preconditions.
     unsafe { libc::isatty(0) == 1 }
 }
 
 /// labinit's own ids: what a child runs as when there is no user.
-pub fn caller() -> Caller {
+pub(crate) fn caller() -> Caller {
     Caller { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw() }
 }
 
 /// Whether `p` is a file with an execute bit (for the choice of a shell).
-pub fn is_executable(p: &Path) -> bool {
+pub(crate) fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

@@ -16,12 +16,12 @@ use crate::init::env::Env;
 /// The environment variable an outer labinit leaves in the job's
 /// environment (its pid), so that a labinit started from inside the job does
 /// not set up again or stack a second supervisor.
-pub const SUPERVISOR_VAR: &str = "LABKIT_SUPERVISOR";
+pub(crate) const SUPERVISOR_VAR: &str = "LABKIT_SUPERVISOR";
 
 /// Whether a labinit (the pid in `LABKIT_SUPERVISOR`) is an ancestor of this
 /// process: then setup was done and a supervisor runs already. PID 1 is never
 /// nested, so a stale variable baked into an image cannot skip setup.
-pub fn outer_supervisor(env: &Env) -> Option<i32> {
+pub(crate) fn outer_supervisor(env: &Env) -> Option<i32> {
     let pid: i32 = env.text(SUPERVISOR_VAR)?.parse().ok()?;
     let me = std::process::id() as i32;
     if me == 1 || pid <= 0 {
@@ -46,7 +46,7 @@ pub fn outer_supervisor(env: &Env) -> Option<i32> {
 /// `/proc/self/exe`): the one "same binary" check, for PID 1
 /// ([`pid1_is_labinit`]) and for a program found in PATH (the ENTRYPOINT
 /// `labinit` plus a legacy `command:` naming `/opt/lab/…`).
-pub fn is_this_binary(path: &Path) -> bool {
+pub(crate) fn is_this_binary(path: &Path) -> bool {
     match (std::fs::metadata(path), std::fs::metadata("/proc/self/exe")) {
         (Ok(a), Ok(me)) => a.is_file() && a.dev() == me.dev() && a.ino() == me.ino(),
         _ => false,
@@ -55,7 +55,7 @@ pub fn is_this_binary(path: &Path) -> bool {
 
 /// Whether PID 1 is this same labinit binary: then `labinit shell` gets the
 /// nesting marker the job has (`LABKIT_SUPERVISOR=1`).
-pub fn pid1_is_labinit() -> bool {
+pub(crate) fn pid1_is_labinit() -> bool {
     is_this_binary(Path::new("/proc/1/exe"))
 }
 

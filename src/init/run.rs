@@ -35,7 +35,7 @@ use crate::init::{idle, launch, log, nesting, signals, state, summary};
 
 /// One `labinit run` (or legacy `setup_and_run_command.sh`) invocation.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(crate) struct Request {
     /// `--root` (else `LABKIT_ROOT`, else `/`).
     pub root: Option<PathBuf>,
     pub command: Command,
@@ -45,7 +45,7 @@ pub struct Request {
 }
 
 /// `labinit run`: the whole start, as a story. Returns the exit code.
-pub fn run(env: &Env, req: Request) -> i32 {
+pub(crate) fn run(env: &Env, req: Request) -> i32 {
     report(start(env, req))
 }
 
@@ -68,9 +68,6 @@ fn start(env: &Env, req: Request) -> Result<i32, Fatal> {
     }
     // 3. and 4.
     let outcome = boot(&cfg, env)?;
-    if outer.is_none() {
-        summary::log_start(env.vars(), &cfg.root);
-    }
     let me = std::process::id();
     let children = Children::new(env.vars(), outcome.identity.as_ref(), &outcome.exports, launch::caller());
     // Resolved before the services start, so a bad command starts nothing.
@@ -104,7 +101,7 @@ fn start(env: &Env, req: Request) -> Result<i32, Fatal> {
 /// without arguments): set up, start the services, then stay up as PID 1
 /// until SIGTERM or the idle watchdog ([`config::DEFAULT_WAIT_IDLE`] by
 /// default). Exit code 0.
-pub fn wait(env: &Env, root: Option<PathBuf>) -> i32 {
+pub(crate) fn wait(env: &Env, root: Option<PathBuf>) -> i32 {
     report(start_wait(env, root))
 }
 
@@ -115,9 +112,6 @@ fn start_wait(env: &Env, root: Option<PathBuf>) -> Result<i32, Fatal> {
         log::info(format!("running under labinit (pid {outer}): no second setup or services; waiting"));
     }
     let outcome = boot(&cfg, env)?;
-    if outer.is_none() {
-        summary::log_start(env.vars(), &cfg.root);
-    }
     let children = Children::new(env.vars(), outcome.identity.as_ref(), &outcome.exports, launch::caller());
     let services = start_services(&cfg, &children, outer.is_some());
     let connect = summary::connect_hint(env.vars(), &cfg.root);
@@ -137,7 +131,7 @@ fn start_wait(env: &Env, root: Option<PathBuf>) -> Result<i32, Fatal> {
 /// process becomes the shell. Returns only on failure.
 /// `pid1_waits`: PID 1 is a waiting labinit ([`crate::init::cli::waits`]),
 /// whose idle timeout defaults to [`config::DEFAULT_WAIT_IDLE`].
-pub fn shell(env: &Env, root: PathBuf, cmd: Vec<OsString>, pid1_waits: bool) -> i32 {
+pub(crate) fn shell(env: &Env, root: PathBuf, cmd: Vec<OsString>, pid1_waits: bool) -> i32 {
     report(Err(prepare_shell(env, &root, cmd, pid1_waits).map_or_else(|f| f, |l| launch::exec_in_place(&l))))
 }
 
@@ -187,13 +181,16 @@ fn prepare_shell(env: &Env, root: &Path, cmd: Vec<OsString>, pid1_waits: bool) -
     Ok(launch)
 }
 
-/// Phases 3 and 4, shared by `run` and `wait`.
+/// Phases 3 and 4, shared by `run` and `wait`; then the summary of the
+/// start (not when nested).
 fn boot(cfg: &Config, env: &Env) -> Result<SetupOutcome, Fatal> {
     // labinit itself must not pin a mount point.
     let _ = nix::unistd::chdir("/");
     if std::process::id() != 1 {
         // Orphans of the job become ours, not the real init's (catatonit).
-        let _ = nix::sys::prctl::set_child_subreaper(true);
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            log::warn(format!("cannot become a subreaper ({e}): orphans of the job are left to the real init"));
+        }
     }
     let outcome = match &cfg.setup {
         None => SetupOutcome::default(),
@@ -206,6 +203,9 @@ fn boot(cfg: &Config, env: &Env) -> Result<SetupOutcome, Fatal> {
             exit::SIGNAL_BASE + sig,
             format!("received {} during setup; the job was not started", signals::name(sig)),
         ));
+    }
+    if cfg.setup.is_some() {
+        summary::log_start(env.vars(), &cfg.root);
     }
     Ok(outcome)
 }

@@ -20,13 +20,13 @@ fn set_by_sshd(name: &[u8]) -> bool {
 
 /// What an ssh session gets from the job's environment (see
 /// [`set_by_sshd`] for what it does not).
-pub fn session_env(job: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
+pub(crate) fn session_env(job: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
     job.iter().filter(|(k, _)| !set_by_sshd(k.as_bytes())).cloned().collect()
 }
 
 /// sshd refuses to start a session with 1000 or more variables
 /// (`child_set_env`); it sets about ten itself.
-pub const SSHD_MAX_VARS: usize = 900;
+pub(crate) const SSHD_MAX_VARS: usize = 900;
 
 /// The one `SetEnv` line of an sshd_config that gives every session `env`
 /// (sshd takes only the first `SetEnv` line, and only the first of a name).
@@ -36,7 +36,7 @@ pub const SSHD_MAX_VARS: usize = 900;
 /// injecting configuration and is left out, as is anything past
 /// [`SSHD_MAX_VARS`]. Returns the line (empty when nothing is set) and one
 /// warning per variable left out. Pure.
-pub fn sshd_setenv(env: &[(OsString, OsString)]) -> (Vec<u8>, Vec<String>) {
+pub(crate) fn sshd_setenv(env: &[(OsString, OsString)]) -> (Vec<u8>, Vec<String>) {
     let mut line = b"SetEnv".to_vec();
     let mut warnings = Vec::new();
     let mut count = 0;

@@ -26,11 +26,11 @@ use crate::init::job::Identity;
 use crate::init::{sshd, steps};
 
 /// The directory of labinit's run-time files (container path).
-pub const DIR: &str = "/run/labkit";
+pub(crate) const DIR: &str = "/run/labkit";
 /// PID 1's record of the job, in [`DIR`].
-pub const RECORD: &str = "job";
+pub(crate) const RECORD: &str = "job";
 /// The sshd `SetEnv` line for ssh sessions, in [`DIR`].
-pub const SSHD_SETENV: &str = "sshd_setenv.conf";
+pub(crate) const SSHD_SETENV: &str = "sshd_setenv.conf";
 /// A record larger than this is not read (exports are bounded far below).
 const MAX_LEN: u64 = 16 << 20;
 const VERSION: &str = "1";
@@ -47,7 +47,7 @@ pub struct JobState {
 
 /// The record as text: `KEY VALUE` lines, identity lines all or none,
 /// `export NAME=value` lines last. Pure.
-pub fn render(state: &JobState) -> String {
+pub(crate) fn render(state: &JobState) -> String {
     let mut out = String::from(
         "# labinit: the job's identity and the setup steps' exports, written by PID 1 after setup, read by `labinit shell`. Do not edit.\n",
     );
@@ -65,7 +65,7 @@ pub fn render(state: &JobState) -> String {
 
 /// Parse a record written by [`render`]; anything else is an error naming
 /// the line. Pure.
-pub fn parse(text: &str) -> Result<JobState, String> {
+pub(crate) fn parse(text: &str) -> Result<JobState, String> {
     let mut fields: Vec<(&str, &str)> = Vec::new();
     let mut exports = Vec::new();
     let mut version = None;
@@ -186,7 +186,7 @@ fn open_dir(root: &Root, create: bool, owners: &[u32]) -> io::Result<OwnedFd> {
 /// Write `data` as `DIR/name` (mode `mode`) for PID 1: the directory must
 /// be this process's and writable by nobody else; the file is replaced
 /// whole (temp file, rename), never through a link.
-pub fn write_file(root: &Root, name: &str, data: &[u8], mode: u32) -> io::Result<()> {
+pub(crate) fn write_file(root: &Root, name: &str, data: &[u8], mode: u32) -> io::Result<()> {
     // SAFETY: geteuid never fails.
     let me = unsafe { libc::geteuid() };
     let dir = open_dir(root, true, &[me])?;
@@ -233,7 +233,7 @@ pub fn write_file(root: &Root, name: &str, data: &[u8], mode: u32) -> io::Result
 
 /// Where `labinit shell`'s identity comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ShellSource {
+pub(crate) enum ShellSource {
     /// The process's `CLUSTER_*` variables, resolved from the account files
     /// (no record from PID 1, or one for another user).
     Requested,
@@ -251,7 +251,7 @@ pub enum ShellSource {
 /// (`None`: there is none; `Some(None)`: the job runs without a user). A
 /// record wins when it is for the requested user (same name and uid): it
 /// holds the groups the job really got. Pure.
-pub fn shell_identity(
+pub(crate) fn shell_identity(
     requested: Option<Identity>,
     asked: bool,
     recorded: Option<Option<&Identity>>,
@@ -274,7 +274,7 @@ pub fn shell_identity(
 /// `source` from [`shell_identity`], `recorded` as given to it, `asked`
 /// whether `CLUSTER_*` variables were set, `euid` the caller's,
 /// `record_path` PID 1's record. Pure.
-pub fn shell_identity_note(
+pub(crate) fn shell_identity_note(
     identity: Option<&Identity>,
     source: &ShellSource,
     recorded: Option<Option<&Identity>>,
@@ -304,13 +304,13 @@ pub fn shell_identity_note(
 /// Keep the sshd `SetEnv` file that gives ssh sessions `session`, the
 /// job's environment for them ([`sshd::sshd_setenv_file`], mode 0600);
 /// returns its path under `root`.
-pub fn write_sshd_setenv(root: &Root, session: &[(OsString, OsString)]) -> io::Result<PathBuf> {
+pub(crate) fn write_sshd_setenv(root: &Root, session: &[(OsString, OsString)]) -> io::Result<PathBuf> {
     write_file(root, SSHD_SETENV, &sshd::sshd_setenv_file(session), 0o600)?;
     Ok(root.path(format!("{DIR}/{SSHD_SETENV}")))
 }
 
 /// Keep the record for `labinit shell` (mode 0600).
-pub fn write(root: &Root, state: &JobState) -> io::Result<()> {
+pub(crate) fn write(root: &Root, state: &JobState) -> io::Result<()> {
     write_file(root, RECORD, render(state).as_bytes(), 0o600)
 }
 
@@ -319,7 +319,7 @@ pub fn write(root: &Root, state: &JobState) -> io::Result<()> {
 /// it cannot be read (a non-root caller and root's 0600 file), it belongs
 /// to someone else than root or this process, someone else may write it, it
 /// is not a regular file, or it does not parse.
-pub fn read(root: &Root) -> Result<Option<JobState>, String> {
+pub(crate) fn read(root: &Root) -> Result<Option<JobState>, String> {
     // SAFETY: geteuid never fails.
     let me = unsafe { libc::geteuid() };
     let owners: &[u32] = if me == 0 { &[0] } else { &[0, me] };
