@@ -487,4 +487,23 @@ mod tests {
         // CLUSTER_USER=root asked explicitly: root, whatever the record says.
         assert_eq!(shell_identity(None, true, Some(Some(&recorded))), (None, ShellSource::Caller));
     }
+
+    #[test]
+    fn the_shell_says_where_its_identity_came_from_when_not_obvious() {
+        let rec = alice();
+        let note = |id: Option<&Identity>, src: ShellSource, recorded, asked| {
+            shell_identity_note(id, &src, recorded, asked, 1000, "/run/labkit/job")
+        };
+        let (warn, line) = note(Some(&rec), ShellSource::RecordedWithoutRequest, Some(Some(&rec)), false).unwrap();
+        assert!(!warn && line.starts_with("no CLUSTER_* variables in this process: becoming alice"), "{line}");
+        let bob = Identity { name: "bob".into(), uid: 2000, ..alice() };
+        let (warn, line) = note(Some(&bob), ShellSource::Requested, Some(Some(&rec)), true).unwrap();
+        assert!(warn && line.contains("ask for bob (uid 2000), but PID 1 runs the job as alice"), "{line}");
+        let (_, line) = note(None, ShellSource::Caller, None, false).unwrap();
+        assert!(line.ends_with("the shell runs as uid 1000"), "{line}");
+        // Controls: the obvious cases say nothing.
+        assert_eq!(note(Some(&rec), ShellSource::Recorded, Some(Some(&rec)), true), None);
+        assert_eq!(note(Some(&bob), ShellSource::Requested, None, true), None);
+        assert_eq!(note(None, ShellSource::Caller, None, true), None, "CLUSTER_USER=root asked");
+    }
 }
