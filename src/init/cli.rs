@@ -13,11 +13,15 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::init::config::{self, Options};
 use crate::init::each;
+use crate::init::env::Env;
 use crate::init::exit::{self, Fatal};
+use crate::init::job::{self, Command};
 use crate::init::log;
+use crate::init::nesting;
 use crate::init::privileges;
-use crate::init::run::{self, Command, Options, Request};
+use crate::init::run::{self, Request};
 use crate::init::setup;
 
 #[derive(Debug, Parser)]
@@ -119,7 +123,7 @@ const SUBCOMMANDS: [&str; 7] = ["setup", "run", "wait", "shell", "each", "idle-c
 /// Turn `labinit [--root DIR] CMD…` (the ENTRYPOINT form) into
 /// `labinit [--root DIR] run -- CMD…`, and `labinit --timeout 4h CMD` into
 /// `labinit run --timeout 4h CMD`. Subcommands, help and version stay. Pure.
-pub fn normalize(args: Vec<OsString>) -> Vec<OsString> {
+pub(crate) fn normalize(args: Vec<OsString>) -> Vec<OsString> {
     let mut i = 1;
     while i < args.len() {
         let a = args[i].as_bytes();
@@ -152,7 +156,7 @@ pub fn normalize(args: Vec<OsString>) -> Vec<OsString> {
 
 /// The legacy scripts labinit stands in for, by `argv[0]`'s file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Legacy {
+pub(crate) enum Legacy {
     SetupAndRun,
     Setup,
     SetupAndWait,
@@ -164,7 +168,7 @@ pub enum Legacy {
 /// no command, or the legacy names `setup_and_wait.sh` and `sleeper`. For
 /// `labinit shell`, which reads PID 1's command line to learn the idle
 /// timeout in force. Pure.
-pub fn waits(args: &[OsString]) -> bool {
+pub(crate) fn waits(args: &[OsString]) -> bool {
     match args.first().and_then(|a| legacy_name(a)) {
         Some(l) => matches!(l, Legacy::SetupAndWait | Legacy::Sleeper),
         None => {
@@ -189,25 +193,13 @@ fn pid1_waits() -> bool {
     !argv.is_empty() && waits(&argv)
 }
 
-pub fn legacy_name(argv0: &OsStr) -> Option<Legacy> {
+pub(crate) fn legacy_name(argv0: &OsStr) -> Option<Legacy> {
     match Path::new(argv0).file_name()?.as_bytes() {
         b"setup_and_run_command.sh" => Some(Legacy::SetupAndRun),
         b"setup.sh" => Some(Legacy::Setup),
         b"setup_and_wait.sh" => Some(Legacy::SetupAndWait),
         b"sleeper" => Some(Legacy::Sleeper),
         _ => None,
-    }
-}
-
-fn root_dir(flag: Option<PathBuf>) -> PathBuf {
-    let root = flag
-        .or_else(|| std::env::var_os("LABKIT_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/"));
-    // Absolute, because labinit leaves its working directory for `/`.
-    if root.is_absolute() {
-        root
-    } else {
-        std::env::current_dir().map(|d| d.join(&root)).unwrap_or(root)
     }
 }
 
@@ -219,25 +211,27 @@ fn fatal(f: Fatal) -> i32 {
 /// Whether `program` (looked up in PATH) is this very binary: then
 /// `labinit /opt/lab/setup_and_run_command.sh …` (ENTRYPOINT plus a legacy
 /// `command:`) is handled here instead of starting a second labinit.
-fn is_self(program: &OsStr) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(me) = std::fs::metadata("/proc/self/exe") else { return false };
-    let path = std::env::var_os("PATH");
-    crate::init::job::program_candidates(program, path.as_deref())
-        .iter()
-        .find_map(|p| std::fs::metadata(p).ok().filter(|m| m.is_file()))
-        .is_some_and(|m| m.dev() == me.dev() && m.ino() == me.ino())
+fn is_self(program: &OsStr, env: &Env) -> bool {
+    job::program_candidates(program, env.get("PATH"))
+        .into_iter()
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
+        .is_some_and(|p| nesting::is_this_binary(&p))
 }
 
-/// labinit's `main`: returns the exit code.
+/// labinit's `main`: returns the exit code. The only place that reads the
+/// process environment ([`Env`]); everything below is handed it.
 pub fn main() -> i32 {
     if let Err(f) = privileges::refuse_setuid_binary() {
         return fatal(f);
     }
-    dispatch(std::env::args_os().collect(), 0)
+    let env = Env::new(std::env::vars_os().collect(), std::env::current_dir().ok(), std::env::current_exe());
+    dispatch(&env, std::env::args_os().collect(), 0)
 }
 
-fn dispatch(args: Vec<OsString>, depth: u8) -> i32 {
+/// Runs the command line `args` (argv, `argv[0]` included): the legacy
+/// names, then the subcommands ([`run::run`], [`run::wait`],
+/// [`run::shell`], …). Returns the exit code.
+fn dispatch(env: &Env, args: Vec<OsString>, depth: u8) -> i32 {
     let argv0 = args.first().cloned().unwrap_or_default();
     match legacy_name(&argv0) {
         Some(Legacy::SetupAndRun) => {
@@ -248,15 +242,15 @@ fn dispatch(args: Vec<OsString>, depth: u8) -> i32 {
             }
             // Several words are joined as the legacy "$*" would be.
             let req = Request {
-                root: root_dir(None),
+                root: None,
                 command: Command::Shell(words.join(" ")),
                 legacy: true,
                 options: Options::default(),
             };
-            return run::run(req);
+            return run::run(env, req);
         }
-        Some(Legacy::Setup) => return setup_only(root_dir(None)),
-        Some(Legacy::SetupAndWait | Legacy::Sleeper) => return run::wait(root_dir(None)),
+        Some(Legacy::Setup) => return setup_only(env, config::root(None, env)),
+        Some(Legacy::SetupAndWait | Legacy::Sleeper) => return run::wait(env, None),
         None => {}
     }
     let cli = match Cli::try_parse_from(normalize(args)) {
@@ -266,32 +260,31 @@ fn dispatch(args: Vec<OsString>, depth: u8) -> i32 {
             return if e.use_stderr() { exit::CONFIG } else { 0 };
         }
     };
-    let root = root_dir(cli.root);
+    let root = cli.root;
     match cli.command {
-        None | Some(Sub::Wait) => run::wait(root),
-        Some(Sub::Shell(a)) => run::shell(root, a.cmd, pid1_waits()),
-        Some(Sub::IdleCheck { checks }) => crate::init::idle::bench(checks, &|n| std::env::var(n).ok()),
+        None | Some(Sub::Wait) => run::wait(env, root),
+        Some(Sub::Shell(a)) => run::shell(env, config::root(root, env), a.cmd, pid1_waits()),
+        Some(Sub::IdleCheck { checks }) => crate::init::idle::bench(checks, &|n| env.lossy(n)),
         Some(Sub::Each(a)) => {
-            let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-            if run::outer_supervisor(&env).is_some() {
+            if nesting::outer_supervisor(env).is_some() {
                 // Inside a labinit job: already the user, already supervised.
                 let grace = match a.grace.as_deref().map(each::parse_grace).transpose() {
                     Ok(g) => g.unwrap_or(each::DEFAULT_FAIL_FAST_GRACE),
                     Err(e) => return fatal(Fatal::config(e)),
                 };
                 return match each::Plan::new(a.commands, a.names, a.fail_fast, grace) {
-                    Ok(plan) => each::run(&plan),
+                    Ok(plan) => each::run(&plan, env.get("SHELL")),
                     Err(e) => fatal(Fatal::config(e)),
                 };
             }
             // Anywhere else it is the job: set up, drop privileges, supervise.
-            let command = match each_command(a.fail_fast, &a.names, a.grace.as_deref(), &a.commands) {
+            let command = match each_command(env, a.fail_fast, &a.names, a.grace.as_deref(), &a.commands) {
                 Ok(c) => c,
                 Err(f) => return fatal(f),
             };
-            run::run(Request { root, command, legacy: false, options: Options::default() })
+            run::run(env, Request { root, command, legacy: false, options: Options::default() })
         }
-        Some(Sub::Setup) => setup_only(root),
+        Some(Sub::Setup) => setup_only(env, config::root(root, env)),
         Some(Sub::Run(a)) => {
             let options = Options {
                 timeout: a.timeout,
@@ -303,20 +296,20 @@ fn dispatch(args: Vec<OsString>, depth: u8) -> i32 {
                 Some(s) => Command::Shell(s),
                 None if a.each => {
                     let cmds: Vec<String> = a.cmd.iter().map(|c| c.to_string_lossy().into_owned()).collect();
-                    match each_command(a.fail_fast, &[], None, &cmds) {
+                    match each_command(env, a.fail_fast, &[], None, &cmds) {
                         Ok(c) => c,
                         Err(f) => return fatal(f),
                     }
                 }
                 None => {
                     // ENTRYPOINT labinit + CMD /opt/lab/<legacy name>: one labinit.
-                    if depth == 0 && options_empty(&options) && a.cmd.first().is_some_and(|p| is_self(p)) {
-                        return dispatch(a.cmd, depth + 1);
+                    if depth == 0 && options.is_empty() && a.cmd.first().is_some_and(|p| is_self(p, env)) {
+                        return dispatch(env, a.cmd, depth + 1);
                     }
-                    run::as_command(a.cmd, std::env::var_os("PATH").as_deref())
+                    job::as_command(a.cmd, env.get("PATH"))
                 }
             };
-            run::run(Request { root, command, legacy: false, options })
+            run::run(env, Request { root, command, legacy: false, options })
         }
     }
 }
@@ -324,13 +317,18 @@ fn dispatch(args: Vec<OsString>, depth: u8) -> i32 {
 /// The job's command for `run --each` / a top-level `each`: this binary's
 /// `each` subcommand, which then finds the supervisor and runs the commands.
 /// The arguments are checked here, before anything is set up.
-fn each_command(fail_fast: bool, names: &[String], grace: Option<&str>, cmds: &[String]) -> Result<Command, Fatal> {
+fn each_command(
+    env: &Env,
+    fail_fast: bool,
+    names: &[String],
+    grace: Option<&str>,
+    cmds: &[String],
+) -> Result<Command, Fatal> {
     let g = grace.map(each::parse_grace).transpose().map_err(Fatal::config)?;
     each::Plan::new(cmds.to_vec(), names.to_vec(), fail_fast, g.unwrap_or(each::DEFAULT_FAIL_FAST_GRACE))
         .map_err(Fatal::config)?;
-    let me = std::env::current_exe()
-        .map_err(|e| Fatal::config(format!("each: cannot find labinit's own path (/proc/self/exe): {e}")))?;
-    let mut argv: Vec<OsString> = vec![me.into_os_string(), "each".into()];
+    let me = env.exe().map_err(|e| Fatal::config(format!("each: {e}")))?;
+    let mut argv: Vec<OsString> = vec![me.as_os_str().to_owned(), "each".into()];
     if fail_fast {
         argv.push("--fail-fast".into());
     }
@@ -347,20 +345,13 @@ fn each_command(fail_fast: bool, names: &[String], grace: Option<&str>, cmds: &[
     Ok(Command::Argv(argv))
 }
 
-fn options_empty(o: &Options) -> bool {
-    o.timeout.is_none() && o.kill_after.is_none() && o.grace.is_none() && !o.preserve_status
-}
-
 /// `labinit setup` / `setup.sh`: set up and exit (0, or setup's code).
-fn setup_only(root: PathBuf) -> i32 {
-    let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    if let Some(outer) = run::outer_supervisor(&env) {
+fn setup_only(env: &Env, root: PathBuf) -> i32 {
+    if let Some(outer) = nesting::outer_supervisor(env) {
         log::info(format!("already set up by labinit (pid {outer}); nothing to do"));
         return 0;
     }
-    let env: Vec<(String, String)> =
-        env.iter().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
-    match setup::setup(&root, &env) {
+    match setup::setup(&root, &env.strings()) {
         Ok(_) => 0,
         Err(f) => fatal(f),
     }

@@ -1,11 +1,37 @@
-//! labinit's setup configuration, read from the environment (the legacy
+//! labinit's configuration: one layer, read from the [`Env`] (the legacy
 //! `CLUSTER_*` names pod specs already set, and `LABKIT_*` for the rest) and
-//! validated completely before anything is touched. Pure code.
+//! the command line's flags, and validated completely before anything is
+//! touched ([`Config::load`]): the root, setup ([`SetupConfig`]), the
+//! supervision policy, the idle watchdog, the services and the PATH sudo
+//! keeps. Every default is a named constant here. Pure code.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::init::env::Env;
 use crate::init::exit::Fatal;
+use crate::init::idle::{self, IdleConfig};
 use crate::init::{duration, validate};
+
+/// Moved to [`crate::init::env::parse_bool`].
+pub(crate) use crate::init::env::parse_bool;
+
+/// The setup steps' directory when `LABKIT_STEPS_DIR` is unset.
+pub(crate) const DEFAULT_STEPS_DIR: &str = "/opt/lab/setup_steps";
+/// The job's grace period (`--grace`, `LABKIT_GRACE`): between the stop
+/// signal and SIGKILL, for the job and for a setup step.
+pub(crate) const DEFAULT_JOB_GRACE: Duration = Duration::from_secs(20);
+/// The services' grace period (`LABKIT_SERVICE_GRACE`), after the job's.
+pub(crate) const DEFAULT_SERVICE_GRACE: Duration = Duration::from_secs(5);
+/// The services' directory when `LABKIT_SERVICES_DIR` is unset.
+pub(crate) const DEFAULT_SERVICES_DIR: &str = "/opt/lab/services";
+/// Where the lab's images keep labinit (when the kernel does not say).
+pub(crate) const DEFAULT_LABINIT: &str = "/opt/lab/labinit";
+/// `LABKIT_STEP_WARN`'s default: a step running longer is named in the log.
+pub(crate) const DEFAULT_STEP_WARN: Duration = Duration::from_secs(60);
+/// `wait`'s idle timeout when `LABKIT_IDLE_TIMEOUT` is unset (the
+/// sleeper's); `run` has none by default.
+pub(crate) const DEFAULT_WAIT_IDLE: Duration = Duration::from_secs(30 * 60);
 
 /// The account the job should run as, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,44 +65,25 @@ pub struct SetupConfig {
     pub steps_dir: String,
     /// `LABKIT_STEP_FAILURE=abort`.
     pub step_abort: bool,
-    /// `LABKIT_STEP_WARN` (default 60 s).
+    /// `LABKIT_STEP_WARN` ([`DEFAULT_STEP_WARN`]).
     pub step_warn: Duration,
     /// `LABKIT_STEP_TIMEOUT` (default off): a step running longer is
     /// stopped like the job and counts as failed.
     pub step_timeout: Option<Duration>,
-    /// `LABKIT_GRACE` (default 20 s): between a step's stop signal and
-    /// SIGKILL (`labinit run --grace` overrides it).
+    /// `LABKIT_GRACE` ([`DEFAULT_JOB_GRACE`]): between a step's stop signal
+    /// and SIGKILL (`labinit run --grace` overrides it).
     pub grace: Duration,
     /// `LABKIT_QUIET=1`: hide info lines.
     pub quiet: bool,
+    /// `PATH`: what sudo keeps as `secure_path` for the user.
+    pub path: Option<String>,
 }
 
-pub const CLUSTER_VARS: [&str; 4] = ["CLUSTER_USER", "CLUSTER_USER_ID", "CLUSTER_GROUP_NAME", "CLUSTER_GROUP_ID"];
-pub const DEFAULT_STEPS_DIR: &str = "/opt/lab/setup_steps";
-/// `LABKIT_GRACE`'s default (the supervisor's, for steps too).
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(20);
+pub(crate) const CLUSTER_VARS: [&str; 4] =
+    ["CLUSTER_USER", "CLUSTER_USER_ID", "CLUSTER_GROUP_NAME", "CLUSTER_GROUP_ID"];
 
 fn get<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
     env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-}
-
-/// Parse a boolean switch: 1/0, true/false, yes/no, on/off.
-pub fn parse_bool(var: &str, value: &str) -> Result<bool, Fatal> {
-    match value.to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(Fatal::config(format!("{var}={value:?} is not a switch; use 1 or 0"))),
-    }
-}
-
-/// Parse a duration (see [`duration::parse`]), refusing more than 100 days:
-/// a longer value is almost certainly a typo.
-pub fn parse_duration(var: &str, value: &str) -> Result<Duration, Fatal> {
-    let d = duration::parse_named(var, value)?;
-    if d > Duration::from_secs(100 * 86400) {
-        return Err(Fatal::config(format!("{var}={value:?} is longer than 100 days; write a shorter duration")));
-    }
-    Ok(d)
 }
 
 impl SetupConfig {
@@ -120,20 +127,165 @@ impl SetupConfig {
             }
         };
         let step_warn = match get(env, "LABKIT_STEP_WARN") {
-            None | Some("") => Duration::from_secs(60),
-            Some(v) => parse_duration("LABKIT_STEP_WARN", v)?,
+            None | Some("") => DEFAULT_STEP_WARN,
+            Some(v) => duration::parse_named("LABKIT_STEP_WARN", v)?,
         };
         let step_timeout = match get(env, "LABKIT_STEP_TIMEOUT") {
             None | Some("") => None,
-            Some(v) => Some(parse_duration("LABKIT_STEP_TIMEOUT", v)?).filter(|d| !d.is_zero()),
+            Some(v) => Some(duration::parse_named("LABKIT_STEP_TIMEOUT", v)?).filter(|d| !d.is_zero()),
         };
         let grace = match get(env, "LABKIT_GRACE") {
-            None | Some("") => DEFAULT_GRACE,
+            None | Some("") => DEFAULT_JOB_GRACE,
             Some(v) => duration::parse_named("LABKIT_GRACE", v)?,
         };
         let quiet = get(env, "LABKIT_QUIET").map_or(Ok(false), |v| parse_bool("LABKIT_QUIET", v))?;
-        Ok(SetupConfig { who, shell, sudo, extra_groups, steps_dir, step_abort, step_warn, step_timeout, grace, quiet })
+        let path = get(env, "PATH").map(str::to_owned);
+        Ok(SetupConfig {
+            who,
+            shell,
+            sudo,
+            extra_groups,
+            steps_dir,
+            step_abort,
+            step_warn,
+            step_timeout,
+            grace,
+            quiet,
+            path,
+        })
     }
+}
+
+/// `labinit run`'s options as given on the command line (text: they are
+/// validated together with their `LABKIT_*` fallbacks).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Options {
+    pub timeout: Option<String>,
+    pub kill_after: Option<String>,
+    pub grace: Option<String>,
+    pub preserve_status: bool,
+}
+
+impl Options {
+    /// Whether no option was given.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.timeout.is_none() && self.kill_after.is_none() && self.grace.is_none() && !self.preserve_status
+    }
+}
+
+/// What the command line adds to the environment for `run` and `wait`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Flags {
+    /// `--root`.
+    pub root: Option<PathBuf>,
+    pub options: Options,
+    /// `wait` (idle timeout [`DEFAULT_WAIT_IDLE`] by default) rather than `run` (none).
+    pub waits: bool,
+    /// Under an outer labinit ([`crate::init::nesting`]): setup is not read,
+    /// the outer labinit did it.
+    pub nested: bool,
+}
+
+/// How the job is supervised: `--grace`, `--timeout`, `--kill-after`,
+/// `--preserve-status`, else `LABKIT_GRACE`, `LABKIT_TIMEOUT`,
+/// `LABKIT_KILL_AFTER`, `LABKIT_PRESERVE_STATUS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Supervision {
+    /// Between the stop signal and SIGKILL ([`DEFAULT_JOB_GRACE`]).
+    pub grace: Duration,
+    /// `None`: no timeout (also for `0`).
+    pub timeout: Option<Duration>,
+    /// After a timeout, SIGKILL after this (`None`: the grace).
+    pub kill_after: Option<Duration>,
+    /// After a timeout, exit with the job's status instead of 124.
+    pub preserve_status: bool,
+}
+
+/// Everything `run` and `wait` need to know, read and validated before
+/// anything changes.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// Prefix of every file setup touches (`/` in production).
+    pub root: PathBuf,
+    /// `None` when nested: the outer labinit set up.
+    pub setup: Option<SetupConfig>,
+    pub supervision: Supervision,
+    /// The idle watchdog (`LABKIT_IDLE_*`); `None` when off.
+    pub idle: Option<IdleConfig>,
+    /// `LABKIT_SERVICES_DIR` (container path, [`DEFAULT_SERVICES_DIR`]).
+    pub services_dir: String,
+    /// `LABKIT_SERVICE_GRACE` ([`DEFAULT_SERVICE_GRACE`]).
+    pub service_grace: Duration,
+    /// This binary, for the services (`LABKIT_LABINIT`).
+    pub labinit: PathBuf,
+}
+
+impl Config {
+    /// Read and validate the whole configuration, in this order: the
+    /// supervision policy, the idle watchdog, the services, setup (the
+    /// first problem is the error: one line naming the variable or option
+    /// and the rule).
+    pub(crate) fn load(env: &Env, flags: &Flags) -> Result<Config, Fatal> {
+        let supervision = supervision(&flags.options, env)?;
+        let idle = idle_config(env, if flags.waits { DEFAULT_WAIT_IDLE } else { Duration::ZERO })?;
+        let services_dir = match env.text("LABKIT_SERVICES_DIR") {
+            None => DEFAULT_SERVICES_DIR.to_owned(),
+            Some(d) if d.starts_with('/') => d.to_owned(),
+            Some(d) => return Err(Fatal::config(format!("LABKIT_SERVICES_DIR={d:?} must be an absolute path"))),
+        };
+        let service_grace = match env.text("LABKIT_SERVICE_GRACE") {
+            None => DEFAULT_SERVICE_GRACE,
+            Some(v) => duration::parse_named("LABKIT_SERVICE_GRACE", v)?,
+        };
+        let setup = if flags.nested {
+            None
+        } else {
+            let mut setup = SetupConfig::from_env(&env.strings())?;
+            // A step a stop signal ends gets the job's grace.
+            setup.grace = supervision.grace;
+            Some(setup)
+        };
+        let labinit = env.exe().map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(DEFAULT_LABINIT));
+        let root = root(flags.root.clone(), env);
+        Ok(Config { root, setup, supervision, idle, services_dir, service_grace, labinit })
+    }
+}
+
+/// The root: `--root`, else `LABKIT_ROOT`, else `/`; made absolute against
+/// the directory labinit started in, because labinit leaves it for `/`.
+pub(crate) fn root(flag: Option<PathBuf>, env: &Env) -> PathBuf {
+    let root = flag.or_else(|| env.get("LABKIT_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from));
+    let root = root.unwrap_or_else(|| PathBuf::from("/"));
+    match env.start_dir() {
+        Some(d) if !root.is_absolute() => d.join(&root),
+        _ => root,
+    }
+}
+
+/// The idle watchdog's settings ([`idle::config_from_env`]), with
+/// `default_timeout` when `LABKIT_IDLE_TIMEOUT` is unset.
+pub(crate) fn idle_config(env: &Env, default_timeout: Duration) -> Result<Option<IdleConfig>, Fatal> {
+    idle::config_from_env(&|name| env.lossy(name), default_timeout)
+}
+
+/// The supervision policy from the options, falling back to the variables.
+pub(crate) fn supervision(opts: &Options, env: &Env) -> Result<Supervision, Fatal> {
+    let pick = |flag: &Option<String>, flag_name: &str, var: &str| -> Result<Option<Duration>, Fatal> {
+        match (flag, env.text(var)) {
+            (Some(v), _) => duration::parse_named(flag_name, v).map(Some),
+            (None, Some(v)) => duration::parse_named(var, v).map(Some),
+            (None, None) => Ok(None),
+        }
+    };
+    let timeout = pick(&opts.timeout, "--timeout", "LABKIT_TIMEOUT")?.filter(|d| !d.is_zero());
+    let kill_after = pick(&opts.kill_after, "--kill-after", "LABKIT_KILL_AFTER")?;
+    let grace = pick(&opts.grace, "--grace", "LABKIT_GRACE")?.unwrap_or(DEFAULT_JOB_GRACE);
+    let preserve_status = opts.preserve_status
+        || match env.text("LABKIT_PRESERVE_STATUS") {
+            Some(v) => parse_bool("LABKIT_PRESERVE_STATUS", v)?,
+            None => false,
+        };
+    Ok(Supervision { grace, timeout, kill_after, preserve_status })
 }
 
 fn who(env: &[(String, String)]) -> Result<Who, Fatal> {
@@ -168,4 +320,88 @@ fn who(env: &[(String, String)]) -> Result<Who, Fatal> {
         )));
     }
     Ok(Who::User(AccountRequest { user: user.to_owned(), uid, group: group.to_owned(), gid }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::exit;
+
+    #[test]
+    fn policy_from_flags_and_env() {
+        let env = Env::from_pairs(&[("LABKIT_TIMEOUT", "4h"), ("LABKIT_GRACE", "5s")]);
+        let p = supervision(&Options::default(), &env).unwrap();
+        assert_eq!(p.timeout, Some(Duration::from_secs(4 * 3600)));
+        assert_eq!(p.grace, Duration::from_secs(5));
+        let o = Options { timeout: Some("0".into()), grace: Some("1.5s".into()), ..Default::default() };
+        let p = supervision(&o, &env).unwrap();
+        assert_eq!(p.timeout, None);
+        assert_eq!(p.grace, Duration::from_millis(1500));
+        let d = crate::init::supervisor::Policy::default();
+        let p = supervision(&Options::default(), &Env::default()).unwrap();
+        assert_eq!(
+            (p.grace, p.timeout, p.kill_after, p.preserve_status),
+            (d.grace, d.timeout, d.kill_after, d.preserve_status)
+        );
+        let bad = supervision(&Options::default(), &Env::from_pairs(&[("LABKIT_GRACE", "soon")])).unwrap_err();
+        assert_eq!(bad.code, exit::CONFIG);
+        assert!(bad.message.contains("LABKIT_GRACE"));
+    }
+
+    /// The defaults named here are the ones the supervisor and the services
+    /// use on their own.
+    #[test]
+    fn the_defaults_agree_with_their_users() {
+        assert_eq!(DEFAULT_JOB_GRACE, crate::init::supervisor::Policy::default().grace);
+        assert_eq!(DEFAULT_SERVICE_GRACE, crate::init::services::DEFAULT_GRACE);
+        assert_eq!(DEFAULT_SERVICES_DIR, crate::init::services::DEFAULT_DIR);
+        assert_ne!(DEFAULT_JOB_GRACE, DEFAULT_SERVICE_GRACE, "two settings, two names");
+    }
+
+    #[test]
+    fn everything_is_validated_before_anything_is_used() {
+        let flags = Flags::default();
+        let ok = Config::load(&Env::from_pairs(&[("LABKIT_GRACE", "7s"), ("PATH", "/usr/bin")]), &flags).unwrap();
+        let setup = ok.setup.expect("not nested");
+        assert_eq!(setup.grace, Duration::from_secs(7), "a step gets the job's grace");
+        assert_eq!(setup.path.as_deref(), Some("/usr/bin"), "sudo's PATH comes from the Env");
+        assert_eq!((ok.idle.is_none(), ok.service_grace), (true, DEFAULT_SERVICE_GRACE));
+        for (var, value) in [
+            ("LABKIT_TIMEOUT", "soon"),
+            ("LABKIT_IDLE_TIMEOUT", "x"),
+            ("LABKIT_SERVICES_DIR", "relative"),
+            ("LABKIT_SERVICE_GRACE", "-1"),
+            ("LABKIT_STEP_WARN", "367d"),
+            ("CLUSTER_USER", "alice"),
+        ] {
+            let e = Config::load(&Env::from_pairs(&[(var, value)]), &flags).unwrap_err();
+            assert_eq!(e.code, exit::CONFIG, "{var}");
+            assert!(e.message.contains(var), "{var}: {}", e.message);
+        }
+        // Nested: setup is the outer labinit's, its variables are not read.
+        let nested = Flags { nested: true, ..Flags::default() };
+        assert!(Config::load(&Env::from_pairs(&[("CLUSTER_USER", "alice")]), &nested).unwrap().setup.is_none());
+        // wait's watchdog is on by default, run's is off.
+        let waits = Flags { waits: true, ..Flags::default() };
+        assert_eq!(Config::load(&Env::default(), &waits).unwrap().idle.map(|c| c.timeout), Some(DEFAULT_WAIT_IDLE));
+    }
+
+    /// One cap for every duration setting (366 days), setup's included.
+    #[test]
+    fn one_duration_cap() {
+        for var in ["LABKIT_STEP_WARN", "LABKIT_STEP_TIMEOUT"] {
+            let env = |v: &str| vec![(var.to_owned(), v.to_owned())];
+            assert!(SetupConfig::from_env(&env("200d")).is_ok(), "{var}: within the cap");
+            let e = SetupConfig::from_env(&env("367d")).unwrap_err();
+            assert!(e.message.contains("longer than 366 days"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn root_is_absolute() {
+        let env = Env::new(vec![("LABKIT_ROOT".into(), "t".into())], Some("/work".into()), Ok("/l".into()));
+        assert_eq!(root(None, &env), PathBuf::from("/work/t"));
+        assert_eq!(root(Some("/x".into()), &env), PathBuf::from("/x"), "the flag wins");
+        assert_eq!(root(None, &Env::from_pairs(&[("LABKIT_ROOT", "")])), PathBuf::from("/"));
+    }
 }

@@ -4,7 +4,8 @@
 //! accepts them. Pure code; the caller decides what zero means.
 //!
 //! Huge values saturate instead of wrapping, so an absurd timeout never fires
-//! early (coreutils clamps the same way).
+//! early (coreutils clamps the same way); a setting refuses anything past the
+//! one cap, [`MAX`]. Log lines show durations in one form, [`show`].
 
 use std::time::Duration;
 
@@ -66,25 +67,28 @@ pub fn parse_named(name: &str, value: &str) -> Result<Duration, Fatal> {
     Ok(d)
 }
 
-/// The longest duration a setting accepts.
+/// The longest duration any setting accepts (366 days): the one cap, for
+/// every option and `LABKIT_*` duration.
 pub const MAX: Duration = Duration::from_secs(366 * 86400);
 
-/// Human form for log lines: `20 s`, `1.5 s`, `4 h`.
+/// The one form of a duration in log lines: `20 s`, `1.5 s`, `4 h`, `2 d`,
+/// `30 min` (round values in their largest unit, from 10 minutes on), else
+/// `24 min 30 s` or `1 h 1 min 5 s` (each unit once, zeros left out).
 pub fn show(d: Duration) -> String {
     let s = d.as_secs();
-    if d.subsec_nanos() == 0 {
-        if s != 0 && s.is_multiple_of(86400) {
-            return format!("{} d", s / 86400);
+    if d.subsec_nanos() != 0 {
+        return format!("{} s", d.as_secs_f64());
+    }
+    for (unit, name) in [(86400, "d"), (3600, "h"), (60, "min")] {
+        if s != 0 && s.is_multiple_of(unit) && (s >= 600 || unit > 60) {
+            return format!("{} {name}", s / unit);
         }
-        if s != 0 && s.is_multiple_of(3600) {
-            return format!("{} h", s / 3600);
-        }
-        if s != 0 && s.is_multiple_of(60) && s >= 600 {
-            return format!("{} min", s / 60);
-        }
+    }
+    if s < 600 {
         return format!("{s} s");
     }
-    format!("{} s", d.as_secs_f64())
+    let parts = [(s / 86400, "d"), (s % 86400 / 3600, "h"), (s % 3600 / 60, "min"), (s % 60, "s")];
+    parts.iter().filter(|(n, _)| *n != 0).map(|(n, unit)| format!("{n} {unit}")).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -148,5 +152,21 @@ mod tests {
         assert_eq!(show(Duration::from_secs(4 * 3600)), "4 h");
         assert_eq!(show(Duration::from_secs(1800)), "30 min");
         assert_eq!(show(Duration::from_secs(120)), "120 s");
+        // One form for every log line, the idle watchdog's included.
+        assert_eq!(show(Duration::from_secs(1470)), "24 min 30 s");
+        assert_eq!(show(Duration::from_secs(3661)), "1 h 1 min 1 s");
+        assert_eq!(show(Duration::from_secs(86400 + 5)), "1 d 5 s");
+        assert_eq!(show(Duration::from_secs(2 * 86400)), "2 d");
+        assert_eq!(show(Duration::from_secs(5400)), "90 min");
+        assert_eq!(show(Duration::from_secs(3600)), "1 h");
+        assert_eq!(show(Duration::from_secs(0)), "0 s");
+        assert_eq!(show(Duration::from_millis(200)), "0.2 s");
+    }
+
+    #[test]
+    fn one_cap() {
+        assert_eq!(parse_named("--timeout", "366d").unwrap(), MAX);
+        let e = parse_named("LABKIT_STEP_TIMEOUT", "366.5d").unwrap_err();
+        assert!(e.message.contains("LABKIT_STEP_TIMEOUT=\"366.5d\" is longer than 366 days"), "{}", e.message);
     }
 }

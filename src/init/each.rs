@@ -44,7 +44,7 @@ use crate::init::log;
 
 /// The grace between SIGTERM and SIGKILL for `--fail-fast` (labinit's own
 /// default stop grace, so a checkpoint has the same time either way).
-pub const DEFAULT_FAIL_FAST_GRACE: Duration = Duration::from_secs(20);
+pub(crate) const DEFAULT_FAIL_FAST_GRACE: Duration = Duration::from_secs(20);
 
 /// Longest run of bytes without a line end that is held back; longer output
 /// is written out in pieces of this size, each with the prefix.
@@ -52,7 +52,7 @@ const MAX_PENDING: usize = 64 * 1024;
 
 /// What `labinit each` was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Command strings, run with the shell as `SHELL -c STRING`.
     pub commands: Vec<String>,
     /// Label of each command, as printed in `[label] ` (index from 1 unless named).
@@ -65,7 +65,12 @@ impl Plan {
     /// Checks the arguments: at least one command, at most as many names as
     /// commands, names of 1–32 printable characters without `]` or blanks.
     /// Errors are one line for the log (exit 125).
-    pub fn new(commands: Vec<String>, names: Vec<String>, fail_fast: bool, grace: Duration) -> Result<Plan, String> {
+    pub(crate) fn new(
+        commands: Vec<String>,
+        names: Vec<String>,
+        fail_fast: bool,
+        grace: Duration,
+    ) -> Result<Plan, String> {
         if commands.is_empty() {
             return Err("each: no command given; use labinit each 'CMD1' 'CMD2' …".into());
         }
@@ -98,17 +103,17 @@ impl Plan {
 
 /// How one command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
+pub(crate) enum Ended {
     Code(i32),
     Signal(i32),
 }
 
 impl Ended {
-    pub fn failed(self) -> bool {
+    pub(crate) fn failed(self) -> bool {
         self != Ended::Code(0)
     }
     /// The shell's number for it: the code, or 128+N.
-    pub fn status(self) -> i32 {
+    pub(crate) fn status(self) -> i32 {
         match self {
             Ended::Code(c) => c,
             Ended::Signal(n) => exit::SIGNAL_BASE + n,
@@ -129,7 +134,7 @@ impl Ended {
 /// The rule for `each`'s own exit code, given the commands' ends in the order
 /// they happened (index, how): 0 when none failed, else the status of the
 /// first that failed. Pure.
-pub fn outcome(ends: &[(usize, Ended)]) -> i32 {
+pub(crate) fn outcome(ends: &[(usize, Ended)]) -> i32 {
     ends.iter().find(|(_, e)| e.failed()).map(|(_, e)| e.status()).unwrap_or(0)
 }
 
@@ -139,18 +144,18 @@ pub fn outcome(ends: &[(usize, Ended)]) -> i32 {
 /// stream ends ([`Prefixer::finish`]) or [`MAX_PENDING`] is reached. Pure:
 /// returns the bytes to write.
 #[derive(Debug)]
-pub struct Prefixer {
+pub(crate) struct Prefixer {
     prefix: Vec<u8>,
     pending: Vec<u8>,
 }
 
 impl Prefixer {
-    pub fn new(label: &str) -> Prefixer {
+    pub(crate) fn new(label: &str) -> Prefixer {
         Prefixer { prefix: format!("[{label}] ").into_bytes(), pending: Vec::new() }
     }
 
     /// Feeds bytes; returns the complete segments, each prefixed.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         for &b in bytes {
             self.pending.push(b);
@@ -162,7 +167,7 @@ impl Prefixer {
     }
 
     /// The end of the stream: what is held back, with a line end added.
-    pub fn finish(&mut self) -> Vec<u8> {
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         if !self.pending.is_empty() {
             self.pending.push(b'\n');
@@ -181,19 +186,20 @@ impl Prefixer {
 }
 
 /// `--grace` of `each`, as every labinit duration. Error: one line.
-pub fn parse_grace(v: &str) -> Result<Duration, String> {
+pub(crate) fn parse_grace(v: &str) -> Result<Duration, String> {
     crate::init::duration::parse_named("--grace", v).map_err(|f| format!("each: {}", f.message))
 }
 
-/// The shell for the command strings: `$SHELL` when it is an absolute path to
-/// an executable, else `/bin/sh`.
-fn shell() -> OsString {
+/// The shell for the command strings: `env_shell` (`$SHELL`) when it is an
+/// absolute path to an executable, else `/bin/sh`.
+fn shell(env_shell: Option<&std::ffi::OsStr>) -> OsString {
     use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("SHELL")
+    env_shell
         .filter(|s| {
             std::path::Path::new(s).is_absolute()
                 && std::fs::metadata(s).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
+        .map(ToOwned::to_owned)
         .unwrap_or_else(|| "/bin/sh".into())
 }
 
@@ -235,11 +241,12 @@ fn signal_groups(running: &[Running], sig: Signal) {
     }
 }
 
-/// Runs the plan to its end under a labinit supervisor; returns the exit
-/// code ([`outcome`]).
-pub fn run(plan: &Plan) -> i32 {
+/// Runs the plan to its end under a labinit supervisor, each command with
+/// `$SHELL` (`env_shell`, else `/bin/sh`); returns the exit code
+/// ([`outcome`]).
+pub(crate) fn run(plan: &Plan, env_shell: Option<&std::ffi::OsStr>) -> i32 {
     outlive_stop_signals();
-    let sh = shell();
+    let sh = shell(env_shell);
     let mut running: Vec<Running> = Vec::new();
     let mut ends: Vec<(usize, Ended)> = Vec::new();
     for (i, cmd) in plan.commands.iter().enumerate() {

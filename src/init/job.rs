@@ -15,19 +15,17 @@
 //!   (the job, the shell, sshd and `su` all read the same entry).
 //! - The environment is the container's without labinit's own `LABKIT_*`
 //!   settings, with the identity's four variables, then the steps' exports
-//!   ([`job_env`]). ssh sessions get it through sshd's `SetEnv`
-//!   ([`sshd_setenv`]) minus what sshd sets per session ([`session_env`]).
-//!   Services and steps run as root with the container's environment and are
-//!   told who the job runs as ([`service_env`], [`step_env`]); a service
-//!   starts the user's side with `labinit shell -- CMD`, which gets the job's.
+//!   ([`Children::job_env`]). ssh sessions get it through sshd's `SetEnv`
+//!   ([`crate::init::sshd`]) minus what sshd sets per session
+//!   ([`Children::session_env`]). Services and steps run as root with the
+//!   container's environment and are told who the job runs as
+//!   ([`Children::service_env`], [`Children::step_env`]); a service starts
+//!   the user's side with `labinit shell -- CMD`, which gets the job's.
 //!
-//! - ssh sessions get the groups sshd's `initgroups` gives (the account
-//!   files'), not the runtime's extra gids (`fsGroup`): sshd, not labinit,
-//!   starts them.
-//!
-//! Also here: the pure parts of starting a program (the shell, the working
-//! directory, `execvp`'s search, the argv of a command string). Assembling
-//! them into a launch, and the fork/exec, stay in [`crate::init::run`].
+//! Also here: the command and the pure parts of starting a program (the
+//! shell, the working directory, `execvp`'s search, the argv of a command
+//! string), assembled into a [`Launch`]; the fork/exec is
+//! [`crate::init::launch`]'s.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -35,16 +33,17 @@ use std::path::{Path, PathBuf};
 
 use crate::init::accounts::{Database, Table};
 use crate::init::config::AccountRequest;
+use crate::init::exit::Fatal;
+use crate::init::nesting::SUPERVISOR_VAR;
+use crate::init::privileges::Credentials;
 use crate::init::provision;
-
-/// The environment variable an outer labinit leaves in the job's
-/// environment (its pid), so that a labinit started from inside the job does
-/// not set up again or stack a second supervisor.
-pub const SUPERVISOR_VAR: &str = "LABKIT_SUPERVISOR";
+use crate::init::sshd;
+/// The sshd `SetEnv` file moved to [`crate::init::sshd`].
+pub use crate::init::sshd::sshd_setenv_file;
 
 /// The variables that say who a process is. Set together from the identity,
 /// never one by one.
-pub const IDENTITY_VARS: [&str; 4] = ["HOME", "USER", "LOGNAME", "SHELL"];
+pub(crate) const IDENTITY_VARS: [&str; 4] = ["HOME", "USER", "LOGNAME", "SHELL"];
 
 /// Who the job runs as, fully resolved from the account files (never NSS).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +62,7 @@ pub struct Identity {
 
 /// The process's own ids, for children when no user was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caller {
+pub(crate) struct Caller {
     pub uid: u32,
     pub gid: u32,
 }
@@ -75,7 +74,7 @@ pub struct Caller {
 /// supplementary groups from every group listing the user plus the
 /// runtime's extra gids in `inherited` (see
 /// [`provision::supplementary_groups`]).
-pub fn identity_from_accounts(
+pub(crate) fn identity_from_accounts(
     passwd: &Table,
     group: &Table,
     req: &AccountRequest,
@@ -103,7 +102,7 @@ pub fn identity_from_accounts(
 /// HOME, USER, LOGNAME and SHELL say who the job is and come from the
 /// account as one set; exporting one of them would leave the others (and
 /// sshd, `su`, `~`) pointing elsewhere.
-pub fn reserved_export(name: &str) -> Option<String> {
+pub(crate) fn reserved_export(name: &str) -> Option<String> {
     IDENTITY_VARS.contains(&name).then(|| {
         format!(
             "{name} is set from the account together with {}; change the account in the step instead (usermod -d HOME or -s SHELL \"$LABKIT_USER\"): labinit reads it after the steps",
@@ -116,15 +115,15 @@ pub fn reserved_export(name: &str) -> Option<String> {
 /// in its place. Linear: names are indexed (steps can export tens of
 /// thousands of variables, and PID 1 builds this before the job starts).
 #[derive(Default)]
-struct Env {
+struct Vars {
     slots: Vec<Option<(OsString, OsString)>>,
     index: std::collections::HashMap<OsString, usize>,
 }
 
-impl Env {
+impl Vars {
     /// The pairs as given, duplicates kept (lookups see the last).
-    fn from_pairs(pairs: impl IntoIterator<Item = (OsString, OsString)>) -> Env {
-        let mut env = Env::default();
+    fn from_pairs(pairs: impl IntoIterator<Item = (OsString, OsString)>) -> Vars {
+        let mut env = Vars::default();
         for (k, v) in pairs {
             env.push(k, v);
         }
@@ -170,8 +169,8 @@ impl Env {
 
 /// The container's environment without labinit's own settings (`LABKIT_*`
 /// except the nesting marker); the last of duplicate names wins.
-fn container_base(container: &[(OsString, OsString)]) -> Env {
-    let mut env = Env::default();
+fn container_base(container: &[(OsString, OsString)]) -> Vars {
+    let mut env = Vars::default();
     for (k, v) in container {
         if k.as_bytes().starts_with(b"LABKIT_") && k != SUPERVISOR_VAR {
             continue;
@@ -186,37 +185,10 @@ fn allowed_exports(exports: &[(String, String)]) -> impl Iterator<Item = &(Strin
     exports.iter().filter(|(k, _)| !k.starts_with("LABKIT_") && reserved_export(k).is_none())
 }
 
-/// The job's environment (also `labinit shell`'s): the container's, without
-/// labinit's own `LABKIT_*` variables (except the nesting marker), with HOME,
-/// USER, LOGNAME and SHELL from the identity, then what setup steps exported
-/// (never the identity's four), then the nesting marker. Order is kept;
-/// replaced variables stay in place.
-pub fn job_env(
-    container: &[(OsString, OsString)],
-    identity: Option<&Identity>,
-    exports: &[(String, String)],
-    supervisor_pid: Option<u32>,
-) -> Vec<(OsString, OsString)> {
-    let mut env = container_base(container);
-    if let Some(id) = identity {
-        env.set("HOME", id.home.clone());
-        env.set("USER", id.name.clone());
-        env.set("LOGNAME", id.name.clone());
-        env.set("SHELL", id.shell.clone());
-    }
-    for (k, v) in allowed_exports(exports) {
-        env.set(k, v);
-    }
-    if let Some(pid) = supervisor_pid {
-        env.set(SUPERVISOR_VAR, pid.to_string());
-    }
-    env.into_vec()
-}
-
 /// `LABKIT_USER`, `LABKIT_UID`, `LABKIT_GID`, `LABKIT_HOME`: who the job runs
 /// as, for steps and services. Without a user, the caller's ids and the
 /// container's USER and HOME (`/` when unset).
-fn account_vars(container: &Env, identity: Option<&Identity>, caller: Caller) -> [(&'static str, OsString); 4] {
+fn account_vars(container: &Vars, identity: Option<&Identity>, caller: Caller) -> [(&'static str, OsString); 4] {
     let (user, uid, gid, home): (OsString, u32, u32, OsString) = match identity {
         Some(i) => (i.name.clone().into(), i.uid, i.gid, i.home.clone().into()),
         None => (
@@ -234,182 +206,262 @@ fn account_vars(container: &Env, identity: Option<&Identity>, caller: Caller) ->
     ]
 }
 
-/// A setup step's environment: the container's as it is (steps run as root,
-/// before the job's environment exists), plus who the job will run as and
-/// `LABKIT_ENV`, the file for exports. labinit's own values replace any
-/// container variable of the same name.
-pub fn step_env(
+/// The one builder of every child's identity and environment: built from
+/// what setup handed over (the identity, the steps' exports), the
+/// container's environment and labinit's own ids; each method is one kind
+/// of child.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Children<'a> {
+    container: &'a [(OsString, OsString)],
+    identity: Option<&'a Identity>,
+    exports: &'a [(String, String)],
+    caller: Caller,
+}
+
+impl<'a> Children<'a> {
+    /// `identity`: `None` when no user was asked for (or labinit is not
+    /// root): children run as `caller`. `exports`: the steps' `LABKIT_ENV`.
+    pub(crate) fn new(
+        container: &'a [(OsString, OsString)],
+        identity: Option<&'a Identity>,
+        exports: &'a [(String, String)],
+        caller: Caller,
+    ) -> Children<'a> {
+        Children { container, identity, exports, caller }
+    }
+
+    /// Who the children that run as the user are.
+    pub(crate) fn identity(&self) -> Option<&'a Identity> {
+        self.identity
+    }
+
+    /// The job's environment (also `labinit shell`'s): the container's,
+    /// without labinit's own `LABKIT_*` variables (except the nesting
+    /// marker), with HOME, USER, LOGNAME and SHELL from the identity, then
+    /// what setup steps exported (never the identity's four), then the
+    /// nesting marker `supervisor_pid` ([`SUPERVISOR_VAR`]). Order is kept;
+    /// replaced variables stay in place.
+    pub(crate) fn job_env(&self, supervisor_pid: Option<u32>) -> Vec<(OsString, OsString)> {
+        let mut env = container_base(self.container);
+        if let Some(id) = self.identity {
+            env.set("HOME", id.home.clone());
+            env.set("USER", id.name.clone());
+            env.set("LOGNAME", id.name.clone());
+            env.set("SHELL", id.shell.clone());
+        }
+        for (k, v) in allowed_exports(self.exports) {
+            env.set(k, v);
+        }
+        if let Some(pid) = supervisor_pid {
+            env.set(SUPERVISOR_VAR, pid.to_string());
+        }
+        env.into_vec()
+    }
+
+    /// An ssh session's: the job's, minus what sshd sets per session
+    /// ([`sshd::session_env`]).
+    pub(crate) fn session_env(&self, supervisor_pid: Option<u32>) -> Vec<(OsString, OsString)> {
+        sshd::session_env(&self.job_env(supervisor_pid))
+    }
+
+    /// A setup step's: the container's as it is (steps run as root, before
+    /// the job's environment exists), plus who the job will run as and
+    /// `LABKIT_ENV`, the file for exports. labinit's own values replace any
+    /// container variable of the same name.
+    pub(crate) fn step_env(&self, env_file: &Path) -> Vec<(OsString, OsString)> {
+        const OWN: [&str; 5] = ["LABKIT_USER", "LABKIT_UID", "LABKIT_GID", "LABKIT_HOME", "LABKIT_ENV"];
+        let mut env = Vars::from_pairs(self.container.iter().filter(|(k, _)| !OWN.iter().any(|o| k == o)).cloned());
+        for (k, v) in account_vars(&env, self.identity, self.caller) {
+            env.push(k, v);
+        }
+        env.push("LABKIT_ENV", env_file.as_os_str());
+        env.into_vec()
+    }
+
+    /// A service's: the container's as it is (a service runs as root, and a
+    /// step's export such as a PATH without /usr/bin must not break it);
+    /// plus `LABKIT_USER`, `LABKIT_UID`, `LABKIT_GID`, `LABKIT_HOME` (who the
+    /// job runs as), `LABKIT_LABINIT` (this binary: `"$LABKIT_LABINIT" shell
+    /// -- CMD` runs CMD as the job's user with the job's environment) and,
+    /// when written, `LABKIT_SSHD_SETENV` (the sshd `SetEnv` line that gives
+    /// ssh sessions the job's environment).
+    pub(crate) fn service_env(&self, labinit: &Path, sshd_setenv: Option<&Path>) -> Vec<(OsString, OsString)> {
+        const OWN: [&str; 6] =
+            ["LABKIT_USER", "LABKIT_UID", "LABKIT_GID", "LABKIT_HOME", "LABKIT_LABINIT", "LABKIT_SSHD_SETENV"];
+        let mut env = Vars::from_pairs(self.container.iter().filter(|(k, _)| !OWN.iter().any(|o| k == o)).cloned());
+        for (k, v) in account_vars(&env, self.identity, self.caller) {
+            env.push(k, v);
+        }
+        env.push("LABKIT_LABINIT", labinit.as_os_str());
+        if let Some(p) = sshd_setenv {
+            env.push("LABKIT_SSHD_SETENV", p.as_os_str());
+        }
+        env.into_vec()
+    }
+
+    /// The user's home: the identity's, else the container's `HOME`.
+    pub(crate) fn home(&self) -> Option<PathBuf> {
+        match self.identity {
+            Some(i) => Some(i.home.clone()),
+            None => container_get(self.container, "HOME").map(PathBuf::from),
+        }
+    }
+
+    /// The shell for a command string or a login ([`shell_for`], with the
+    /// container's `SHELL`).
+    pub(crate) fn shell(&self, executable: &dyn Fn(&Path) -> bool) -> PathBuf {
+        shell_for(self.identity, container_get(self.container, "SHELL").map(Path::new), executable)
+    }
+
+    /// The credentials of the privilege drop (`None`: the child stays who
+    /// labinit is).
+    pub(crate) fn credentials(&self) -> Option<Credentials> {
+        self.identity.map(|i| Credentials::new(i.uid, i.gid, &i.groups))
+    }
+
+    /// What to start for `command`: argv (a command string through
+    /// [`Children::shell`]; the legacy names source `~/.bashrc`), `execvp`'s
+    /// candidates from `env`'s PATH, the working directories
+    /// ([`working_dirs`]: the home first for the legacy names) and the
+    /// credentials. `env` is the child's environment (one of the methods
+    /// above). Error: an empty command.
+    pub(crate) fn launch(
+        &self,
+        command: &Command,
+        env: Vec<(OsString, OsString)>,
+        start_dir: Option<&Path>,
+        legacy: bool,
+        executable: &dyn Fn(&Path) -> bool,
+    ) -> Result<Launch, Fatal> {
+        let argv = match command {
+            Command::Argv(a) if a.is_empty() => return Err(Fatal::config(NO_COMMAND)),
+            Command::Argv(a) => a.clone(),
+            Command::Shell(s) => shell_argv(&self.shell(executable), s, legacy),
+        };
+        let candidates = program_candidates(&argv[0], container_get(&env, "PATH"));
+        let home = self.home();
+        let dirs = working_dirs(start_dir, home.as_deref(), legacy, self.identity.is_some());
+        Ok(Launch { argv, candidates, env, dirs, creds: self.credentials() })
+    }
+
+    /// What `labinit shell` starts: the login shell (`-bash`) in the home,
+    /// or `cmd` where `kubectl exec` started (the container's workingDir),
+    /// else the home.
+    pub(crate) fn launch_shell(
+        &self,
+        cmd: Vec<OsString>,
+        env: Vec<(OsString, OsString)>,
+        start_dir: Option<&Path>,
+        executable: &dyn Fn(&Path) -> bool,
+    ) -> Launch {
+        let login = cmd.is_empty();
+        let (argv, candidates) = if login {
+            let shell = self.shell(executable);
+            let base = shell.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "sh".into());
+            (vec![OsString::from(format!("-{base}"))], vec![shell])
+        } else {
+            let c = program_candidates(&cmd[0], container_get(&env, "PATH"));
+            (cmd, c)
+        };
+        let home = self.home();
+        let dirs = working_dirs(start_dir, home.as_deref(), login, self.identity.is_some() || login);
+        Launch { argv, candidates, env, dirs, creds: self.credentials() }
+    }
+}
+
+/// The error for `labinit run` without a command.
+pub(crate) const NO_COMMAND: &str = "no command given: labinit run [--] CMD [ARGS…] or labinit run -c 'STRING'";
+
+fn container_get<'e>(env: &'e [(OsString, OsString)], name: &str) -> Option<&'e OsStr> {
+    env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_os_str())
+}
+
+/// [`Children::step_env`] for setup, whose environment is text.
+pub(crate) fn step_env(
     container: &[(String, String)],
     identity: Option<&Identity>,
     caller: Caller,
     env_file: &Path,
 ) -> Vec<(String, String)> {
-    const OWN: [&str; 5] = ["LABKIT_USER", "LABKIT_UID", "LABKIT_GID", "LABKIT_HOME", "LABKIT_ENV"];
-    let mut env = Env::from_pairs(
-        container
-            .iter()
-            .filter(|(k, _)| !OWN.contains(&k.as_str()))
-            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-    );
-    for (k, v) in account_vars(&env, identity, caller) {
-        env.push(k, v);
-    }
-    env.push("LABKIT_ENV", env_file.as_os_str());
-    env.into_vec()
+    let container: Vec<(OsString, OsString)> =
+        container.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect();
+    Children::new(&container, identity, &[], caller)
+        .step_env(env_file)
         .into_iter()
         .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
         .collect()
 }
 
-/// A service's environment: the container's as it is (a service runs as
-/// root, and a step's export such as a PATH without /usr/bin must not break
-/// it); plus `LABKIT_USER`, `LABKIT_UID`, `LABKIT_GID`, `LABKIT_HOME` (who
-/// the job runs as), `LABKIT_LABINIT` (this binary: `"$LABKIT_LABINIT" shell
-/// -- CMD` runs CMD as the job's user with the job's environment) and, when
-/// written, `LABKIT_SSHD_SETENV` (the sshd `SetEnv` line that gives ssh
-/// sessions the job's environment).
-pub fn service_env(
-    container: &[(OsString, OsString)],
-    identity: Option<&Identity>,
-    caller: Caller,
-    labinit: &Path,
-    sshd_setenv: Option<&Path>,
-) -> Vec<(OsString, OsString)> {
-    const OWN: [&str; 6] =
-        ["LABKIT_USER", "LABKIT_UID", "LABKIT_GID", "LABKIT_HOME", "LABKIT_LABINIT", "LABKIT_SSHD_SETENV"];
-    let mut env = Env::from_pairs(container.iter().filter(|(k, _)| !OWN.iter().any(|o| k == o)).cloned());
-    for (k, v) in account_vars(&env, identity, caller) {
-        env.push(k, v);
-    }
-    env.push("LABKIT_LABINIT", labinit.as_os_str());
-    if let Some(p) = sshd_setenv {
-        env.push("LABKIT_SSHD_SETENV", p.as_os_str());
-    }
-    env.into_vec()
+/// Everything a child needs, resolved before the fork
+/// ([`crate::init::launch`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Launch {
+    pub argv: Vec<OsString>,
+    /// The files `execve` tries, in order ([`program_candidates`]).
+    pub candidates: Vec<PathBuf>,
+    pub env: Vec<(OsString, OsString)>,
+    /// The working directories to try, in order, after the drop.
+    pub dirs: Vec<PathBuf>,
+    /// `None`: no privilege drop.
+    pub creds: Option<Credentials>,
 }
 
-/// Variables an ssh session must get from sshd, not from the job: the
-/// identity (sshd sets it from the same passwd entry), the client's terminal
-/// and display, the connection, and what a shell keeps for itself.
-fn set_by_sshd(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 10] =
-        [b"HOME", b"USER", b"LOGNAME", b"SHELL", b"MAIL", b"TERM", b"DISPLAY", b"PWD", b"OLDPWD", b"SHLVL"];
-    NAMES.contains(&name) || name == b"_" || name.starts_with(b"SSH_") || name == b"XAUTHORITY"
-}
-
-/// What an ssh session gets from the job's environment (see
-/// [`set_by_sshd`] for what it does not).
-pub fn session_env(job: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
-    job.iter().filter(|(k, _)| !set_by_sshd(k.as_bytes())).cloned().collect()
-}
-
-/// sshd refuses to start a session with 1000 or more variables
-/// (`child_set_env`); it sets about ten itself.
-pub const SSHD_MAX_VARS: usize = 900;
-
-/// The one `SetEnv` line of an sshd_config that gives every session `env`
-/// (sshd takes only the first `SetEnv` line, and only the first of a name).
-/// Each `NAME=value` is one double-quoted word with `\` and `"` escaped, as
-/// OpenSSH ≥ 8.7 reads its configuration; a variable whose name or value
-/// holds a line break, or whose name is empty, cannot be written without
-/// injecting configuration and is left out, as is anything past
-/// [`SSHD_MAX_VARS`]. Returns the line (empty when nothing is set) and one
-/// warning per variable left out. Pure.
-pub fn sshd_setenv(env: &[(OsString, OsString)]) -> (Vec<u8>, Vec<String>) {
-    let mut line = b"SetEnv".to_vec();
-    let mut warnings = Vec::new();
-    let mut count = 0;
-    for (k, v) in env {
-        let (k, v) = (k.as_bytes(), v.as_bytes());
-        let bad = |b: &[u8]| b.iter().any(|c| matches!(c, b'\n' | b'\r' | b'\0'));
-        if k.is_empty() || k.contains(&b'=') || bad(k) || bad(v) {
-            warnings.push(format!(
-                "{} is not passed to ssh sessions: its name or value holds a line break, which sshd's configuration cannot hold",
-                String::from_utf8_lossy(k).escape_debug()
-            ));
-            continue;
-        }
-        if count == SSHD_MAX_VARS {
-            warnings.push(format!(
-                "only the first {SSHD_MAX_VARS} variables are passed to ssh sessions (sshd's limit); {} and later ones are not",
-                String::from_utf8_lossy(k).escape_debug()
-            ));
-            break;
-        }
-        count += 1;
-        line.extend_from_slice(b" \"");
-        for &c in k.iter().chain(b"=").chain(v) {
-            if c == b'\\' || c == b'"' {
-                line.push(b'\\');
-            }
-            line.push(c);
-        }
-        line.push(b'"');
-    }
-    if count == 0 {
-        return (Vec::new(), warnings);
-    }
-    line.push(b'\n');
-    (line, warnings)
-}
-
-/// The file the ssh service adds to its sshd_config: a comment, one
-/// `# warning: …` line per variable left out (the service prints them when
-/// it starts sshd, so a pod without ssh is not warned), and the `SetEnv`
-/// line of [`sshd_setenv`]. Pure.
-pub fn sshd_setenv_file(env: &[(OsString, OsString)]) -> Vec<u8> {
-    let (line, warnings) = sshd_setenv(env);
-    let mut out = b"# Written by labinit: the job's environment for ssh sessions. Do not edit.\n".to_vec();
-    for w in warnings {
-        out.extend_from_slice(format!("# warning: {w}\n").as_bytes());
-    }
-    out.extend_from_slice(&line);
-    out
-}
-
-/// Where `labinit shell`'s identity comes from.
+/// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ShellSource {
-    /// The process's `CLUSTER_*` variables, resolved from the account files
-    /// (no record from PID 1, or one for another user).
-    Requested,
-    /// PID 1's record, which the `CLUSTER_*` variables match.
-    Recorded,
-    /// PID 1's record, the process having no `CLUSTER_*` variables.
-    RecordedWithoutRequest,
-    /// No user: the process's own identity.
-    Caller,
+pub(crate) enum Command {
+    /// A program and its arguments, executed directly (no shell).
+    Argv(Vec<OsString>),
+    /// A command string for the user's shell (`-c`).
+    Shell(String),
 }
 
-/// Whom `labinit shell` becomes. `requested`: the identity the process's
-/// `CLUSTER_*` variables resolve to (`None` without them or for root);
-/// `asked`: whether they were set at all; `recorded`: PID 1's record
-/// (`None`: there is none; `Some(None)`: the job runs without a user). A
-/// record wins when it is for the requested user (same name and uid): it
-/// holds the groups the job really got. Pure.
-pub fn shell_identity(
-    requested: Option<Identity>,
-    asked: bool,
-    recorded: Option<Option<&Identity>>,
-) -> (Option<Identity>, ShellSource) {
-    match (requested, recorded) {
-        (Some(r), Some(Some(rec))) if rec.name == r.name && rec.uid == r.uid => {
-            (Some(rec.clone()), ShellSource::Recorded)
+impl Command {
+    /// The command for a log line: at most 120 characters.
+    pub(crate) fn describe(&self) -> String {
+        let text = match self {
+            Command::Argv(a) => a.iter().map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" "),
+            Command::Shell(s) => format!("-c {s:?}"),
+        };
+        if text.chars().count() > 120 {
+            format!("{}…", text.chars().take(120).collect::<String>())
+        } else {
+            text
         }
-        (Some(r), _) => (Some(r), ShellSource::Requested),
-        (None, Some(rec)) if !asked => match rec {
-            Some(rec) => (Some(rec.clone()), ShellSource::RecordedWithoutRequest),
-            None => (None, ShellSource::Caller),
-        },
-        (None, _) => (None, ShellSource::Caller),
     }
+}
+
+/// The log line for a started job: `started CMD (pid N) as USER (uid …,
+/// gid …, groups […])`, and that labinit is a subreaper when it is not PID 1.
+pub(crate) fn started_line(command: &Command, pid: i32, identity: Option<&Identity>, pid1: bool) -> String {
+    format!(
+        "started {} (pid {pid}){}{}",
+        command.describe(),
+        identity
+            .map(|i| format!(" as {} (uid {}, gid {}, groups {:?})", i.name, i.uid, i.gid, i.groups))
+            .unwrap_or_default(),
+        if pid1 { "" } else { " as a subreaper (not PID 1)" }
+    )
+}
+
+/// A one-word command with blanks that names no file is a command string
+/// (RunAI and docker hand `"/opt/lab/setup_and_run_command.sh 'cd … && …'"`
+/// over as one argument when the image has labinit as ENTRYPOINT). Pure but
+/// for the file check.
+pub(crate) fn as_command(argv: Vec<OsString>, path: Option<&OsStr>) -> Command {
+    if let [one] = argv.as_slice() {
+        let blank = one.as_bytes().iter().any(|b| b.is_ascii_whitespace());
+        if blank && !program_candidates(one, path).iter().any(|p| p.exists()) {
+            return Command::Shell(one.to_string_lossy().into_owned());
+        }
+    }
+    Command::Argv(argv)
 }
 
 /// Where the job starts, in order of preference (the child takes the first
 /// it may enter, after the drop): the runtime's working directory unless it
 /// is `/` (Kubernetes `workingDir`), else the home; always the home for the
 /// legacy names. Without a user, the working directory is left alone. Pure.
-pub fn working_dirs(start: Option<&Path>, home: Option<&Path>, legacy: bool, user: bool) -> Vec<PathBuf> {
+pub(crate) fn working_dirs(start: Option<&Path>, home: Option<&Path>, legacy: bool, user: bool) -> Vec<PathBuf> {
     let start = start.filter(|p| *p != Path::new("/"));
     let mut out: Vec<PathBuf> = Vec::new();
     let order: [Option<&Path>; 2] = if legacy || (user && start.is_none()) {
@@ -427,12 +479,12 @@ pub fn working_dirs(start: Option<&Path>, home: Option<&Path>, legacy: bool, use
     out
 }
 
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The files `execve` should try for `program`, `execvp`'s way: as given
 /// when it contains a slash, else each `PATH` entry in turn (empty = `.`).
 /// Pure.
-pub fn program_candidates(program: &OsStr, path: Option<&OsStr>) -> Vec<PathBuf> {
+pub(crate) fn program_candidates(program: &OsStr, path: Option<&OsStr>) -> Vec<PathBuf> {
     if program.as_bytes().contains(&b'/') {
         return vec![PathBuf::from(program)];
     }
@@ -453,7 +505,11 @@ pub fn program_candidates(program: &OsStr, path: Option<&OsStr>) -> Vec<PathBuf>
 /// (`env_shell`) when it is an absolute path to an executable, else bash,
 /// else sh. `executable` tells whether a path is an executable file (passed
 /// in, so the choice stays pure).
-pub fn shell_for(identity: Option<&Identity>, env_shell: Option<&Path>, executable: &dyn Fn(&Path) -> bool) -> PathBuf {
+pub(crate) fn shell_for(
+    identity: Option<&Identity>,
+    env_shell: Option<&Path>,
+    executable: &dyn Fn(&Path) -> bool,
+) -> PathBuf {
     if let Some(id) = identity {
         return id.shell.clone();
     }
@@ -472,7 +528,7 @@ pub fn shell_for(identity: Option<&Identity>, env_shell: Option<&Path>, executab
 /// `~/.bashrc` is sourced first as the legacy `su -c "source ~/.bashrc &&
 /// …"` did, minus its bug: a `.bashrc` whose last command fails no longer
 /// skips the job. Pure.
-pub fn shell_argv(shell: &Path, string: &str, legacy: bool) -> Vec<OsString> {
+pub(crate) fn shell_argv(shell: &Path, string: &str, legacy: bool) -> Vec<OsString> {
     let bash = shell.file_name().is_some_and(|n| n == "bash");
     let script = if legacy && bash {
         format!("if [ -f \"$HOME/.bashrc\" ]; then . \"$HOME/.bashrc\"; fi\n{string}")
@@ -483,338 +539,4 @@ pub fn shell_argv(shell: &Path, string: &str, legacy: bool) -> Vec<OsString> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn os(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
-        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
-    }
-
-    fn alice() -> Identity {
-        Identity {
-            name: "alice".into(),
-            uid: 123456,
-            gid: 11166,
-            groups: vec![11166],
-            home: "/home/alice".into(),
-            shell: "/bin/bash".into(),
-        }
-    }
-
-    #[test]
-    fn env_keeps_container_sets_account_drops_internal() {
-        let container = os(&[
-            ("PATH", "/opt/conda/bin:/usr/bin"),
-            ("HOME", "/root"),
-            ("LD_LIBRARY_PATH", "/usr/local/cuda/lib64"),
-            ("LABKIT_TIMEOUT", "4h"),
-            ("LABKIT_ROOT", "/x"),
-            ("CUDA_VISIBLE_DEVICES", "0"),
-            ("USER", "root"),
-        ]);
-        let exports =
-            vec![("TORCH_HOME".to_owned(), "/data/torch".to_owned()), ("LABKIT_X".to_owned(), "no".to_owned())];
-        let env = job_env(&container, Some(&alice()), &exports, Some(1));
-        let want = os(&[
-            ("PATH", "/opt/conda/bin:/usr/bin"),
-            ("HOME", "/home/alice"),
-            ("LD_LIBRARY_PATH", "/usr/local/cuda/lib64"),
-            ("CUDA_VISIBLE_DEVICES", "0"),
-            ("USER", "alice"),
-            ("LOGNAME", "alice"),
-            ("SHELL", "/bin/bash"),
-            ("TORCH_HOME", "/data/torch"),
-            ("LABKIT_SUPERVISOR", "1"),
-        ]);
-        assert_eq!(env, want);
-    }
-
-    #[test]
-    fn env_without_identity_is_the_container_minus_internal() {
-        let container = os(&[("PATH", "/bin"), ("LABKIT_GRACE", "5s"), ("HOME", "/root"), ("LABKIT_SUPERVISOR", "7")]);
-        let env = job_env(&container, None, &[], None);
-        assert_eq!(env, os(&[("PATH", "/bin"), ("HOME", "/root"), ("LABKIT_SUPERVISOR", "7")]));
-    }
-
-    #[test]
-    fn working_directory_rules() {
-        let home = Some(Path::new("/home/alice"));
-        let wd = Some(Path::new("/data/work"));
-        let root = Some(Path::new("/"));
-        let p = |v: &[&str]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
-        assert_eq!(working_dirs(wd, home, false, true), p(&["/data/work", "/home/alice", "/"]));
-        assert_eq!(working_dirs(root, home, false, true), p(&["/home/alice", "/"]));
-        assert_eq!(working_dirs(None, home, false, true), p(&["/home/alice", "/"]));
-        assert_eq!(working_dirs(wd, home, true, true), p(&["/home/alice", "/data/work", "/"]));
-        assert_eq!(working_dirs(root, home, true, false), p(&["/home/alice", "/"]));
-        assert_eq!(working_dirs(wd, Some(Path::new("/root")), false, false), p(&["/data/work", "/"]));
-        assert_eq!(working_dirs(root, Some(Path::new("/root")), false, false), p(&["/"]));
-    }
-
-    #[test]
-    fn program_search() {
-        let c = program_candidates(OsStr::new("python3"), Some(OsStr::new("/opt/conda/bin::/usr/bin")));
-        assert_eq!(
-            c,
-            vec![
-                PathBuf::from("/opt/conda/bin/python3"),
-                PathBuf::from("./python3"),
-                PathBuf::from("/usr/bin/python3")
-            ]
-        );
-        assert_eq!(program_candidates(OsStr::new("./x.sh"), None), vec![PathBuf::from("./x.sh")]);
-        assert_eq!(program_candidates(OsStr::new("sh"), None).len(), 6);
-        assert!(program_candidates(OsStr::new(""), None).is_empty());
-    }
-
-    #[test]
-    fn shell_strings() {
-        let a = shell_argv(Path::new("/bin/bash"), "cd /data && python x.py", true);
-        assert_eq!(a[0], "/bin/bash");
-        assert_eq!(a[1], "-c");
-        let s = a[2].to_string_lossy();
-        assert!(s.starts_with("if [ -f \"$HOME/.bashrc\" ]; then . \"$HOME/.bashrc\"; fi\n"), "{s}");
-        assert!(s.ends_with("\ncd /data && python x.py"));
-        assert_eq!(shell_argv(Path::new("/bin/sh"), "true", true)[2], "true");
-        assert_eq!(shell_argv(Path::new("/bin/bash"), "true", false)[2], "true");
-    }
-
-    fn req() -> AccountRequest {
-        AccountRequest { user: "alice".into(), uid: 123456, group: "CVLAB-unit".into(), gid: 11166 }
-    }
-
-    fn tables(passwd: &str, group: &str) -> (Table, Table) {
-        use crate::init::accounts::Kind;
-        (Table::parse(Kind::Passwd, passwd.as_bytes()), Table::parse(Kind::Group, group.as_bytes()))
-    }
-
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nalice:x:123456:11166::/home/alice:/bin/bash\n";
-
-    /// Issue 11 §4: a step's `usermod -aG video alice` reaches the job.
-    #[test]
-    fn a_group_a_step_added_is_in_the_identity() {
-        let (p, g) = tables(PASSWD, "root:x:0:\nvideo:x:44:alice\nCVLAB-unit:x:11166:\n");
-        let id = identity_from_accounts(&p, &g, &req(), &[], "/bin/sh");
-        assert_eq!(id.groups, vec![11166, 44]);
-        // Negative control: the same files before the step.
-        let (p, g) = tables(PASSWD, "root:x:0:\nvideo:x:44:\nCVLAB-unit:x:11166:\n");
-        assert_eq!(identity_from_accounts(&p, &g, &req(), &[], "/bin/sh").groups, vec![11166]);
-    }
-
-    #[test]
-    fn runtime_groups_are_kept_and_roots_own_are_not() {
-        let (p, g) = tables(PASSWD, "root:x:0:\ndisk:x:6:root\nvideo:x:44:alice\n");
-        let id = identity_from_accounts(&p, &g, &req(), &[0, 6, 555], "/bin/sh");
-        assert_eq!(id.groups, vec![11166, 44, 555]);
-    }
-
-    #[test]
-    fn home_and_shell_come_from_the_users_entry_as_the_steps_left_it() {
-        let moved = PASSWD.replace("/home/alice:/bin/bash", "/data/alice:/usr/bin/zsh");
-        let (p, g) = tables(&moved, "");
-        let id = identity_from_accounts(&p, &g, &req(), &[], "/bin/sh");
-        assert_eq!((id.home.as_path(), id.shell.as_path()), (Path::new("/data/alice"), Path::new("/usr/bin/zsh")));
-        // No entry (read-only /etc), or alice's name on another uid: the defaults.
-        for passwd in ["root:x:0:0:root:/root:/bin/bash\n", "alice:x:1000:1000::/evil:/bin/evil\n"] {
-            let (p, g) = tables(passwd, "");
-            let id = identity_from_accounts(&p, &g, &req(), &[], "/bin/sh");
-            assert_eq!((id.home.as_path(), id.shell.as_path()), (Path::new("/home/alice"), Path::new("/bin/sh")));
-        }
-        // Empty or relative fields are not a home or a shell.
-        let (p, g) = tables("alice:x:123456:11166::data:\n", "");
-        let id = identity_from_accounts(&p, &g, &req(), &[], "/bin/sh");
-        assert_eq!((id.home.as_path(), id.shell.as_path()), (Path::new("/home/alice"), Path::new("/bin/sh")));
-    }
-
-    /// Issue 11 §4: a step cannot export one identity variable alone.
-    #[test]
-    fn steps_cannot_export_the_identity_variables() {
-        for name in IDENTITY_VARS {
-            let why = reserved_export(name).expect(name);
-            assert!(why.contains("usermod"), "{why}");
-            let line = format!("{name}=/data/x");
-            assert!(crate::init::steps::parse_env_line(&line).unwrap_err().contains("from the account"), "{line}");
-        }
-        // Controls: names that merely resemble them are ordinary exports.
-        for name in ["HOMEDIR", "TORCH_HOME", "CONDA_SHELL", "home", "USERNAME"] {
-            assert_eq!(reserved_export(name), None, "{name}");
-            assert!(crate::init::steps::parse_env_line(&format!("{name}=1")).unwrap().is_some());
-        }
-    }
-
-    #[test]
-    fn identity_exports_never_split_the_identity_in_any_child() {
-        let exports: Vec<(String, String)> = [("HOME", "/data/x"), ("LOGNAME", "bob"), ("CONDA_PREFIX", "/opt/conda")]
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
-        let env = job_env(&os(&[("HOME", "/root"), ("USER", "root")]), Some(&alice()), &exports, None);
-        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.to_string_lossy().into_owned());
-        assert_eq!(get("HOME").as_deref(), Some("/home/alice"));
-        assert_eq!(get("LOGNAME").as_deref(), Some("alice"));
-        assert_eq!(get("USER").as_deref(), Some("alice"));
-        assert_eq!(get("CONDA_PREFIX").as_deref(), Some("/opt/conda"), "control: other exports apply");
-        // Without a user, the container's identity stays whole as well.
-        let env = job_env(&os(&[("HOME", "/root"), ("USER", "root")]), None, &exports, None);
-        assert_eq!(env, os(&[("HOME", "/root"), ("USER", "root"), ("CONDA_PREFIX", "/opt/conda")]));
-    }
-
-    #[test]
-    fn steps_get_the_container_and_who_the_job_runs_as() {
-        let container: Vec<(String, String)> =
-            [("PATH", "/bin"), ("LABKIT_USER", "mallory"), ("HOME", "/root"), ("LABKIT_ENV", "/tmp/x")]
-                .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
-                .collect();
-        let caller = Caller { uid: 0, gid: 0 };
-        let env = step_env(&container, Some(&alice()), caller, Path::new("/run/labkit/step-env"));
-        let want: Vec<(String, String)> = [
-            ("PATH", "/bin"),
-            ("HOME", "/root"),
-            ("LABKIT_USER", "alice"),
-            ("LABKIT_UID", "123456"),
-            ("LABKIT_GID", "11166"),
-            ("LABKIT_HOME", "/home/alice"),
-            ("LABKIT_ENV", "/run/labkit/step-env"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).into(), (*v).into()))
-        .collect();
-        assert_eq!(env, want);
-        let env = step_env(&container, None, Caller { uid: 1010, gid: 100 }, Path::new("/tmp/e"));
-        assert!(env.contains(&("LABKIT_UID".into(), "1010".into())));
-        assert!(env.contains(&("LABKIT_HOME".into(), "/root".into())));
-        assert!(env.contains(&("LABKIT_USER".into(), "".into())));
-    }
-
-    #[test]
-    fn services_run_as_root_and_know_who_the_job_runs_as() {
-        let container = os(&[("PATH", "/usr/bin:/bin"), ("HOME", "/root"), ("LABKIT_LABINIT", "/evil")]);
-        let caller = Caller { uid: 0, gid: 0 };
-        let env = service_env(
-            &container,
-            Some(&alice()),
-            caller,
-            Path::new("/opt/lab/labinit"),
-            Some(Path::new("/run/labkit/s")),
-        );
-        let want = os(&[
-            ("PATH", "/usr/bin:/bin"),
-            ("HOME", "/root"),
-            ("LABKIT_USER", "alice"),
-            ("LABKIT_UID", "123456"),
-            ("LABKIT_GID", "11166"),
-            ("LABKIT_HOME", "/home/alice"),
-            ("LABKIT_LABINIT", "/opt/lab/labinit"),
-            ("LABKIT_SSHD_SETENV", "/run/labkit/s"),
-        ]);
-        assert_eq!(env, want);
-        let env = service_env(&container, None, caller, Path::new("/l"), None);
-        assert!(!env.iter().any(|(k, _)| k == "LABKIT_SSHD_SETENV"));
-    }
-
-    #[test]
-    fn ssh_sessions_get_the_job_env_but_not_what_sshd_sets() {
-        let job = os(&[
-            ("PATH", "/opt/conda/bin:/usr/bin"),
-            ("HOME", "/home/alice"),
-            ("USER", "alice"),
-            ("LOGNAME", "alice"),
-            ("SHELL", "/bin/bash"),
-            ("TERM", "xterm"),
-            ("PWD", "/"),
-            ("SSH_AUTH_SOCK", "/x"),
-            ("LD_LIBRARY_PATH", "/usr/local/nvidia/lib64"),
-            ("NVIDIA_VISIBLE_DEVICES", "all"),
-            ("LABKIT_SUPERVISOR", "1"),
-        ]);
-        let want = os(&[
-            ("PATH", "/opt/conda/bin:/usr/bin"),
-            ("LD_LIBRARY_PATH", "/usr/local/nvidia/lib64"),
-            ("NVIDIA_VISIBLE_DEVICES", "all"),
-            ("LABKIT_SUPERVISOR", "1"),
-        ]);
-        assert_eq!(session_env(&job), want);
-    }
-
-    #[test]
-    fn sshd_setenv_quotes_every_word_and_refuses_line_breaks() {
-        let env = os(&[("PATH", "/usr/bin"), ("ODD", "a b\t\"c\" \\d 'e' #f $g"), ("EMPTY", "")]);
-        let (line, warnings) = sshd_setenv(&env);
-        assert!(warnings.is_empty());
-        assert_eq!(
-            String::from_utf8(line).unwrap(),
-            "SetEnv \"PATH=/usr/bin\" \"ODD=a b\t\\\"c\\\" \\\\d 'e' #f $g\" \"EMPTY=\"\n"
-        );
-        // A line break would start a new configuration line ("PermitRootLogin yes").
-        let evil = os(&[("A", "1"), ("X", "y\nPermitRootLogin yes"), ("Y\rZ", "1"), ("B", "2")]);
-        let (line, warnings) = sshd_setenv(&evil);
-        assert_eq!(String::from_utf8(line).unwrap(), "SetEnv \"A=1\" \"B=2\"\n");
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(warnings[0].starts_with("X is not passed"), "{warnings:?}");
-        // Nothing to set: no line (sshd refuses `SetEnv` without arguments).
-        assert_eq!(sshd_setenv(&[]), (Vec::new(), Vec::new()));
-        // The file: every line a comment or the one SetEnv line.
-        let file = String::from_utf8(sshd_setenv_file(&evil)).unwrap();
-        let lines: Vec<&str> = file.lines().collect();
-        assert_eq!(lines.len(), 4, "{file}");
-        assert!(
-            lines[1].starts_with("# warning: X is not passed") && lines[2].starts_with("# warning: Y\\rZ"),
-            "{file}"
-        );
-        assert_eq!(lines[3], "SetEnv \"A=1\" \"B=2\"");
-    }
-
-    #[test]
-    fn sshd_setenv_stays_under_sshds_limit() {
-        let env: Vec<(OsString, OsString)> =
-            (0..SSHD_MAX_VARS + 5).map(|i| (format!("V{i}").into(), "x".into())).collect();
-        let (line, warnings) = sshd_setenv(&env);
-        let words = String::from_utf8(line).unwrap().matches(" \"V").count();
-        assert_eq!(words, SSHD_MAX_VARS);
-        assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains(&format!("V{SSHD_MAX_VARS} and later")), "{warnings:?}");
-    }
-
-    #[test]
-    fn shell_choice() {
-        let only = |have: &'static [&'static str]| move |p: &Path| have.iter().any(|h| Path::new(h) == p);
-        let zsh = Some(Path::new("/usr/bin/zsh"));
-        assert_eq!(shell_for(Some(&alice()), zsh, &only(&[])), PathBuf::from("/bin/bash"), "the account's");
-        assert_eq!(shell_for(None, zsh, &only(&["/usr/bin/zsh", "/bin/bash"])), PathBuf::from("/usr/bin/zsh"));
-        assert_eq!(shell_for(None, zsh, &only(&["/bin/bash"])), PathBuf::from("/bin/bash"), "SHELL not executable");
-        assert_eq!(
-            shell_for(None, Some(Path::new("zsh")), &only(&["zsh"])),
-            PathBuf::from("/bin/sh"),
-            "relative SHELL"
-        );
-        assert_eq!(shell_for(None, None, &only(&["/usr/bin/bash"])), PathBuf::from("/usr/bin/bash"));
-        assert_eq!(shell_for(None, None, &only(&[])), PathBuf::from("/bin/sh"));
-    }
-
-    #[test]
-    fn whom_labinit_shell_becomes() {
-        let bob = Identity { name: "bob".into(), uid: 2000, ..alice() };
-        let mut recorded = alice();
-        recorded.groups = vec![11166, 44];
-        // The record for the requested user wins: it has the job's groups.
-        assert_eq!(
-            shell_identity(Some(alice()), true, Some(Some(&recorded))),
-            (Some(recorded.clone()), ShellSource::Recorded)
-        );
-        // No CLUSTER_* in the exec: PID 1's user, not root.
-        assert_eq!(
-            shell_identity(None, false, Some(Some(&recorded))),
-            (Some(recorded.clone()), ShellSource::RecordedWithoutRequest)
-        );
-        // Control: without a record the exec stays who it is.
-        assert_eq!(shell_identity(None, false, None), (None, ShellSource::Caller));
-        // A record for another user does not override an explicit request.
-        assert_eq!(shell_identity(Some(bob.clone()), true, Some(Some(&recorded))), (Some(bob), ShellSource::Requested));
-        assert_eq!(shell_identity(Some(alice()), true, None), (Some(alice()), ShellSource::Requested));
-        // PID 1 runs the job without a user; so does the shell.
-        assert_eq!(shell_identity(None, false, Some(None)), (None, ShellSource::Caller));
-        // CLUSTER_USER=root asked explicitly: root, whatever the record says.
-        assert_eq!(shell_identity(None, true, Some(Some(&recorded))), (None, ShellSource::Caller));
-    }
-}
+mod tests;

@@ -55,20 +55,12 @@ pub(crate) fn release_signals() {
 /// `root` prefixes every file path (`/` in production, a temp dir in tests);
 /// `env` is the container's environment.
 pub fn setup(root: &Path, env: &[(String, String)]) -> Result<SetupOutcome, Fatal> {
-    setup_with_grace(root, env, None)
+    setup_with(root, env, SetupConfig::from_env(env)?)
 }
 
-/// [`setup`] with the grace period of `labinit run --grace` (else
-/// `LABKIT_GRACE`) for a step a stop signal or `LABKIT_STEP_TIMEOUT` ends.
-pub fn setup_with_grace(
-    root: &Path,
-    env: &[(String, String)],
-    grace: Option<std::time::Duration>,
-) -> Result<SetupOutcome, Fatal> {
-    let mut cfg = SetupConfig::from_env(env)?;
-    if let Some(g) = grace {
-        cfg.grace = g;
-    }
+/// [`setup`] with its configuration read and validated already, with the
+/// rest of labinit's ([`crate::init::config::Config::load`]).
+pub fn setup_with(root: &Path, env: &[(String, String)], cfg: SetupConfig) -> Result<SetupOutcome, Fatal> {
     log::set_quiet(cfg.quiet);
     let root = Root::new(root);
     let stops = signals::catch_during_setup();
@@ -288,8 +280,7 @@ fn account(root: &Root, cfg: &SetupConfig) -> Result<Option<Identity>, Fatal> {
         Err(e) => log::warn(format!("{e}; the job starts without a usable home")),
     }
     if writable {
-        let path = std::env::var("PATH").ok();
-        match sudo::apply(root, req.uid, cfg.sudo, path.as_deref()) {
+        match sudo::apply(root, req.uid, cfg.sudo, cfg.path.as_deref()) {
             Ok(notes) => log_notes(&notes),
             Err(e) => log::warn(format!("sudo was not granted: {e}")),
         }

@@ -13,23 +13,24 @@
 //! a link. The record holds the steps' exports, which may be secrets: mode
 //! 0600.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 
 use nix::libc;
 
 use crate::init::files::Root;
 use crate::init::job::Identity;
-use crate::init::steps;
+use crate::init::{sshd, steps};
 
 /// The directory of labinit's run-time files (container path).
-pub const DIR: &str = "/run/labkit";
+pub(crate) const DIR: &str = "/run/labkit";
 /// PID 1's record of the job, in [`DIR`].
-pub const RECORD: &str = "job";
+pub(crate) const RECORD: &str = "job";
 /// The sshd `SetEnv` line for ssh sessions, in [`DIR`].
-pub const SSHD_SETENV: &str = "sshd_setenv.conf";
+pub(crate) const SSHD_SETENV: &str = "sshd_setenv.conf";
 /// A record larger than this is not read (exports are bounded far below).
 const MAX_LEN: u64 = 16 << 20;
 const VERSION: &str = "1";
@@ -46,7 +47,7 @@ pub struct JobState {
 
 /// The record as text: `KEY VALUE` lines, identity lines all or none,
 /// `export NAME=value` lines last. Pure.
-pub fn render(state: &JobState) -> String {
+pub(crate) fn render(state: &JobState) -> String {
     let mut out = String::from(
         "# labinit: the job's identity and the setup steps' exports, written by PID 1 after setup, read by `labinit shell`. Do not edit.\n",
     );
@@ -64,7 +65,7 @@ pub fn render(state: &JobState) -> String {
 
 /// Parse a record written by [`render`]; anything else is an error naming
 /// the line. Pure.
-pub fn parse(text: &str) -> Result<JobState, String> {
+pub(crate) fn parse(text: &str) -> Result<JobState, String> {
     let mut fields: Vec<(&str, &str)> = Vec::new();
     let mut exports = Vec::new();
     let mut version = None;
@@ -185,7 +186,7 @@ fn open_dir(root: &Root, create: bool, owners: &[u32]) -> io::Result<OwnedFd> {
 /// Write `data` as `DIR/name` (mode `mode`) for PID 1: the directory must
 /// be this process's and writable by nobody else; the file is replaced
 /// whole (temp file, rename), never through a link.
-pub fn write_file(root: &Root, name: &str, data: &[u8], mode: u32) -> io::Result<()> {
+pub(crate) fn write_file(root: &Root, name: &str, data: &[u8], mode: u32) -> io::Result<()> {
     // SAFETY: geteuid never fails.
     let me = unsafe { libc::geteuid() };
     let dir = open_dir(root, true, &[me])?;
@@ -230,8 +231,86 @@ pub fn write_file(root: &Root, name: &str, data: &[u8], mode: u32) -> io::Result
     Ok(())
 }
 
+/// Where `labinit shell`'s identity comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ShellSource {
+    /// The process's `CLUSTER_*` variables, resolved from the account files
+    /// (no record from PID 1, or one for another user).
+    Requested,
+    /// PID 1's record, which the `CLUSTER_*` variables match.
+    Recorded,
+    /// PID 1's record, the process having no `CLUSTER_*` variables.
+    RecordedWithoutRequest,
+    /// No user: the process's own identity.
+    Caller,
+}
+
+/// Whom `labinit shell` becomes. `requested`: the identity the process's
+/// `CLUSTER_*` variables resolve to (`None` without them or for root);
+/// `asked`: whether they were set at all; `recorded`: PID 1's record
+/// (`None`: there is none; `Some(None)`: the job runs without a user). A
+/// record wins when it is for the requested user (same name and uid): it
+/// holds the groups the job really got. Pure.
+pub(crate) fn shell_identity(
+    requested: Option<Identity>,
+    asked: bool,
+    recorded: Option<Option<&Identity>>,
+) -> (Option<Identity>, ShellSource) {
+    match (requested, recorded) {
+        (Some(r), Some(Some(rec))) if rec.name == r.name && rec.uid == r.uid => {
+            (Some(rec.clone()), ShellSource::Recorded)
+        }
+        (Some(r), _) => (Some(r), ShellSource::Requested),
+        (None, Some(rec)) if !asked => match rec {
+            Some(rec) => (Some(rec.clone()), ShellSource::RecordedWithoutRequest),
+            None => (None, ShellSource::Caller),
+        },
+        (None, _) => (None, ShellSource::Caller),
+    }
+}
+
+/// The line that says where `labinit shell`'s identity came from when that
+/// is not the obvious place, and whether it is a warning: `identity` and
+/// `source` from [`shell_identity`], `recorded` as given to it, `asked`
+/// whether `CLUSTER_*` variables were set, `euid` the caller's,
+/// `record_path` PID 1's record. Pure.
+pub(crate) fn shell_identity_note(
+    identity: Option<&Identity>,
+    source: &ShellSource,
+    recorded: Option<Option<&Identity>>,
+    asked: bool,
+    euid: u32,
+    record_path: &str,
+) -> Option<(bool, String)> {
+    match (source, identity, recorded) {
+        (ShellSource::RecordedWithoutRequest, Some(i), _) => Some((false, format!(
+            "no CLUSTER_* variables in this process: becoming {} (uid {}), whom PID 1 runs the job as ({record_path})",
+            i.name, i.uid
+        ))),
+        (ShellSource::Requested, Some(i), Some(Some(rec))) => Some((true, format!(
+            "the CLUSTER_* variables ask for {} (uid {}), but PID 1 runs the job as {} (uid {}); becoming {} as asked, with the groups the account files give",
+            i.name, i.uid, rec.name, rec.uid, i.name
+        ))),
+        (ShellSource::Caller, None, Some(None)) if !asked => Some((false, format!(
+            "PID 1 runs the job without a cluster user ({record_path}): the shell runs as uid {euid}"
+        ))),
+        (ShellSource::Caller, None, None) if !asked => Some((false, format!(
+            "no CLUSTER_* variables and no record of PID 1 ({record_path}): the shell runs as uid {euid}"
+        ))),
+        _ => None,
+    }
+}
+
+/// Keep the sshd `SetEnv` file that gives ssh sessions `session`, the
+/// job's environment for them ([`sshd::sshd_setenv_file`], mode 0600);
+/// returns its path under `root`.
+pub(crate) fn write_sshd_setenv(root: &Root, session: &[(OsString, OsString)]) -> io::Result<PathBuf> {
+    write_file(root, SSHD_SETENV, &sshd::sshd_setenv_file(session), 0o600)?;
+    Ok(root.path(format!("{DIR}/{SSHD_SETENV}")))
+}
+
 /// Keep the record for `labinit shell` (mode 0600).
-pub fn write(root: &Root, state: &JobState) -> io::Result<()> {
+pub(crate) fn write(root: &Root, state: &JobState) -> io::Result<()> {
     write_file(root, RECORD, render(state).as_bytes(), 0o600)
 }
 
@@ -240,7 +319,7 @@ pub fn write(root: &Root, state: &JobState) -> io::Result<()> {
 /// it cannot be read (a non-root caller and root's 0600 file), it belongs
 /// to someone else than root or this process, someone else may write it, it
 /// is not a regular file, or it does not parse.
-pub fn read(root: &Root) -> Result<Option<JobState>, String> {
+pub(crate) fn read(root: &Root) -> Result<Option<JobState>, String> {
     // SAFETY: geteuid never fails.
     let me = unsafe { libc::geteuid() };
     let owners: &[u32] = if me == 0 { &[0] } else { &[0, me] };
@@ -381,5 +460,50 @@ mod tests {
         assert!(read(&root).unwrap_err().contains("cannot open /run/labkit"));
         assert!(write(&root, &s).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn whom_labinit_shell_becomes() {
+        let bob = Identity { name: "bob".into(), uid: 2000, ..alice() };
+        let mut recorded = alice();
+        recorded.groups = vec![11166, 44];
+        // The record for the requested user wins: it has the job's groups.
+        assert_eq!(
+            shell_identity(Some(alice()), true, Some(Some(&recorded))),
+            (Some(recorded.clone()), ShellSource::Recorded)
+        );
+        // No CLUSTER_* in the exec: PID 1's user, not root.
+        assert_eq!(
+            shell_identity(None, false, Some(Some(&recorded))),
+            (Some(recorded.clone()), ShellSource::RecordedWithoutRequest)
+        );
+        // Control: without a record the exec stays who it is.
+        assert_eq!(shell_identity(None, false, None), (None, ShellSource::Caller));
+        // A record for another user does not override an explicit request.
+        assert_eq!(shell_identity(Some(bob.clone()), true, Some(Some(&recorded))), (Some(bob), ShellSource::Requested));
+        assert_eq!(shell_identity(Some(alice()), true, None), (Some(alice()), ShellSource::Requested));
+        // PID 1 runs the job without a user; so does the shell.
+        assert_eq!(shell_identity(None, false, Some(None)), (None, ShellSource::Caller));
+        // CLUSTER_USER=root asked explicitly: root, whatever the record says.
+        assert_eq!(shell_identity(None, true, Some(Some(&recorded))), (None, ShellSource::Caller));
+    }
+
+    #[test]
+    fn the_shell_says_where_its_identity_came_from_when_not_obvious() {
+        let rec = alice();
+        let note = |id: Option<&Identity>, src: ShellSource, recorded, asked| {
+            shell_identity_note(id, &src, recorded, asked, 1000, "/run/labkit/job")
+        };
+        let (warn, line) = note(Some(&rec), ShellSource::RecordedWithoutRequest, Some(Some(&rec)), false).unwrap();
+        assert!(!warn && line.starts_with("no CLUSTER_* variables in this process: becoming alice"), "{line}");
+        let bob = Identity { name: "bob".into(), uid: 2000, ..alice() };
+        let (warn, line) = note(Some(&bob), ShellSource::Requested, Some(Some(&rec)), true).unwrap();
+        assert!(warn && line.contains("ask for bob (uid 2000), but PID 1 runs the job as alice"), "{line}");
+        let (_, line) = note(None, ShellSource::Caller, None, false).unwrap();
+        assert!(line.ends_with("the shell runs as uid 1000"), "{line}");
+        // Controls: the obvious cases say nothing.
+        assert_eq!(note(Some(&rec), ShellSource::Recorded, Some(Some(&rec)), true), None);
+        assert_eq!(note(Some(&bob), ShellSource::Requested, None, true), None);
+        assert_eq!(note(None, ShellSource::Caller, None, true), None, "CLUSTER_USER=root asked");
     }
 }

@@ -5,7 +5,7 @@
 //! timeout ends, the grace and the working directory; and at the end, how
 //! long the job ran.
 //!
-//! [`Facts`] are gathered once at the edge ([`gather`]: the environment,
+//! [`Facts`] are gathered once at the edge ([`gather_with`]: the environment,
 //! `/dev`, `statvfs("/dev/shm")`, the clock); the lines are made by pure
 //! functions. The image's identity comes from the variables the generated
 //! Dockerfiles set (`LAB_IMAGE`, `LAB_IMAGE_VARIANT`, `LAB_IMAGE_REVISION`).
@@ -19,16 +19,16 @@ use crate::init::duration;
 /// Below this, `/dev/shm` gets a warning: PyTorch's DataLoader workers pass
 /// batches through shared memory, and the container runtimes' default of
 /// 64 MiB ends them with "bus error" for image batches.
-pub const SHM_MIN: u64 = 1 << 30;
+pub(crate) const SHM_MIN: u64 = 1 << 30;
 
 /// labinit's version and the git revision it was built from (`build.rs`).
-pub fn version() -> &'static str {
+pub(crate) fn version() -> &'static str {
     concat!(env!("CARGO_PKG_VERSION"), " (", env!("LABKIT_GIT_REVISION"), ")")
 }
 
 /// What the summary reports, gathered once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Facts {
+pub(crate) struct Facts {
     pub image: Option<String>,
     pub variant: Option<String>,
     pub revision: Option<String>,
@@ -41,7 +41,7 @@ pub struct Facts {
 }
 
 /// The first lines of every start: version and image, GPUs. Pure.
-pub fn identity_lines(f: &Facts) -> Vec<String> {
+pub(crate) fn identity_lines(f: &Facts) -> Vec<String> {
     let mut image = match (&f.image, &f.variant) {
         (Some(i), Some(v)) => format!("image {i}, variant {v}"),
         (Some(i), None) => format!("image {i}"),
@@ -63,7 +63,7 @@ pub fn identity_lines(f: &Facts) -> Vec<String> {
 
 /// The warning for a small `/dev/shm`, with the fix for both ways of
 /// starting a job; `None` when it is large enough or unknown. Pure.
-pub fn shm_warning(f: &Facts) -> Option<String> {
+pub(crate) fn shm_warning(f: &Facts) -> Option<String> {
     let size = f.shm_bytes?;
     if size >= SHM_MIN {
         return None;
@@ -78,7 +78,7 @@ pub fn shm_warning(f: &Facts) -> Option<String> {
 
 /// The line about the job's limits: timeout with its end (UTC), grace and
 /// working directory. `now` is seconds since the epoch. Pure.
-pub fn job_line(timeout: Option<Duration>, grace: Duration, now: u64, workdir: Option<&Path>) -> String {
+pub(crate) fn job_line(timeout: Option<Duration>, grace: Duration, now: u64, workdir: Option<&Path>) -> String {
     let limit = match timeout.filter(|t| !t.is_zero()) {
         Some(t) => {
             let end = now.saturating_add(t.as_secs() + u64::from(t.subsec_nanos() > 0));
@@ -109,14 +109,9 @@ fn bytes(n: u64) -> String {
 }
 
 /// Gathers the facts: the image variables, `NVIDIA_VISIBLE_DEVICES`, the
-/// GPU device nodes under `root`/dev and the size of `/dev/shm`.
-pub fn gather(env: &[(OsString, OsString)], root: &Path) -> Facts {
-    gather_with(env, root, true)
-}
-
-/// [`gather`], listing `/dev` for the GPU devices only when `gpus` (they
-/// only feed an info line; the `/dev/shm` size feeds a warning and is always
-/// read).
+/// GPU device nodes under `root`/dev (listed only when `gpus`: they only
+/// feed an info line) and the size of `/dev/shm` (always read: it feeds a
+/// warning).
 fn gather_with(env: &[(OsString, OsString)], root: &Path, gpus: bool) -> Facts {
     let get = |name: &str| {
         env.iter().find(|(k, _)| k == name).map(|(_, v)| printable(&v.to_string_lossy())).filter(|v| !v.is_empty())
@@ -155,7 +150,7 @@ fn printable(s: &str) -> String {
 }
 
 /// Logs the identity lines and the `/dev/shm` warning (run and wait).
-pub fn log_start(env: &[(OsString, OsString)], root: &Path) {
+pub(crate) fn log_start(env: &[(OsString, OsString)], root: &Path) {
     let quiet = crate::init::log::is_quiet();
     let facts = gather_with(env, root, !quiet);
     for line in identity_lines(&facts) {
@@ -168,13 +163,13 @@ pub fn log_start(env: &[(OsString, OsString)], root: &Path) {
 
 /// Where Kubernetes puts the pod's namespace when a service account token
 /// is mounted (the default).
-pub const NAMESPACE_FILE: &str = "var/run/secrets/kubernetes.io/serviceaccount/namespace";
+pub(crate) const NAMESPACE_FILE: &str = "var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 /// The command that connects to this container: the pod's name is its
 /// host name (`HOSTNAME`), the namespace comes from `POD_NAMESPACE` (set it
 /// with the downward API) or the service account's namespace file. Pure
 /// but for reading that file (root-owned, written by the kubelet).
-pub fn connect_hint(env: &[(OsString, OsString)], root: &Path) -> String {
+pub(crate) fn connect_hint(env: &[(OsString, OsString)], root: &Path) -> String {
     let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.to_string_lossy().into_owned());
     let pod = get("HOSTNAME").filter(|h| is_dns_label(h));
     let ns = get("POD_NAMESPACE").or_else(|| {
@@ -187,7 +182,7 @@ pub fn connect_hint(env: &[(OsString, OsString)], root: &Path) -> String {
 }
 
 /// `kubectl exec -it POD [-n NS] -- /opt/lab/labinit shell`. Pure.
-pub fn hint(pod: Option<&str>, namespace: Option<&str>) -> String {
+pub(crate) fn hint(pod: Option<&str>, namespace: Option<&str>) -> String {
     let ns = namespace.map(|n| format!(" -n {n}")).unwrap_or_default();
     format!("kubectl exec -it {}{ns} -- /opt/lab/labinit shell", pod.unwrap_or("POD"))
 }
@@ -202,12 +197,12 @@ fn is_dns_label(s: &str) -> bool {
 }
 
 /// Seconds since the epoch, now.
-pub fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// The working directory the job starts in: the first of `dirs` that exists.
-pub fn first_dir(dirs: &[PathBuf]) -> Option<&Path> {
+pub(crate) fn first_dir(dirs: &[PathBuf]) -> Option<&Path> {
     dirs.iter().find(|d| d.is_dir()).map(PathBuf::as_path)
 }
 
@@ -222,7 +217,7 @@ mod tests {
         std::fs::create_dir_all(root.join("dev")).unwrap();
         std::fs::write(root.join("dev/nvidia0"), "").unwrap();
         std::fs::write(root.join("dev/nvidiactl"), "").unwrap();
-        assert_eq!(gather(&[], &root).gpu_devices, vec!["/dev/nvidia0".to_string()]);
+        assert_eq!(gather_with(&[], &root, true).gpu_devices, vec!["/dev/nvidia0".to_string()]);
         // Quiet: no info line, so /dev is not listed.
         assert!(gather_with(&[], &root, false).gpu_devices.is_empty());
         let _ = std::fs::remove_dir_all(&root);
@@ -275,7 +270,7 @@ mod tests {
     #[test]
     fn environment_values_cannot_forge_lines() {
         let env = vec![(OsString::from("LAB_IMAGE"), OsString::from("x\nlabinit: forged"))];
-        let f = gather(&env, Path::new("/nonexistent"));
+        let f = gather_with(&env, Path::new("/nonexistent"), true);
         assert_eq!(f.image.as_deref(), Some("x\\nlabinit: forged"));
         assert!(!identity_lines(&f)[0].contains('\n'));
     }

@@ -93,7 +93,7 @@ pub(crate) fn config_from_env(
         cfg.device_glob = v;
     }
     if let Some(v) = var("LABKIT_IDLE_JUPYTER") {
-        cfg.jupyter = crate::init::config::parse_bool("LABKIT_IDLE_JUPYTER", v.trim())?;
+        cfg.jupyter = crate::init::env::parse_bool("LABKIT_IDLE_JUPYTER", v.trim())?;
     }
     if let Some(v) = var("LABKIT_IDLE_LOG") {
         if !v.starts_with('/') {
