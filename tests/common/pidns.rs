@@ -32,8 +32,22 @@ pub enum Mode {
 
 pub const MODES: [Mode; 2] = [Mode::Pid1, Mode::Subreaper];
 
+/// The signal printer (tests/helpers/sigprint.rs): a Cargo example, not a
+/// product binary, so it sits in `examples/` beside the `deps/` directory
+/// that holds this test binary (target/<profile>/, also with --target).
+/// Plain `cargo test` builds it; a run of a single suite (`cargo test --test
+/// signals`) does not, hence the message.
 pub fn sigprint() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_labkit-sigprint"))
+    let exe = std::env::current_exe().expect("the test binary's own path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("test binary under target/<profile>/deps");
+    let p = profile_dir.join("examples").join("labkit-sigprint");
+    assert!(
+        p.is_file(),
+        "the test helper {} is not built: run `cargo build --example labkit-sigprint` (with --release for a \
+         release test run) or a plain `cargo test`, which builds it",
+        p.display()
+    );
+    p
 }
 
 pub fn python3() -> Option<&'static str> {
