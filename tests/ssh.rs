@@ -11,14 +11,12 @@
 //! except what sshd sets per session.
 
 mod common;
-#[path = "common/ns.rs"]
-mod ns;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::ns::Run;
 use nix::libc;
-use ns::Ns;
 
 const PORT: &str = "2222";
 
@@ -34,11 +32,11 @@ fn keygen(path: &Path) {
     assert!(st.is_ok_and(|s| s.success()), "ssh-keygen failed");
 }
 
-fn ssh(c: &Ns, key: &str, who: &str, extra: &[&str]) -> Output {
+fn ssh(c: &Run, key: &str, who: &str, extra: &[&str]) -> Output {
     ssh_run(c, key, who, extra, "id")
 }
 
-fn ssh_run(c: &Ns, key: &str, who: &str, extra: &[&str], command: &str) -> Output {
+fn ssh_run(c: &Run, key: &str, who: &str, extra: &[&str], command: &str) -> Output {
     let mut argv = vec![
         "ssh",
         "-F",
@@ -91,7 +89,7 @@ fn sshd_lets_alice_in_with_her_key_only() {
         ("LABKIT_IDLE_TIMEOUT", "0"),
         ("LABKIT_SERVICE_GRACE", "2s"),
     ];
-    let mut c = Ns::start(&["--net", "--mount"], SCRIPT, &env, |d| private_dirs(d, &pubkey));
+    let mut c = Run::script(&["--net", "--mount"], SCRIPT, &env, |d| private_dirs(d, &pubkey));
     assert!(c.logged("ssh: Server listening on"), "sshd did not start:\n{}", c.stderr());
 
     let out = ssh(&c, &key, "alice@127.0.0.1", &[]);
@@ -177,7 +175,7 @@ fn sessions_get_the_jobs_environment() {
         ("LABKIT_IDLE_TIMEOUT", "0"),
         ("LABKIT_SERVICE_GRACE", "2s"),
     ];
-    let mut c = Ns::start(&["--net", "--mount"], SCRIPT, &env, |d| {
+    let mut c = Run::script(&["--net", "--mount"], SCRIPT, &env, |d| {
         private_dirs(d, "");
         std::fs::create_dir_all(d.join("steps")).unwrap();
         let step = d.join("steps/10_conda");
@@ -354,7 +352,7 @@ fn no_key_no_sshd() {
         ("LABKIT_STEPS_DIR", "/nonexistent"),
         ("LABKIT_IDLE_TIMEOUT", "0"),
     ];
-    let mut c = Ns::start(&["--net", "--mount"], SCRIPT, &env, |d| private_dirs(d, ""));
+    let mut c = Run::script(&["--net", "--mount"], SCRIPT, &env, |d| private_dirs(d, ""));
     assert!(c.logged("service ssh: done (exit code 0)"), "{}", c.stderr());
     assert!(!c.stderr().contains("Server listening"), "{}", c.stderr());
     c.signal(libc::SIGTERM);

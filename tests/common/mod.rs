@@ -87,6 +87,14 @@ pub fn add_sudo(root: &TempDir, sudoers: &str) {
     fs::set_permissions(root.join("etc/sudoers"), fs::Permissions::from_mode(0o440)).unwrap();
 }
 
+/// A setup step `name` in the image's /opt/lab/setup_steps with `body` and `mode`.
+pub fn write_step(root: &TempDir, name: &str, body: &str, mode: u32) {
+    let dir = root.join("opt/lab/setup_steps");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(name), body).unwrap();
+    fs::set_permissions(dir.join(name), fs::Permissions::from_mode(mode)).unwrap();
+}
+
 /// The environment of a cluster job for alice.
 pub fn alice_env() -> Vec<(String, String)> {
     cluster_env("alice", "123456", "CVLAB-unit", "11166")
@@ -136,7 +144,7 @@ pub fn today() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86400
 }
 
-pub mod pidns;
+pub mod ns;
 
 /// Copy an executable that a test will then run. A plain `fs::copy` keeps a
 /// writable fd open in this process for a moment; a fork by another test

@@ -1,16 +1,33 @@
-//! Running labinit as PID 1 of a fresh PID namespace (`unshare --pid --fork
-//! --mount-proc`), as a subreaper under another PID 1 (`sh`), or a legacy-like
-//! control (`bash -c` as PID 1) — same scenario, three modes. Jobs are built
-//! from `labkit-sigprint` and marker files in a per-run directory.
+//! The tests' one namespace runner: labinit in fresh PID and mount
+//! namespaces (`unshare --pid --fork --kill-child --mount-proc`), the way a
+//! container runtime starts it. The mount namespace is private (unshare's
+//! default propagation), so every mount a run makes vanishes with it, and
+//! labinit's /etc is always a private one: the run's own `{D}/root/etc`
+//! through `--root`, or whatever the prelude script mounts or `chroot`s to.
 //!
-//! Placeholders in arguments: `{D}` the run's directory, `{S}` the signal
-//! printer, `{L}` labinit; `{D}/bin` holds the legacy names as links to it. Every run is killed (the whole namespace, by
-//! SIGKILL to its PID 1) and its directory removed when dropped.
+//! Two ways in, one handle ([`Run`]):
+//! - [`Run::start`]: `labinit --root {D}/root ARGS` as PID 1 of the namespace
+//!   ([`Mode::Pid1`]), as a subreaper under `sh` as PID 1
+//!   ([`Mode::Subreaper`]), or the legacy-like control without labinit
+//!   (`bash -c CONTROL` as PID 1, [`Mode::Control`]): one scenario, three
+//!   modes. Jobs are built from the signal printer and marker files.
+//! - [`Run::script`]: a container-like start: `sh` runs a prelude (mounts,
+//!   private /dev, /etc, /home, a `chroot`, a network with `--net`) as PID 1
+//!   of the namespace with exactly the given environment, and usually ends by
+//!   `exec`ing labinit, which then is PID 1.
+//!
+//! Placeholders in arguments, scripts and environment values: `{D}` the
+//! run's directory, `{S}` the signal printer, `{L}` labinit. A run's stdout
+//! and stderr are `{D}/stdout` and `{D}/stderr`. Every run is killed (SIGKILL
+//! to its PID 1 takes every process of the namespace, and its mounts, along)
+//! and its directory removed when the handle is dropped, also when the test
+//! panics.
 
 use std::collections::HashMap;
 use std::fs;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::libc;
@@ -20,6 +37,7 @@ use super::TempDir;
 /// How long any wait may take before the test gives up (hang guard only).
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// What PID 1 of the namespace is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// labinit is PID 1 of the namespace.
@@ -30,7 +48,26 @@ pub enum Mode {
     Control,
 }
 
+/// The modes every supervision scenario runs in.
 pub const MODES: [Mode; 2] = [Mode::Pid1, Mode::Subreaper];
+
+/// The namespaces of every run: PID and (private) mount, with a fresh /proc.
+pub const UNSHARE: [&str; 5] = ["--pid", "--fork", "--kill-child", "--mount-proc", "--"];
+
+/// The argv that starts `labinit_argv` (labinit and its arguments) with
+/// labinit as PID 1 or as a subreaper under `sh`, in fresh namespaces: for
+/// harnesses that spawn the process themselves (the pty driver).
+pub fn launcher(mode: Mode, labinit_argv: &[String]) -> Vec<String> {
+    let mut argv: Vec<String> = vec!["unshare".into()];
+    argv.extend(UNSHARE.iter().map(|s| s.to_string()));
+    match mode {
+        Mode::Pid1 => {}
+        Mode::Subreaper => argv.extend(["/bin/sh", "-c", "\"$@\"; exit $?", "sh"].map(String::from)),
+        Mode::Control => panic!("the control runs no labinit"),
+    }
+    argv.extend(labinit_argv.iter().cloned());
+    argv
+}
 
 /// The signal printer (tests/helpers/sigprint.rs): a Cargo example, not a
 /// product binary, so it sits in `examples/` beside the `deps/` directory
@@ -54,14 +91,7 @@ pub fn python3() -> Option<&'static str> {
     ["/usr/bin/python3", "/usr/local/bin/python3"].into_iter().find(|p| Path::new(p).exists())
 }
 
-pub struct Run {
-    pub dir: TempDir,
-    pub mode: Mode,
-    child: Option<Child>,
-    code: Option<i32>,
-}
-
-/// Options of one run.
+/// Options of one [`Run::start`].
 #[derive(Default, Clone)]
 pub struct Opts {
     pub env: Vec<(String, String)>,
@@ -75,16 +105,27 @@ pub struct Opts {
 }
 
 pub fn expand(s: &str, dir: &Path) -> String {
-    s.replace("{D}", &dir.display().to_string())
-        .replace("{S}", &sigprint().display().to_string())
-        .replace("{L}", &super::labinit().display().to_string())
+    let mut s = s.replace("{D}", &dir.display().to_string());
+    if s.contains("{S}") {
+        s = s.replace("{S}", &sigprint().display().to_string());
+    }
+    s.replace("{L}", &super::labinit().display().to_string())
+}
+
+/// One run in its own namespaces; see the module's documentation.
+pub struct Run {
+    pub dir: TempDir,
+    pub mode: Mode,
+    child: Option<Child>,
+    status: Option<ExitStatus>,
 }
 
 impl Run {
     /// Start `labinit --root {D}/root ARGS…` (Pid1, Subreaper) or `bash -c
-    /// CONTROL` (Control).
+    /// CONTROL` (Control), with PATH, HOME={D}/home, LABKIT_STEPS_DIR=/steps
+    /// and `opts.env`; `{D}/bin` holds the legacy names as links to labinit.
     pub fn start(mode: Mode, args: &[&str], control: &str, opts: &Opts) -> Run {
-        let dir = TempDir::new("pidns");
+        let dir = TempDir::new("ns");
         fs::create_dir_all(dir.join("root")).unwrap();
         fs::create_dir_all(dir.join("home")).unwrap();
         // The legacy names, as links to the binary under test.
@@ -105,19 +146,17 @@ impl Run {
         let mut labinit_argv: Vec<String> =
             vec![super::labinit().display().to_string(), "--root".into(), format!("{}/root", d.display())];
         labinit_argv.extend(args.iter().map(|a| expand(a, &d)));
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc", "--"]);
-        match mode {
-            Mode::Pid1 => {
-                cmd.args(&labinit_argv);
-            }
-            Mode::Subreaper => {
-                cmd.args(["/bin/sh", "-c", "\"$@\"; exit $?", "sh"]).args(&labinit_argv);
-            }
+        let argv = match mode {
+            Mode::Pid1 | Mode::Subreaper => launcher(mode, &labinit_argv),
             Mode::Control => {
-                cmd.args(["/bin/bash", "-c", &expand(control, &d)]);
+                let mut v: Vec<String> = vec!["unshare".into()];
+                v.extend(UNSHARE.iter().map(|s| s.to_string()));
+                v.extend(["/bin/bash".into(), "-c".into(), expand(control, &d)]);
+                v
             }
-        }
+        };
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         let lifetime = if mode == Mode::Control { "2500" } else { "60000" };
         cmd.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
@@ -128,9 +167,6 @@ impl Run {
             cmd.env(k, expand(v, &d));
         }
         cmd.current_dir(opts.cwd.as_ref().map(|c| d.join(c)).unwrap_or(d.clone()));
-        cmd.stdin(Stdio::null())
-            .stdout(fs::File::create(d.join("stdout")).unwrap())
-            .stderr(fs::File::create(d.join("stderr")).unwrap());
         let ignore = opts.ignore.clone();
         // SAFETY: only signal(), fcntl() and close() between fork and exec.
         unsafe {
@@ -150,8 +186,35 @@ impl Run {
                 Ok(())
             });
         }
+        Run::spawn(dir, mode, cmd)
+    }
+
+    /// Start `script` (placeholders expanded) with `/bin/sh -c` as PID 1 of
+    /// fresh namespaces, plus any of `flags` (`--net`; `--mount` is implied),
+    /// with exactly `env`, in `{D}`. `setup` runs first with the directory
+    /// (to create files); `{D}/root` exists.
+    pub fn script(flags: &[&str], script: &str, env: &[(&str, &str)], setup: impl FnOnce(&TempDir)) -> Run {
+        let dir = TempDir::new("ns");
+        fs::create_dir_all(dir.join("root")).unwrap();
+        setup(&dir);
+        let d = dir.path().to_path_buf();
+        let mut cmd = Command::new("unshare");
+        cmd.args(flags).args(UNSHARE).args(["/bin/sh", "-c"]);
+        cmd.arg(expand(script, &d));
+        cmd.env_clear();
+        for (k, v) in env {
+            cmd.env(k, expand(v, &d));
+        }
+        cmd.current_dir(&d);
+        Run::spawn(dir, Mode::Pid1, cmd)
+    }
+
+    fn spawn(dir: TempDir, mode: Mode, mut cmd: Command) -> Run {
+        cmd.stdin(Stdio::null())
+            .stdout(fs::File::create(dir.join("stdout")).unwrap())
+            .stderr(fs::File::create(dir.join("stderr")).unwrap());
         let child = cmd.spawn().expect("unshare");
-        Run { dir, mode, child: Some(child), code: None }
+        Run { dir, mode, child: Some(child), status: None }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -170,6 +233,10 @@ impl Run {
         self.read("stderr")
     }
 
+    pub fn stdout(&self) -> String {
+        self.read("stdout")
+    }
+
     fn unshare_pid(&self) -> i32 {
         self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
     }
@@ -180,9 +247,15 @@ impl Run {
         poll(|| procs().into_iter().find(|p| p.1 == u).map(|p| p.0))
     }
 
-    /// The process signals are sent to: labinit, or bash in the control.
+    /// PID 1 of the namespace, as the host sees it; panics when it never appears.
+    pub fn init(&self) -> i32 {
+        self.ns_init().expect("namespace init did not appear")
+    }
+
+    /// The process signals are sent to: labinit, or bash in the control,
+    /// or PID 1 of a script run.
     pub fn target(&self) -> i32 {
-        let init = self.ns_init().expect("namespace init did not appear");
+        let init = self.init();
         match self.mode {
             Mode::Pid1 | Mode::Control => init,
             Mode::Subreaper => poll(|| procs().into_iter().find(|p| p.1 == init).map(|p| p.0))
@@ -208,26 +281,50 @@ impl Run {
         }
     }
 
-    /// Wait for `DIR/NAME.log` to contain `what`; false after PATIENCE.
-    pub fn logged(&self, name: &str, what: &str) -> bool {
+    /// Wait until stderr has a line containing `what`; false after PATIENCE.
+    pub fn logged(&self, what: &str) -> bool {
+        poll(|| self.stderr().lines().any(|l| l.contains(what)).then_some(())).is_some()
+    }
+
+    /// Wait for the signal printer's `DIR/NAME.log` to have the line `what`;
+    /// false after PATIENCE.
+    pub fn job_logged(&self, name: &str, what: &str) -> bool {
         poll(|| self.read(&format!("{name}.log")).lines().any(|l| l == what).then_some(())).is_some()
+    }
+
+    /// Whether the run is still going.
+    pub fn running(&mut self) -> bool {
+        self.status.is_none() && self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Wait for the run to end; its exit code (128+N when killed).
     pub fn wait(&mut self) -> i32 {
-        if let Some(c) = self.code {
-            return c;
+        let st = self.wait_status();
+        st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
+    }
+
+    fn wait_status(&mut self) -> ExitStatus {
+        if let Some(st) = self.status {
+            return st;
         }
-        match wait_code(self.child.as_mut().expect("child")) {
-            Some(c) => {
-                self.code = Some(c);
-                c
+        let child = self.child.as_mut().expect("child");
+        match poll(|| child.try_wait().ok().flatten()) {
+            Some(st) => {
+                self.status = Some(st);
+                st
             }
             None => {
                 self.kill();
                 panic!("{:?}: the run did not end within {PATIENCE:?}; stderr:\n{}", self.mode, self.stderr());
             }
         }
+    }
+
+    /// Wait for the end, then the run as `Command::output` gives it.
+    pub fn output(mut self) -> Output {
+        let status = self.wait_status();
+        let read = |rel: &str| fs::read(self.path(rel)).unwrap_or_default();
+        Output { status, stdout: read("stdout"), stderr: read("stderr") }
     }
 
     /// Every process of the namespace (host pids): (pid, ppid, state, comm).
@@ -244,8 +341,32 @@ impl Run {
         out
     }
 
+    /// `nsenter` into the namespaces `what` (e.g. `["-p", "-m"]`) of the
+    /// running PID 1, like `kubectl exec`: the command with exactly `env`.
+    pub fn exec(&self, what: &[&str], argv: &[&str], env: &[(&str, &str)]) -> Command {
+        let d = self.dir.path().to_path_buf();
+        let mut c = Command::new("nsenter");
+        c.arg("-t").arg(self.init().to_string()).args(what.iter().map(|a| expand(a, &d))).arg("--");
+        c.args(argv.iter().map(|a| expand(a, &d)));
+        c.env_clear();
+        for (k, v) in env {
+            c.env(k, expand(v, &d));
+        }
+        c.current_dir(&d);
+        c
+    }
+
+    /// Kill the namespace: SIGKILL to its PID 1 takes every process in it
+    /// along, then reap `unshare`.
     fn kill(&mut self) {
-        kill_namespace(self.child.take());
+        let Some(mut c) = self.child.take() else { return };
+        let u = c.id() as i32;
+        if let Some(init) = procs().into_iter().find(|p| p.1 == u).map(|p| p.0) {
+            // SAFETY: plain syscall; SIGKILL to a namespace's init kills it all.
+            unsafe { libc::kill(init, libc::SIGKILL) };
+        }
+        let _ = c.kill();
+        let _ = c.wait();
     }
 }
 
@@ -255,27 +376,22 @@ impl Drop for Run {
     }
 }
 
-/// Wait up to PATIENCE for `child` (an `unshare`); its exit code, 128+N
-/// when killed by signal N, or `None` when it is still running.
-pub fn wait_code(child: &mut Child) -> Option<i32> {
-    use std::os::unix::process::ExitStatusExt;
-    poll(|| match child.try_wait() {
-        Ok(Some(st)) => Some(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))),
-        _ => None,
-    })
+/// Run `script` (`sh -e`) as PID 1 of fresh namespaces (mounts it makes
+/// vanish with them) with ROOT (`root`, a throwaway root), LABINIT and
+/// alice's CLUSTER_* set, plus `extra_env`; its output once it ended.
+pub fn in_ns(root: &TempDir, script: &str, extra_env: &[(&str, &str)]) -> Output {
+    let root = root.path().display().to_string();
+    let labinit = super::labinit().display().to_string();
+    let alice = super::alice_env();
+    let mut env: Vec<(&str, &str)> = vec![("ROOT", &root), ("LABINIT", &labinit)];
+    env.extend(alice.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    env.extend(extra_env);
+    Run::script(&[], &format!("set -e\n{script}"), &env, |_| {}).output()
 }
 
-/// Kill the PID namespace that `child` (an `unshare --fork`) created:
-/// SIGKILL to its PID 1 takes every process in it along, then reap `child`.
-pub fn kill_namespace(child: Option<Child>) {
-    let Some(mut c) = child else { return };
-    let u = c.id() as i32;
-    if let Some(init) = procs().into_iter().find(|p| p.1 == u).map(|p| p.0) {
-        // SAFETY: plain syscall; SIGKILL to a namespace's init kills it all.
-        unsafe { libc::kill(init, libc::SIGKILL) };
-    }
-    let _ = c.kill();
-    let _ = c.wait();
+/// Quote `s` for `sh` (single quotes), to put arguments into a script.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// Poll `f` every few milliseconds until it gives a value or PATIENCE ends.
