@@ -8,6 +8,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::ns::Run;
+
 use labkit::init::setup::setup;
 
 fn debian_root() -> PathBuf {
@@ -26,18 +28,18 @@ fn copy_root() -> common::TempDir {
     t
 }
 
-/// Run `script` in a private mount namespace with /dev and /proc mounted in
-/// the root (so PAM and sudo work); the mounts vanish with the namespace.
+/// The PATH of the scripts that run the Debian root's tools.
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Run `script` in private mount and PID namespaces with /dev and /proc
+/// mounted in the root (so PAM and sudo work); the mounts vanish with the
+/// namespaces. The exit code (128+N when killed) and stdout then stderr.
 fn in_chroot(root: &common::TempDir, script: &str) -> (i32, String) {
-    let r = root.path().display();
+    let r = root.path().display().to_string();
     let full = format!("mount --rbind /dev {r}/dev && mount -t proc proc {r}/proc && {script}");
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &full])
-        .env("ROOT", root.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
+    let mut run = Run::script(&[], &full, &[("ROOT", &r), ("PATH", PATH)], |_| {});
+    let code = run.wait();
+    (code, run.stdout() + &run.stderr())
 }
 
 #[test]
@@ -98,7 +100,8 @@ fn shadow_tools_see_consistent_files() {
     assert_eq!((code, text.trim()), (0, "uid=1000(alice) gid=100(users) groups=100(users)"));
 }
 
-/// Run the static labinit as PID 1 of a new PID namespace inside the root.
+/// Run the static labinit as PID 1 of new PID and mount namespaces, chrooted
+/// into the root; the exit code and stdout then stderr.
 fn labinit_pid1(root: &common::TempDir, args: &str, extra: &[(&str, &str)]) -> (i32, String) {
     let bin = std::env::var_os("LABKIT_TEST_LABINIT").expect("needs the static labinit: run through `make test`");
     std::fs::create_dir_all(root.join("opt/lab")).unwrap();
@@ -106,17 +109,13 @@ fn labinit_pid1(root: &common::TempDir, args: &str, extra: &[(&str, &str)]) -> (
     let r = root.path().display();
     let script =
         format!("mount --rbind /dev {r}/dev && mount -t proc proc {r}/proc && exec chroot {r} /opt/lab/labinit {args}");
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "--pid", "--fork", "sh", "-c", &script])
-        .env_clear()
-        .envs(common::alice_env())
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
+    let alice = common::alice_env();
+    let mut env: Vec<(&str, &str)> = alice.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.push(("PATH", PATH));
+    env.extend(extra);
+    let mut run = Run::script(&[], &script, &env, |_| {});
+    let code = run.wait();
+    (code, run.stdout() + &run.stderr())
 }
 
 #[test]

@@ -313,17 +313,16 @@ fn steps_run_in_a_chroot_without_proc() {
         fs::copy(common::labinit(), r.join("opt/lab/labinit")).unwrap();
         fs::write(r.join("steps/10_a.sh"), "#!/bin/sh\necho \"$0\" > /out/zero\n").unwrap();
         fs::set_permissions(r.join("steps/10_a.sh"), fs::Permissions::from_mode(0o755)).unwrap();
-        let mount = if with_proc { "mount -t proc proc \"$0/proc\" && " } else { "" };
-        let out = Command::new("unshare")
-            .args(["--mount", "--pid", "--fork", "sh", "-c"])
-            .arg(format!("{mount}exec chroot \"$0\" /opt/lab/labinit run -- /bin/sh -c 'echo job > /out/job'"))
-            .arg(&r)
-            .env_clear()
-            .env("PATH", "/bin:/usr/bin:/usr/sbin:/sbin")
-            .env("LABKIT_STEPS_DIR", "/steps")
-            .env("LABKIT_SERVICES_DIR", "/svc")
-            .output()
-            .unwrap();
+        let mount = if with_proc { "mount -t proc proc \"$R/proc\" && " } else { "" };
+        let script = format!("{mount}exec chroot \"$R\" /opt/lab/labinit run -- /bin/sh -c 'echo job > /out/job'");
+        let r_env = r.display().to_string();
+        let env = [
+            ("R", r_env.as_str()),
+            ("PATH", "/bin:/usr/bin:/usr/sbin:/sbin"),
+            ("LABKIT_STEPS_DIR", "/steps"),
+            ("LABKIT_SERVICES_DIR", "/svc"),
+        ];
+        let out = Run::script(&[], &script, &env, |_| {}).output();
         let err = text(&out);
         assert_eq!(out.status.code(), Some(0), "proc {with_proc}: {err}");
         assert_eq!(fs::read_to_string(r.join("out/job")).unwrap_or_default(), "job\n", "{err}");
