@@ -6,9 +6,13 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A directory removed (recursively) when dropped.
+/// The tests' one temporary directory: `$TMPDIR/labkit-test-PID-N-TAG`,
+/// created empty and removed with everything in it when dropped, which also
+/// happens while a failing test unwinds. A directory that cannot be removed
+/// is reported on stderr with the error, never left behind silently.
 pub struct TempDir {
     path: PathBuf,
 }
@@ -33,7 +37,15 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
+        if fs::remove_dir_all(&self.path).is_ok() || !self.path.exists() {
+            return;
+        }
+        // A test may leave directories without write or search permission
+        // (a non-root run cannot remove their entries): open them up, retry.
+        let _ = Command::new("chmod").arg("-R").arg("u+rwx").arg(&self.path).status();
+        if let Err(e) = fs::remove_dir_all(&self.path) {
+            eprintln!("warning: cannot remove the test directory {}: {e}; remove it by hand", self.path.display());
+        }
     }
 }
 
