@@ -1,11 +1,16 @@
 //! Every conflict rule of `provision::plan`, checked on the resulting text of
 //! the account files: a fresh user on each distribution, uids, gids and names
 //! taken by other entries, idempotence and convergence, supplementary
-//! groups, and system accounts and privileged groups never taken over.
+//! groups, and system accounts and privileged groups never taken over (in
+//! the plan, and through the real binary before anything is written or run).
 
 mod common;
 #[path = "accounts/support.rs"]
 mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 
 use labkit::init::accounts::{Database, Kind, Table};
 use labkit::init::provision::{self, Limits, Request};
@@ -332,4 +337,58 @@ fn a_new_account_at_a_free_low_uid_is_created_and_kept_on_restart() {
     // shell) is refused.
     let db = load("debian-12");
     assert!(refusal(&db, &req("daemon", 1, "CVLAB-unit", 11166)).contains("system account 'daemon'"));
+}
+
+// ---- Through the real binary: refused before anything is written or run ----
+
+/// Run `labinit run --root ROOT -- touch MARKER` with `env`.
+fn run_touch(root: &common::TempDir, env: &[(String, String)], marker: &std::path::Path) -> std::process::Output {
+    Command::new(common::labinit())
+        .args(["run", "--root"])
+        .arg(root.path())
+        .args(["--", "/usr/bin/touch"])
+        .arg(marker)
+        .env_clear()
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn system_accounts_are_never_taken_over_and_nothing_is_written() {
+    // Issue 11 §1: nobody renumbered and given sudo, daemon renamed, sudo or
+    // nogroup renumbered, shadow/sudo as the primary group.
+    let root = common::fixture_root("ubuntu-24.04");
+    common::add_sudo(&root, "root ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n");
+    fs::create_dir(root.join("out")).unwrap();
+    fs::set_permissions(root.join("out"), fs::Permissions::from_mode(0o1777)).unwrap();
+    let marker = root.join("out/job-ran");
+    let before = common::snapshot(&root.join("etc"));
+    let cases = [
+        (common::cluster_env("nobody", "123456", "CVLAB-unit", "11166"), "'nobody' (uid 65534)"),
+        (common::cluster_env("alice", "1", "CVLAB-unit", "11166"), "'daemon' (uid 1)"),
+        (common::cluster_env("daemon", "1", "CVLAB-unit", "11166"), "'daemon' (uid 1)"),
+        (common::cluster_env("_apt", "123456", "CVLAB-unit", "11166"), "'_apt' (uid 42)"),
+        (common::cluster_env("alice", "123456", "sudo", "11166"), "group 'sudo' (gid 27)"),
+        (common::cluster_env("alice", "123456", "nogroup", "11166"), "group 'nogroup' (gid 65534)"),
+        (common::cluster_env("alice", "123456", "CVLAB-unit", "42"), "privileged group 'shadow'"),
+        (common::cluster_env("alice", "123456", "CVLAB-unit", "27"), "privileged group 'sudo'"),
+    ];
+    for (env, want) in &cases {
+        let out = run_touch(&root, env, &marker);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let what = format!("{:?}", &env[1..]);
+        assert_eq!(out.status.code(), Some(125), "{what}: {err}");
+        assert_eq!(err.lines().count(), 1, "{what}: one line only: {err}");
+        assert!(err.starts_with("labinit: error: ") && err.contains(want), "{what}: {err}");
+        assert!(!marker.exists(), "{what}: the job ran");
+        assert_eq!(common::snapshot(&root.join("etc")), before, "{what}: /etc changed");
+    }
+    // Negative control: Ubuntu's regular `ubuntu` at 1000 is renamed, the job
+    // runs, and sudo is granted.
+    let out = run_touch(&root, &common::cluster_env("alice", "1000", "CVLAB-unit", "11166"), &marker);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(marker.exists());
+    assert!(fs::read_to_string(root.join("etc/passwd")).unwrap().contains("\nalice:x:1000:11166:"));
+    assert!(fs::read_to_string(root.join("etc/sudoers.d/labkit")).unwrap().contains("#1000 ALL="));
 }
