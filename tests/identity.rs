@@ -17,6 +17,7 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use common::debian::debian_root;
 use common::ns::Run;
 
 fn static_labinit() -> PathBuf {
@@ -203,15 +204,6 @@ fn identity_variables_change_only_with_the_account() {
         }
         assert_eq!(stderr.contains("the job gets home /data/alice (was /home/alice)"), moved, "{stderr}");
     }
-}
-
-/// The Debian test root (`make debian-root`), as tests/real_tools.rs uses it.
-fn debian_root() -> PathBuf {
-    let p = std::env::var_os("LABKIT_TEST_DEBIAN_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/labkit/debian-12-root"));
-    assert!(p.join(".complete").exists(), "no Debian root at {}; run `make debian-root`", p.display());
-    p
 }
 
 /// Case init/16 with the real tool: Debian's `usermod -aG video "$LABKIT_USER"`

@@ -1,9 +1,10 @@
 //! Root's powers around the job: the sudo grant (an exact drop-in, sudoers
 //! only gains an include, withdrawn by LABKIT_SUDO=0, nothing without sudo),
 //! the no_new_privs flag that would make sudo refuse, and a start as a
-//! non-root user, which warns per thing and writes nothing. The job's own
-//! identity is in tests/identity.rs; sudo in a real Debian root in
-//! tests/real_tools.rs.
+//! non-root user, which warns per thing and writes nothing; in a real Debian
+//! root (`make debian-root`), the job regains root only through the grant
+//! (`sudo`, never `su`) and not at all without it. The job's own identity is
+//! in tests/identity.rs.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Output};
 
+use common::debian::{copy_root, in_chroot, labinit_pid1};
 use labkit::init::setup::setup;
 
 fn env_plus(extra: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -90,4 +92,34 @@ fn a_non_root_start_warns_per_thing_and_writes_nothing() {
     assert!(err.contains("started as uid 1010, not root"), "{err}");
     assert!(err.contains("files it writes on shared volumes will be owned by uid 1010"), "{err}");
     assert_eq!(common::snapshot(root.path()), before);
+}
+
+// ---- In a real Debian root: sudo, su ----
+
+#[test]
+fn without_sudo_grant_the_user_cannot_become_root() {
+    let root = copy_root();
+    let mut env = common::alice_env();
+    env.push(("LABKIT_SUDO".into(), "0".into()));
+    setup(root.path(), &env).unwrap();
+    let (code, _) = in_chroot(&root, "chroot \"$ROOT\" sudo -u alice sudo -n id -u 2>/dev/null");
+    assert_ne!(code, 0);
+    let (code, _) = in_chroot(&root, "chroot \"$ROOT\" id alice");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn the_job_regains_root_only_through_the_sudo_grant() {
+    let root = copy_root();
+    let (code, text) = labinit_pid1(&root, "run -- sh -c 'id -u; sudo -n id -u'", &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("123456\n0\n"), "{text}");
+    // No password to guess: su to root fails without a terminal.
+    let (code, text) = labinit_pid1(&root, "run -- su -c 'id -u' root", &[]);
+    assert_ne!(code, 0, "{text}");
+    // With LABKIT_SUDO=0 there is no way back.
+    let (code, text) = labinit_pid1(&root, "run -- sh -c 'id -u; sudo -n id -u'", &[("LABKIT_SUDO", "0")]);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.starts_with("123456\n"), "{text}");
+    assert!(!text.contains("\n0\n"), "{text}");
 }

@@ -156,6 +156,7 @@ pub fn today() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86400
 }
 
+pub mod debian;
 pub mod ns;
 
 /// Copy an executable that a test will then run. A plain `fs::copy` keeps a
