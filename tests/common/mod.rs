@@ -1,6 +1,7 @@
-//! Helpers shared by the integration tests: throwaway roots built from the
-//! account fixtures, and the path of the labinit binary under test. Nothing
-//! here touches the host's own /etc.
+//! Helpers shared by the integration tests: the one temporary directory
+//! (`TempDir`), throwaway roots built from the account fixtures, and the path
+//! of the labinit binary under test; `ns` is the one namespace runner,
+//! `debian` the Debian test root. Nothing here touches the host's own /etc.
 #![allow(dead_code)]
 
 use std::fs;
