@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::pidns::{Mode, Opts, Run, MODES};
+use common::ns::{Mode, Opts, Run, MODES};
 use nix::libc;
 
 fn run(mode: Mode, args: &[&str]) -> (i32, Run) {

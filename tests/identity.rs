@@ -17,6 +17,9 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use common::debian::debian_root;
+use common::ns::Run;
+
 fn static_labinit() -> PathBuf {
     std::env::var_os("LABKIT_TEST_LABINIT")
         .map(Into::into)
@@ -39,21 +42,16 @@ fn busybox_root(distro: &str) -> common::TempDir {
     root
 }
 
-/// Run `launcher… chroot ROOT /opt/lab/labinit ARGS` as PID 1 of a new PID
-/// namespace with /proc mounted inside the root.
+/// Run `launcher… chroot ROOT /opt/lab/labinit ARGS` as PID 1 of new PID
+/// and mount namespaces with /proc mounted inside the root.
 fn run_pid1(root: &common::TempDir, launcher: &str, args: &str, env: &[(String, String)]) -> Output {
     let script = format!(
         "mount -t proc proc \"$ROOT/proc\" && exec {launcher} /usr/sbin/chroot \"$ROOT\" /opt/lab/labinit {args}"
     );
-    Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--pid", "--fork", "sh", "-c", &script])
-        .env_clear()
-        .env("ROOT", root.path())
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .envs(env.iter().cloned())
-        .current_dir("/")
-        .output()
-        .unwrap()
+    let r = root.path().display().to_string();
+    let mut e = vec![("ROOT", r.as_str()), ("PATH", "/usr/local/bin:/usr/bin:/bin")];
+    e.extend(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    Run::script(&[], &script, &e, |_| {}).output()
 }
 
 fn text(o: &Output) -> (String, String) {
@@ -208,15 +206,6 @@ fn identity_variables_change_only_with_the_account() {
     }
 }
 
-/// The Debian test root (`make debian-root`), as tests/real_tools.rs uses it.
-fn debian_root() -> PathBuf {
-    let p = std::env::var_os("LABKIT_TEST_DEBIAN_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/labkit/debian-12-root"));
-    assert!(p.join(".complete").exists(), "no Debian root at {}; run `make debian-root`", p.display());
-    p
-}
-
 /// Case init/16 with the real tool: Debian's `usermod -aG video "$LABKIT_USER"`
 /// in a setup step, labinit PID 1 in a chroot into a writable overlay of the
 /// Debian root (tmpfs upper layer, private mount namespace: nothing of the
@@ -237,17 +226,16 @@ fn a_real_usermod_in_a_step_reaches_the_job() {
              mount -t proc proc \"$M/proc\"; mkdir -p \"$M/opt/lab\"; cp \"$LABINIT\" \"$M/opt/lab/labinit\"
              {step} exec /usr/sbin/chroot \"$M\" /opt/lab/labinit run -- /bin/sh -c 'grep ^Groups: /proc/self/status; id'"
         );
-        let out = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--pid", "--fork", "sh", "-c", &script])
-            .env_clear()
-            .env("T", t.path())
-            .env("LOWER", &lower)
-            .env("LABINIT", static_labinit())
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-            .envs(common::alice_env().into_iter().filter(|(k, _)| k != "PATH"))
-            .current_dir("/")
-            .output()
-            .unwrap();
+        let paths = [t.path().to_path_buf(), lower.clone(), static_labinit()].map(|p| p.display().to_string());
+        let mut e = vec![
+            ("T", paths[0].as_str()),
+            ("LOWER", paths[1].as_str()),
+            ("LABINIT", paths[2].as_str()),
+            ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        ];
+        let alice = common::alice_env();
+        e.extend(alice.iter().filter(|(k, _)| k != "PATH").map(|(k, v)| (k.as_str(), v.as_str())));
+        let out = Run::script(&[], &script, &e, |_| {}).output();
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "{stdout}\n{stderr}");
         let mut groups = status_field(&stdout, "Groups");

@@ -7,11 +7,9 @@
 //! assertion is about speed.
 
 mod common;
-#[path = "common/ns.rs"]
-mod ns;
 
+use common::ns::Run;
 use nix::libc;
-use ns::Ns;
 
 const BASE: [(&str, &str); 5] = [
     ("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"),
@@ -28,9 +26,9 @@ fn env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
 }
 
 /// labinit (PID 1) with `args` after `--root {D}/root`, after `prelude`.
-fn start(prelude: &str, args: &str, extra: &[(&str, &str)]) -> Ns {
+fn start(prelude: &str, args: &str, extra: &[(&str, &str)]) -> Run {
     let script = format!("{prelude}\nexec {{L}} --root {{D}}/root {args}");
-    Ns::start(&[], &script, &env(extra), |_| {})
+    Run::script(&[], &script, &env(extra), |_| {})
 }
 
 /// Index of the first stderr line containing `what`.
@@ -143,7 +141,7 @@ fn open_gpu_device_keeps_it_busy() {
         let glob = if control { "/dev/nvidiaX[0-9]*" } else { "/dev/nvidia[0-9]*" };
         let script = format!("{prelude}\nexec {{L}} --root {{D}}/root {job}");
         let e = env(&[("LABKIT_IDLE_TIMEOUT", "1s"), ("LABKIT_IDLE_DEVICES", glob), ("LABKIT_IDLE_BUSY", "")]);
-        let mut run = Ns::start(&["--mount"], &script, &e, |_| {});
+        let mut run = Run::script(&["--mount"], &script, &e, |_| {});
         if !control {
             assert!(run.logged("holds /dev/nvidia0 open"), "{}", run.stderr());
             std::fs::write(run.path("stop"), "").unwrap();
@@ -167,12 +165,12 @@ fn legacy_names_and_no_arguments_wait() {
         "ln -s {L} {D}/setup_and_wait.sh; exec {D}/setup_and_wait.sh",
         "exec {L}",
     ] {
-        let mut run = Ns::start(&[], how, &env(&idle), |_| {});
+        let mut run = Run::script(&[], how, &env(&idle), |_| {});
         assert_eq!(run.wait(), 0, "{how}: {}", run.stderr());
         let err = run.stderr();
         assert!(err.contains("set up; waiting") && err.contains("stopping the container"), "{how}: {err}");
     }
-    let mut run = Ns::start(&[], "exec {L} setup", &env(&idle), |_| {});
+    let mut run = Run::script(&[], "exec {L} setup", &env(&idle), |_| {});
     assert_eq!(run.wait(), 0);
     assert!(!run.stderr().contains("idle watchdog"), "{}", run.stderr());
 }

@@ -22,15 +22,13 @@
 //! own steps are Jupyter activity, each well within the timeout.
 
 mod common;
-#[path = "common/ns.rs"]
-mod ns;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::ns::Run;
 use nix::libc;
-use ns::Ns;
 
 const TIMEOUT: &str = "10s";
 /// Longer than TIMEOUT: "it stays up" means past the timeout.
@@ -75,14 +73,14 @@ fn server_cmd(v: &Path) -> String {
 
 /// labinit (PID 1) running `job` with the idle settings `extra`, held busy
 /// until [`release`].
-fn start(job: &str, extra: &[(&'static str, &'static str)]) -> Ns {
+fn start(job: &str, extra: &[(&'static str, &'static str)]) -> Run {
     let script = format!("mkdir -p {{D}}/home && {HOLD}\nexec {{L}} --root {{D}}/root run -- {job}");
-    Ns::start(&[], &script, &env(extra), |_| {})
+    Run::script(&[], &script, &env(extra), |_| {})
 }
 
 /// Kill `holdon`: from now on only the job decides. Returns the number of
 /// log lines so far.
-fn release(run: &Ns) -> usize {
+fn release(run: &Run) -> usize {
     let holdon = format!("{}\0600\0", run.path("holdon").display());
     let pid = std::fs::read_dir("/proc")
         .unwrap()
@@ -100,7 +98,7 @@ fn release(run: &Ns) -> usize {
 const RUNTIME: &str = "home/.local/share/jupyter/runtime";
 
 /// Wait for the server's runtime file in `dir`.
-fn wait_for_server(run: &Ns, dir: &Path) {
+fn wait_for_server(run: &Run, dir: &Path) {
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(90) {
         let found = std::fs::read_dir(dir)
@@ -160,7 +158,7 @@ fn idle_kernel_that_imported_modules_lets_the_container_stop() {
     driver(&v, &rt, &["run", &kernel, "import json, email.parser, sqlite3\nx = json.dumps({'a': 1})"]);
     // The watchdog declares the container idle while the kernel still runs.
     assert!(
-        common::pidns::poll(|| line_after(&run.stderr(), from, "idle watchdog: idle (last busy: jupyter")).is_some(),
+        common::ns::poll(|| line_after(&run.stderr(), from, "idle watchdog: idle (last busy: jupyter")).is_some(),
         "{}",
         run.stderr()
     );
@@ -197,7 +195,7 @@ fn running_cell_keeps_the_container_busy() {
     let from = release(&run);
     // Idle first, so that the cell is a change the log shows.
     assert!(
-        common::pidns::poll(|| line_after(&run.stderr(), from, "idle watchdog: idle (")).is_some(),
+        common::ns::poll(|| line_after(&run.stderr(), from, "idle watchdog: idle (")).is_some(),
         "{}",
         run.stderr()
     );
@@ -262,7 +260,7 @@ fn without_the_jupyter_rule_the_python_kernel_keeps_it_busy() {
         } else {
             let from = release(&run);
             assert!(
-                common::pidns::poll(|| line_after(&run.stderr(), from, "idle watchdog: idle (last busy: holdon (pid"))
+                common::ns::poll(|| line_after(&run.stderr(), from, "idle watchdog: idle (last busy: holdon (pid"))
                     .is_some(),
                 "{case}: {}",
                 run.stderr()
@@ -389,7 +387,7 @@ fn the_idle_timeout_reaches_the_job_and_shells() {
         let mut e = vec![];
         e.extend(timeout.map(|t| ("LABKIT_IDLE_TIMEOUT", t)));
         let mut run = start("sh -c 'echo \"t=$LABINIT_IDLE_TIMEOUT\" > {D}/t; exec sleep 60'", &e);
-        assert!(common::pidns::poll(|| run.read("t").contains('\n').then_some(())).is_some(), "{}", run.stderr());
+        assert!(common::ns::poll(|| run.read("t").contains('\n').then_some(())).is_some(), "{}", run.stderr());
         assert_eq!(run.read("t").trim(), format!("t={want}"), "{}", run.stderr());
         run.signal(libc::SIGTERM);
         run.wait();
@@ -397,7 +395,7 @@ fn the_idle_timeout_reaches_the_job_and_shells() {
     for (timeout, want) in [(None, "1800"), (Some("2h"), "7200"), (Some("0"), "")] {
         let mut e = env(&[]);
         e.extend(timeout.map(|t| ("LABKIT_IDLE_TIMEOUT", t)));
-        let mut run = Ns::start(&[], "mkdir -p {D}/home\nexec {L} --root {D}/root wait", &e, |_| {});
+        let mut run = Run::script(&[], "mkdir -p {D}/home\nexec {L} --root {D}/root wait", &e, |_| {});
         assert!(run.logged("set up; waiting"), "{}", run.stderr());
         let l = common::labinit().display().to_string();
         let out = run
@@ -452,7 +450,7 @@ fn the_cluster_users_server_is_found_in_her_home() {
         v.display()
     );
     let script = format!("mount --bind {r}/home /home && {HOLD}\nexec {{L}} run -- {server}");
-    let mut run = Ns::start(&["--mount"], &script, &e, |_| {});
+    let mut run = Run::script(&["--mount"], &script, &e, |_| {});
     let rt = root.join("home/alice/.local/share/jupyter/runtime");
     wait_for_server(&run, &rt);
     let file = std::fs::read_dir(&rt)

@@ -4,15 +4,19 @@
 //! holder adds `carol` while labinit waits) and with 100 parallel trials each
 //! of two labinit starts and of labinit against shadow-utils' `useradd`
 //! (`useradd --root`, which chroots: it never touches the host's /etc).
-//! Every trial's root is a throwaway fixture copy.
+//! Every trial's root is a throwaway fixture copy. In-process, `setup` waits
+//! while another process holds the lock.
 
 mod common;
 
 use std::fs;
 use std::io::BufRead;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use labkit::init::setup::setup;
 
 fn labinit_setup(root: &Path, env: &[(String, String)]) -> Command {
     let mut c = Command::new(common::labinit());
@@ -113,4 +117,34 @@ fn labinit_and_useradd_in_parallel_lose_no_account_in_100_trials() {
     }
     eprintln!("labinit against useradd: {lost} of {trials} trials lost an account");
     assert_eq!(lost, 0, "{lost} of {trials} trials lost an account");
+}
+
+fn mtime_ns(p: &Path) -> (i64, i64) {
+    let m = fs::metadata(p).unwrap();
+    (m.mtime(), m.mtime_nsec())
+}
+
+#[test]
+fn account_lock_makes_setup_wait_for_a_concurrent_account_tool() {
+    let root = common::fixture_root("debian-12");
+    let lock = root.join("etc/.pwd.lock");
+    let released = root.join("released");
+    // Another process holds the glibc lock (fcntl, like lckpwdf/useradd) for a while.
+    let mut holder = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import fcntl,time,sys\nf=open('{}','w')\nfcntl.lockf(f,fcntl.LOCK_EX)\nprint('locked',flush=True)\ntime.sleep(0.5)\nopen('{}','w').close()\n",
+            lock.display(),
+            released.display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line, "locked\n");
+    setup(root.path(), &common::alice_env()).unwrap();
+    holder.wait().unwrap();
+    assert!(released.exists(), "setup finished only after the holder released the lock");
+    assert!(mtime_ns(&root.join("etc/passwd")) >= mtime_ns(&released));
 }

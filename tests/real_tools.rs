@@ -1,44 +1,15 @@
 //! The account labinit writes, judged by the distribution's own tools: after
-//! setup in a copy of a debootstrapped Debian 12 root, `id`, `su`, `sudo` and
-//! `visudo -c` inside a chroot (in a private mount namespace) all behave.
-//! The root comes from `make debian-root` (LABKIT_TEST_DEBIAN_ROOT).
+//! setup in a copy of a debootstrapped Debian 12 root, `id`, `su`, `sudo`,
+//! `visudo -c`, `pwck` and `grpck` inside a chroot (in private mount and PID
+//! namespaces) all behave, and the legacy user step an old image still
+//! carries does nothing. The root comes from `make debian-root`
+//! (LABKIT_TEST_DEBIAN_ROOT); whether the job can become root again is in
+//! tests/privileges.rs.
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
+use common::debian::{copy_root, in_chroot, labinit_pid1};
 use labkit::init::setup::setup;
-
-fn debian_root() -> PathBuf {
-    let p = std::env::var_os("LABKIT_TEST_DEBIAN_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/labkit/debian-12-root"));
-    assert!(p.join(".complete").exists(), "no Debian root at {}; run `make debian-root`", p.display());
-    p
-}
-
-/// A private copy of the Debian root.
-fn copy_root() -> common::TempDir {
-    let t = common::TempDir::new("debian-root");
-    let st = Command::new("cp").arg("-a").arg(format!("{}/.", debian_root().display())).arg(t.path()).status().unwrap();
-    assert!(st.success());
-    t
-}
-
-/// Run `script` in a private mount namespace with /dev and /proc mounted in
-/// the root (so PAM and sudo work); the mounts vanish with the namespace.
-fn in_chroot(root: &common::TempDir, script: &str) -> (i32, String) {
-    let r = root.path().display();
-    let full = format!("mount --rbind /dev {r}/dev && mount -t proc proc {r}/proc && {script}");
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &full])
-        .env("ROOT", root.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
-}
 
 #[test]
 fn debian_tools_accept_the_account() {
@@ -72,18 +43,6 @@ fn debian_tools_accept_the_account() {
 }
 
 #[test]
-fn without_sudo_grant_the_user_cannot_become_root() {
-    let root = copy_root();
-    let mut env = common::alice_env();
-    env.push(("LABKIT_SUDO".into(), "0".into()));
-    setup(root.path(), &env).unwrap();
-    let (code, _) = in_chroot(&root, "chroot \"$ROOT\" sudo -u alice sudo -n id -u 2>/dev/null");
-    assert_ne!(code, 0);
-    let (code, _) = in_chroot(&root, "chroot \"$ROOT\" id alice");
-    assert_eq!(code, 0);
-}
-
-#[test]
 fn shadow_tools_see_consistent_files() {
     let root = copy_root();
     setup(root.path(), &common::cluster_env("alice", "1000", "users", "100")).unwrap();
@@ -96,43 +55,6 @@ fn shadow_tools_see_consistent_files() {
     }
     let (code, text) = in_chroot(&root, "chroot \"$ROOT\" id alice");
     assert_eq!((code, text.trim()), (0, "uid=1000(alice) gid=100(users) groups=100(users)"));
-}
-
-/// Run the static labinit as PID 1 of a new PID namespace inside the root.
-fn labinit_pid1(root: &common::TempDir, args: &str, extra: &[(&str, &str)]) -> (i32, String) {
-    let bin = std::env::var_os("LABKIT_TEST_LABINIT").expect("needs the static labinit: run through `make test`");
-    std::fs::create_dir_all(root.join("opt/lab")).unwrap();
-    common::install_exec(std::path::Path::new(&bin), &root.join("opt/lab/labinit"));
-    let r = root.path().display();
-    let script =
-        format!("mount --rbind /dev {r}/dev && mount -t proc proc {r}/proc && exec chroot {r} /opt/lab/labinit {args}");
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "--pid", "--fork", "sh", "-c", &script])
-        .env_clear()
-        .envs(common::alice_env())
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
-}
-
-#[test]
-fn the_job_regains_root_only_through_the_sudo_grant() {
-    let root = copy_root();
-    let (code, text) = labinit_pid1(&root, "run -- sh -c 'id -u; sudo -n id -u'", &[]);
-    assert_eq!(code, 0, "{text}");
-    assert!(text.starts_with("123456\n0\n"), "{text}");
-    // No password to guess: su to root fails without a terminal.
-    let (code, text) = labinit_pid1(&root, "run -- su -c 'id -u' root", &[]);
-    assert_ne!(code, 0, "{text}");
-    // With LABKIT_SUDO=0 there is no way back.
-    let (code, text) = labinit_pid1(&root, "run -- sh -c 'id -u; sudo -n id -u'", &[("LABKIT_SUDO", "0")]);
-    assert_ne!(code, 0, "{text}");
-    assert!(text.starts_with("123456\n"), "{text}");
-    assert!(!text.contains("\n0\n"), "{text}");
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::pidns::{poll, Mode, Opts, Run, MODES};
+use common::ns::{poll, Mode, Opts, Run, MODES};
 use nix::libc;
 
 fn opts(files: &[(&str, &str)], extra: &[(&str, &str)]) -> Opts {

@@ -10,19 +10,22 @@
 //! the shell's groups alike; an exec without the `CLUSTER_*` variables takes
 //! the identity PID 1 recorded (`/run/labkit/job`) and says so; a record
 //! someone else could have written is not trusted; a pod that runs as the
-//! user (`runAsUser`) gets its shell without reading /etc/shadow.
+//! user (`runAsUser`) gets its shell without reading /etc/shadow; `setup`
+//! records the identity and exports the shell resolves.
 
 mod common;
-#[path = "common/ns.rs"]
-mod ns;
 
 use std::collections::BTreeSet;
+use std::fs;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::process::Stdio;
 
-use common::pidns::{poll, status_fields};
+use common::ns::Run;
+use common::ns::{poll, status_fields};
+use common::write_step;
+use labkit::init::setup::setup;
 use nix::libc;
-use ns::Ns;
 
 fn container_env(root: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -43,7 +46,7 @@ fn container_env(root: &str) -> Vec<(&'static str, String)> {
 /// A container whose PID 1 is `labinit ARGS` with the fixture root as its
 /// root and that root's /home mounted on /home (so the home is where a shell
 /// looks for it).
-fn container(root: &common::TempDir, args: &str) -> Ns {
+fn container(root: &common::TempDir, args: &str) -> Run {
     let r = root.path().display().to_string();
     std::fs::create_dir_all(root.join("home")).unwrap();
     std::fs::create_dir_all(root.join("steps")).unwrap();
@@ -60,7 +63,7 @@ fn container(root: &common::TempDir, args: &str) -> Ns {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // `env -u PWD`: the prelude shell exported PWD, a container runtime does not.
     let script = format!("mount --bind {r}/home /home && exec env -u PWD {{L}} {args}");
-    Ns::start(&["--mount"], &script, &env, |d| {
+    Run::script(&["--mount"], &script, &env, |d| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(d.join("out")).unwrap();
         std::fs::set_permissions(d.join("out"), std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -72,11 +75,11 @@ fn env_lines(status: &str) -> BTreeSet<String> {
 }
 
 fn sigprint() -> String {
-    common::pidns::sigprint().display().to_string()
+    common::ns::sigprint().display().to_string()
 }
 
 /// Start `argv` in the container the way `kubectl exec` does; returns the child.
-fn kubectl_exec(c: &Ns, root: &str, argv: &[&str]) -> std::process::Child {
+fn kubectl_exec(c: &Run, root: &str, argv: &[&str]) -> std::process::Child {
     let env = container_env(root);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // Start in the container's working directory, the directory the job
@@ -179,7 +182,7 @@ fn exec_without_cluster_variables_takes_the_identity_pid1_recorded() {
     let env: Vec<(&str, &str)> =
         full.iter().filter(|(k, _)| !k.starts_with("CLUSTER_")).map(|(k, v)| (*k, v.as_str())).collect();
     let probe = "echo uid=$(id -u) groups=$(id -G) home=$HOME user=$USER logname=$LOGNAME torch=$TORCH_HOME";
-    let shell = |c: &ns::Ns| {
+    let shell = |c: &Run| {
         let out = c.exec(&["-p", "-m"], &[&l, "shell", "--", "/bin/sh", "-c", probe], &env).output().unwrap();
         (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
@@ -297,4 +300,17 @@ fn a_service_starts_the_users_side_with_the_jobs_identity_and_environment() {
     assert!(own.starts_with("uid=0 ") && own.trim().ends_with(" home=/root torch="), "control: {own}");
     c.signal(libc::SIGTERM);
     assert_eq!(c.wait(), 0, "{}", c.stderr());
+}
+
+#[test]
+fn shell_sees_the_same_identity_and_exports_as_the_job() {
+    let root = common::fixture_root("debian-12");
+    write_step(&root, "10_export", "#!/bin/sh\necho CONDA=/opt/conda >> \"$LABKIT_ENV\"\n", 0o755);
+    let out = setup(root.path(), &common::alice_env()).unwrap();
+    let resolved = labkit::init::setup::resolve_identity(root.path(), &common::alice_env()).unwrap();
+    assert_eq!(resolved, out.identity);
+    assert_eq!(labkit::init::setup::load_exports(root.path()), out.exports);
+    assert_eq!(out.exports, vec![("CONDA".to_string(), "/opt/conda".to_string())]);
+    let m = fs::metadata(root.join("run/labkit/job")).unwrap();
+    assert_eq!(m.mode() & 0o777, 0o600);
 }

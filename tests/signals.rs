@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::pidns::{python3, Mode, Opts, Run, MODES};
+use common::ns::{python3, Mode, Opts, Run, MODES};
 use nix::libc;
 
 /// Run `job` (a command string), wait for `names` to be ready, send `sig`,
@@ -112,7 +112,7 @@ fn hup_and_quit_reach_the_whole_job_without_stopping_it() {
         for (sig, name) in [(libc::SIGHUP, "SIGHUP"), (libc::SIGQUIT, "SIGQUIT")] {
             run.signal(sig);
             for n in ["a", "b"] {
-                assert!(run.logged(n, name), "{mode:?}: {name} did not reach {n}; stderr:\n{}", run.stderr());
+                assert!(run.job_logged(n, name), "{mode:?}: {name} did not reach {n}; stderr:\n{}", run.stderr());
             }
         }
         assert!(!run.exists("a.done") && !run.exists("b.done"), "{mode:?}: HUP/QUIT stopped the job");
@@ -142,7 +142,11 @@ fn usr1_usr2_winch_reach_the_main_group_only() {
         run.ready(&["a", "b"]);
         for (sig, name) in [(libc::SIGUSR1, "SIGUSR1"), (libc::SIGUSR2, "SIGUSR2"), (libc::SIGWINCH, "SIGWINCH")] {
             run.signal(sig);
-            assert!(run.logged("a", name), "{mode:?}: {name} did not reach the main group; stderr:\n{}", run.stderr());
+            assert!(
+                run.job_logged("a", name),
+                "{mode:?}: {name} did not reach the main group; stderr:\n{}",
+                run.stderr()
+            );
         }
         run.signal(libc::SIGTERM);
         run.wait();
@@ -202,7 +206,7 @@ fn every_catchable_signal_reaches_the_main_process() {
         for (sig, name) in &sigs {
             run.signal(*sig);
             assert!(
-                run.logged("a", name),
+                run.job_logged("a", name),
                 "{mode:?}: {name} did not reach the main process; stderr:\n{}",
                 run.stderr()
             );

@@ -8,17 +8,19 @@
 //! without SSH_PUBLIC_KEY the service exits 0 at once (no sshd). A session
 //! gets the job's environment: every variable `labinit shell` gets (the
 //! container's, the steps' exports, the job's PATH), odd characters intact,
-//! except what sshd sets per session.
+//! except what sshd sets per session. The service script alone: hostile keys
+//! (options, shell syntax, several lines) and ports are refused with one
+//! error line and never reach the key writer or sshd.
 
 mod common;
-#[path = "common/ns.rs"]
-mod ns;
 
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::ns::Run;
 use nix::libc;
-use ns::Ns;
 
 const PORT: &str = "2222";
 
@@ -34,11 +36,11 @@ fn keygen(path: &Path) {
     assert!(st.is_ok_and(|s| s.success()), "ssh-keygen failed");
 }
 
-fn ssh(c: &Ns, key: &str, who: &str, extra: &[&str]) -> Output {
+fn ssh(c: &Run, key: &str, who: &str, extra: &[&str]) -> Output {
     ssh_run(c, key, who, extra, "id")
 }
 
-fn ssh_run(c: &Ns, key: &str, who: &str, extra: &[&str], command: &str) -> Output {
+fn ssh_run(c: &Run, key: &str, who: &str, extra: &[&str], command: &str) -> Output {
     let mut argv = vec![
         "ssh",
         "-F",
@@ -91,7 +93,7 @@ fn sshd_lets_alice_in_with_her_key_only() {
         ("LABKIT_IDLE_TIMEOUT", "0"),
         ("LABKIT_SERVICE_GRACE", "2s"),
     ];
-    let mut c = Ns::start(&["--net", "--mount"], SCRIPT, &env, |d| private_dirs(d, &pubkey));
+    let mut c = Run::script(&["--net", "--mount"], SCRIPT, &env, |d| private_dirs(d, &pubkey));
     assert!(c.logged("ssh: Server listening on"), "sshd did not start:\n{}", c.stderr());
 
     let out = ssh(&c, &key, "alice@127.0.0.1", &[]);
@@ -177,7 +179,7 @@ fn sessions_get_the_jobs_environment() {
         ("LABKIT_IDLE_TIMEOUT", "0"),
         ("LABKIT_SERVICE_GRACE", "2s"),
     ];
-    let mut c = Ns::start(&["--net", "--mount"], SCRIPT, &env, |d| {
+    let mut c = Run::script(&["--net", "--mount"], SCRIPT, &env, |d| {
         private_dirs(d, "");
         std::fs::create_dir_all(d.join("steps")).unwrap();
         let step = d.join("steps/10_conda");
@@ -354,7 +356,7 @@ fn no_key_no_sshd() {
         ("LABKIT_STEPS_DIR", "/nonexistent"),
         ("LABKIT_IDLE_TIMEOUT", "0"),
     ];
-    let mut c = Ns::start(&["--net", "--mount"], SCRIPT, &env, |d| private_dirs(d, ""));
+    let mut c = Run::script(&["--net", "--mount"], SCRIPT, &env, |d| private_dirs(d, ""));
     assert!(c.logged("service ssh: done (exit code 0)"), "{}", c.stderr());
     assert!(!c.stderr().contains("Server listening"), "{}", c.stderr());
     c.signal(libc::SIGTERM);
@@ -453,4 +455,69 @@ fn ssh_port_is_checked_as_a_string_first() {
             assert!(reached, "control {sh:?} SSH_PORT={port}: a valid port was refused:\n{text}");
         }
     }
+}
+
+// ---- Hostile keys and ports (the service script alone) ----
+
+/// Run the repo's ssh service script with `key` and `port`; LABKIT_LABINIT
+/// points at a recorder, so any attempt to write the key file leaves a mark.
+/// The recorder then fails, so the script stops there (it never reaches the
+/// host's /etc/ssh or /run).
+fn ssh_service(key: &str, port: &str) -> (String, bool) {
+    let dir = common::TempDir::new("ssh-hostile");
+    let mark = dir.join("key-writer-called");
+    let recorder = dir.join("labinit");
+    fs::write(&recorder, format!("#!/bin/sh\ntouch {}\ncat >/dev/null\nexit 1\n", mark.display())).unwrap();
+    fs::set_permissions(&recorder, fs::Permissions::from_mode(0o755)).unwrap();
+    // A fake sshd that records being started (the real one must never be reached).
+    let sshd = dir.join("sshd");
+    fs::write(&sshd, format!("#!/bin/sh\ntouch {}\n", mark.display())).unwrap();
+    fs::set_permissions(&sshd, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("/bin/sh")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/services/ssh"))
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+        .env("SSH_PUBLIC_KEY", key)
+        .env("SSH_PORT", port)
+        .env("LABKIT_USER", "alice")
+        .env("LABKIT_UID", "123456")
+        .env("LABKIT_GID", "11166")
+        .env("LABKIT_HOME", dir.join("home").display().to_string())
+        .env("LABKIT_LABINIT", &recorder)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "a refused key is not a service failure: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (text, mark.exists())
+}
+
+const GOOD_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGqHd3Hq7S4bXx3fXWm5xg0Qy5sQm8m9p7oQwq4s0Ruk alice@laptop";
+
+#[test]
+fn hostile_ssh_keys_and_ports_are_refused_without_writing_anything() {
+    let cases: Vec<(String, &str)> = vec![
+        (format!("command=\"id\" {GOOD_KEY}"), "22"),
+        (format!("environment=\"LD_PRELOAD=/tmp/x.so\" {GOOD_KEY}"), "22"),
+        (format!("no-pty,{GOOD_KEY}"), "22"),
+        ("ssh-ed25519 AAAA$(touch /tmp/pwned)".into(), "22"),
+        ("ssh-ed25519 AAAA`id`".into(), "22"),
+        ("ssh-ed25519 AAAA\u{1}".into(), "22"),
+        ("ssh-rsa".into(), "22"),
+        (format!("{GOOD_KEY}\nfrom=\"*\" {GOOD_KEY}"), "22"),
+        ("garbage".into(), "22"),
+        (GOOD_KEY.into(), "22; rm -rf /"),
+        (GOOD_KEY.into(), "0"),
+        (GOOD_KEY.into(), "70000"),
+        (GOOD_KEY.into(), "022"),
+    ];
+    for (key, port) in &cases {
+        let (text, touched) = ssh_service(key, port);
+        assert!(text.contains("error:"), "{key:?} port {port}: {text}");
+        assert_eq!(text.lines().filter(|l| l.contains("error:")).count(), 1, "{text}");
+        assert!(!touched, "{key:?} port {port}: the key writer or sshd was reached: {text}");
+    }
+    // Negative control: a plain key reaches the key writer (which fails here).
+    let (text, touched) = ssh_service(GOOD_KEY, "22");
+    assert!(touched, "a good key must be written: {text}");
+    assert!(text.contains("could not write ~/.ssh/authorized_keys"), "{text}");
 }

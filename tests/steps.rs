@@ -5,7 +5,9 @@
 //! counts it as failed; steps read /dev/null, not the container's stdin;
 //! `LABKIT_ENV` exports are bounded, and an environment too big for exec is
 //! reported as such, never as the command's fault (126). Outside strings
-//! (step names) never forge a log line. Every scenario has a control.
+//! (step names) never forge a log line. Through `setup`: steps run in byte
+//! order, see the account and export variables; the failure policy; a slow
+//! step is named in a warning. Every scenario has a control.
 
 mod common;
 
@@ -15,8 +17,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::pidns::{poll, Mode, Opts, Run, MODES};
-use common::TempDir;
+use common::ns::{in_ns, poll, Mode, Opts, Run, MODES};
+use common::{write_step, TempDir};
+use labkit::init::setup::setup;
 use nix::libc;
 
 fn step_opts(steps: &[(&str, &str)], env: &[(&str, &str)]) -> Opts {
@@ -310,17 +313,16 @@ fn steps_run_in_a_chroot_without_proc() {
         fs::copy(common::labinit(), r.join("opt/lab/labinit")).unwrap();
         fs::write(r.join("steps/10_a.sh"), "#!/bin/sh\necho \"$0\" > /out/zero\n").unwrap();
         fs::set_permissions(r.join("steps/10_a.sh"), fs::Permissions::from_mode(0o755)).unwrap();
-        let mount = if with_proc { "mount -t proc proc \"$0/proc\" && " } else { "" };
-        let out = Command::new("unshare")
-            .args(["--mount", "--pid", "--fork", "sh", "-c"])
-            .arg(format!("{mount}exec chroot \"$0\" /opt/lab/labinit run -- /bin/sh -c 'echo job > /out/job'"))
-            .arg(&r)
-            .env_clear()
-            .env("PATH", "/bin:/usr/bin:/usr/sbin:/sbin")
-            .env("LABKIT_STEPS_DIR", "/steps")
-            .env("LABKIT_SERVICES_DIR", "/svc")
-            .output()
-            .unwrap();
+        let mount = if with_proc { "mount -t proc proc \"$R/proc\" && " } else { "" };
+        let script = format!("{mount}exec chroot \"$R\" /opt/lab/labinit run -- /bin/sh -c 'echo job > /out/job'");
+        let r_env = r.display().to_string();
+        let env = [
+            ("R", r_env.as_str()),
+            ("PATH", "/bin:/usr/bin:/usr/sbin:/sbin"),
+            ("LABKIT_STEPS_DIR", "/steps"),
+            ("LABKIT_SERVICES_DIR", "/svc"),
+        ];
+        let out = Run::script(&[], &script, &env, |_| {}).output();
         let err = text(&out);
         assert_eq!(out.status.code(), Some(0), "proc {with_proc}: {err}");
         assert_eq!(fs::read_to_string(r.join("out/job")).unwrap_or_default(), "job\n", "{err}");
@@ -331,4 +333,70 @@ fn steps_run_in_a_chroot_without_proc() {
             assert_eq!(zero, "/steps/10_a.sh\n", "{err}");
         }
     }
+}
+
+// ---- Steps through `setup` (order, exports, the failure policy, slow steps) ----
+
+fn env_plus(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = common::alice_env();
+    for (k, v) in extra {
+        env.push(((*k).into(), (*v).into()));
+    }
+    env
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn steps_run_in_byte_order_see_the_account_and_export_variables() {
+    let root = common::fixture_root("debian-12");
+    // The fixture's /bin/bash is a stub; non-executable .sh steps need a real shell.
+    fs::copy("/bin/sh", root.join("bin/bash")).unwrap();
+    let log = root.join("order.log");
+    let lg = log.display();
+    write_step(&root, "9_last", &format!("#!/bin/sh\necho 9 >> {lg}\necho LATE=1 >> \"$LABKIT_ENV\"\n"), 0o755);
+    write_step(&root, "01_first.sh", &format!("echo 01 $LABKIT_USER $LABKIT_UID $LABKIT_GID $LABKIT_HOME $(id -u) >> {lg}\necho FOO=one >> \"$LABKIT_ENV\"\necho 'not a line' >> \"$LABKIT_ENV\"\n"), 0o644);
+    write_step(
+        &root,
+        "10_fails",
+        &format!("#!/bin/sh\necho 10 >> {lg}\necho FOO=two >> \"$LABKIT_ENV\"\nexit 3\n"),
+        0o755,
+    );
+    write_step(&root, "A_upper", &format!("#!/bin/sh\necho A >> {lg}\n"), 0o755);
+    write_step(&root, "README", "not a step", 0o644);
+    let out = setup(root.path(), &common::alice_env()).unwrap();
+    assert_eq!(fs::read_to_string(&log).unwrap(), "01 alice 123456 11166 /home/alice 0\n10\n9\nA\n");
+    assert_eq!(out.exports, vec![("FOO".to_string(), "two".to_string()), ("LATE".to_string(), "1".to_string())]);
+}
+
+#[test]
+fn step_failure_abort_stops_with_the_steps_code() {
+    let root = common::fixture_root("debian-12");
+    let marker = root.join("second-ran");
+    write_step(&root, "10_fails", "#!/bin/sh\nexit 7\n", 0o755);
+    write_step(&root, "20_next", &format!("#!/bin/sh\ntouch {}\n", marker.display()), 0o755);
+    let err = setup(root.path(), &env_plus(&[("LABKIT_STEP_FAILURE", "abort")])).unwrap_err();
+    assert_eq!(err.code, 7);
+    assert!(err.message.contains("10_fails") && err.message.contains('7'));
+    assert!(!marker.exists());
+    // Negative control: the default policy runs the next step.
+    setup(root.path(), &common::alice_env()).unwrap();
+    assert!(marker.exists());
+}
+
+#[test]
+fn a_step_that_runs_too_long_is_named_in_a_warning() {
+    let root = common::fixture_root("debian-12");
+    let steps = root.join("opt/lab/setup_steps");
+    fs::create_dir_all(&steps).unwrap();
+    fs::write(steps.join("14_ssh_foreground"), "#!/bin/sh\nsleep 1\n").unwrap();
+    fs::set_permissions(steps.join("14_ssh_foreground"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = in_ns(&root, r#""$LABINIT" setup --root "$ROOT""#, &[("LABKIT_STEP_WARN", "0.2s")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("step 14_ssh_foreground is still running after"), "{}", stderr(&out));
+    // Negative control: the default threshold (60 s) stays silent.
+    let out = in_ns(&root, r#""$LABINIT" setup --root "$ROOT""#, &[]);
+    assert!(!stderr(&out).contains("still running"), "{}", stderr(&out));
 }

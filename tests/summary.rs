@@ -5,35 +5,26 @@
 
 mod common;
 
-use std::process::Command;
-
+use common::ns::{sh_quote, Run};
 use common::TempDir;
 
 /// Runs `labinit --root ROOT run ARGS` as PID 1 with /dev/shm of `shm` (a
 /// tmpfs size) and the given environment; returns (code, stderr).
 fn start(shm: &str, env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
-    let t = TempDir::new("summary");
-    let root = t.join("root");
-    std::fs::create_dir_all(root.join("dev/shm")).unwrap();
-    std::fs::write(root.join("dev/nvidia0"), "").unwrap();
-    std::fs::write(root.join("dev/nvidiactl"), "").unwrap();
+    let args: Vec<String> = args.iter().map(|a| sh_quote(a)).collect();
     let script = format!(
-        "mount -t tmpfs -o size={shm} tmpfs {r}/dev/shm && exec \"$0\" --root {r} run \"$@\"",
-        r = root.display()
+        "mount -t tmpfs -o size={shm} tmpfs {{D}}/root/dev/shm && exec {{L}} --root {{D}}/root run {}",
+        args.join(" ")
     );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c"])
-        .arg(&script)
-        .arg(common::labinit())
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("LABKIT_STEPS_DIR", "/steps")
-        .envs(env.iter().copied())
-        .current_dir(t.path())
-        .output()
-        .expect("unshare");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    let mut e = vec![("PATH", "/usr/bin:/bin"), ("LABKIT_STEPS_DIR", "/steps")];
+    e.extend(env);
+    let mut run = Run::script(&[], &script, &e, |t: &TempDir| {
+        let root = t.join("root");
+        std::fs::create_dir_all(root.join("dev/shm")).unwrap();
+        std::fs::write(root.join("dev/nvidia0"), "").unwrap();
+        std::fs::write(root.join("dev/nvidiactl"), "").unwrap();
+    });
+    (run.wait(), run.stderr())
 }
 
 const IMAGE: [(&str, &str); 4] = [

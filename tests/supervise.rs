@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::pidns::{poll, status_fields, Mode, Opts, Run, MODES};
+use common::ns::{poll, status_fields, Mode, Opts, Run, MODES};
 use nix::libc;
 
 fn code_of(mode: Mode, args: &[&str], control: &str) -> (i32, Run) {

@@ -10,14 +10,15 @@ mod common;
 use std::collections::HashMap;
 use std::process::Command;
 
-use common::pidns::{python3, sigprint};
+use common::ns::{launcher, python3, sigprint, Mode, UNSHARE};
 
-fn drive(wrapper: &[&str], dir: &common::TempDir, patience: &str) -> (HashMap<String, String>, String) {
+/// Run `argv` (an `unshare` into fresh namespaces) under the pty driver.
+fn drive(argv: &[String], dir: &common::TempDir, patience: &str) -> (HashMap<String, String>, String) {
     let py = python3().expect("python3");
     let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helpers/pty_driver.py");
     let mut cmd = Command::new(py);
     cmd.arg(driver).arg(dir.path()).arg(sigprint()).arg("--");
-    cmd.args(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--"]).args(wrapper);
+    cmd.args(argv);
     cmd.env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("HOME", dir.path())
@@ -44,27 +45,22 @@ fn interactive_bash_gets_job_control_and_ctrl_c() {
     }
     let labinit = common::labinit().display().to_string();
     let bash = ["bash", "--norc", "--noprofile", "-i"];
-    for mode in ["pid1", "subreaper"] {
+    for mode in [Mode::Pid1, Mode::Subreaper] {
         let dir = common::TempDir::new("tty");
         let root = dir.join("root").display().to_string();
         std::fs::create_dir_all(&root).unwrap();
-        let mut wrapper: Vec<String> = match mode {
-            "pid1" => vec![labinit.clone()],
-            _ => vec!["sh".into(), "-c".into(), "\"$@\"; exit $?".into(), "sh".into(), labinit.clone()],
-        };
-        wrapper.extend(["--root".into(), root, "run".into(), "--".into()]);
-        wrapper.extend(bash.iter().map(|s| s.to_string()));
-        let w: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-        let (r, text) = drive(&w, &dir, "20");
-        assert!(r.get("flags").is_some_and(|f| f.contains('m')), "{mode}: no job control:\n{text}");
-        assert_eq!(r.get("no_tty_warning").map(String::as_str), Some("1"), "{mode}:\n{text}");
-        assert_eq!(r.get("ctrl_c").map(String::as_str), Some("1"), "{mode}: Ctrl-C did not reach the job:\n{text}");
-        assert_eq!(r.get("stopped").map(String::as_str), Some("1"), "{mode}: Ctrl-Z did not stop the job:\n{text}");
-        assert_eq!(r.get("code").map(String::as_str), Some("5"), "{mode}: exit code:\n{text}");
+        let mut labinit_argv = vec![labinit.clone(), "--root".into(), root, "run".into(), "--".into()];
+        labinit_argv.extend(bash.iter().map(|s| s.to_string()));
+        let (r, text) = drive(&launcher(mode, &labinit_argv), &dir, "20");
+        assert!(r.get("flags").is_some_and(|f| f.contains('m')), "{mode:?}: no job control:\n{text}");
+        assert_eq!(r.get("no_tty_warning").map(String::as_str), Some("1"), "{mode:?}:\n{text}");
+        assert_eq!(r.get("ctrl_c").map(String::as_str), Some("1"), "{mode:?}: Ctrl-C did not reach the job:\n{text}");
+        assert_eq!(r.get("stopped").map(String::as_str), Some("1"), "{mode:?}: Ctrl-Z did not stop the job:\n{text}");
+        assert_eq!(r.get("code").map(String::as_str), Some("5"), "{mode:?}: exit code:\n{text}");
     }
     let dir = common::TempDir::new("tty-control");
-    let mut w = vec!["setsid", "-w"];
-    w.extend(bash);
+    let mut w: Vec<String> = std::iter::once("unshare").chain(UNSHARE).map(String::from).collect();
+    w.extend(["setsid", "-w"].iter().chain(&bash).map(|s| s.to_string()));
     // Short waits: here the steps are expected to fail.
     let (r, text) = drive(&w, &dir, "2");
     assert!(

@@ -1,14 +1,19 @@
-//! Helpers shared by the integration tests: throwaway roots built from the
-//! account fixtures, and the path of the labinit binary under test. Nothing
-//! here touches the host's own /etc.
+//! Helpers shared by the integration tests: the one temporary directory
+//! (`TempDir`), throwaway roots built from the account fixtures, and the path
+//! of the labinit binary under test; `ns` is the one namespace runner,
+//! `debian` the Debian test root. Nothing here touches the host's own /etc.
 #![allow(dead_code)]
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A directory removed (recursively) when dropped.
+/// The tests' one temporary directory: `$TMPDIR/labkit-test-PID-N-TAG`,
+/// created empty and removed with everything in it when dropped, which also
+/// happens while a failing test unwinds. A directory that cannot be removed
+/// is reported on stderr with the error, never left behind silently.
 pub struct TempDir {
     path: PathBuf,
 }
@@ -33,7 +38,15 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
+        if fs::remove_dir_all(&self.path).is_ok() || !self.path.exists() {
+            return;
+        }
+        // A test may leave directories without write or search permission
+        // (a non-root run cannot remove their entries): open them up, retry.
+        let _ = Command::new("chmod").arg("-R").arg("u+rwx").arg(&self.path).status();
+        if let Err(e) = fs::remove_dir_all(&self.path) {
+            eprintln!("warning: cannot remove the test directory {}: {e}; remove it by hand", self.path.display());
+        }
     }
 }
 
@@ -87,6 +100,14 @@ pub fn add_sudo(root: &TempDir, sudoers: &str) {
     fs::set_permissions(root.join("etc/sudoers"), fs::Permissions::from_mode(0o440)).unwrap();
 }
 
+/// A setup step `name` in the image's /opt/lab/setup_steps with `body` and `mode`.
+pub fn write_step(root: &TempDir, name: &str, body: &str, mode: u32) {
+    let dir = root.join("opt/lab/setup_steps");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(name), body).unwrap();
+    fs::set_permissions(dir.join(name), fs::Permissions::from_mode(mode)).unwrap();
+}
+
 /// The environment of a cluster job for alice.
 pub fn alice_env() -> Vec<(String, String)> {
     cluster_env("alice", "123456", "CVLAB-unit", "11166")
@@ -136,7 +157,8 @@ pub fn today() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86400
 }
 
-pub mod pidns;
+pub mod debian;
+pub mod ns;
 
 /// Copy an executable that a test will then run. A plain `fs::copy` keeps a
 /// writable fd open in this process for a moment; a fork by another test
