@@ -15,8 +15,12 @@ use support::*;
 fn init_as_non_root(scratch: &Scratch, args: &[&str]) -> std::process::Output {
     let mut c = if nix::unistd::getuid().is_root() {
         // A copy daemon can execute wherever the checkout lives (/root is 0700).
+        // Copied by `cp` in a process of its own: a plain `fs::copy` holds a
+        // writable fd for a moment, a fork by another test thread inherits it
+        // and exec of the copy fails with ETXTBSY ("Text file busy").
         let bin = scratch.join("labkit");
-        std::fs::copy(env!("CARGO_BIN_EXE_labkit"), &bin).unwrap();
+        let st = Command::new("cp").arg(env!("CARGO_BIN_EXE_labkit")).arg(&bin).status().unwrap();
+        assert!(st.success(), "cp labkit to {}", bin.display());
         let mut c = Command::new("setpriv");
         c.args(["--reuid=daemon", "--regid=daemon", "--clear-groups"]).arg(bin);
         c

@@ -37,6 +37,10 @@ fn names_in(dir: &Path, out: &mut BTreeSet<String>) {
             names_in(&p, out);
             continue;
         }
+        // A sibling `tests.rs` is the body of a `#[cfg(test)] mod tests;`.
+        if p.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
         let mut text = std::fs::read_to_string(&p).unwrap_or_default();
         // Unit tests use made-up names.
         if let Some(i) = text.find("#[cfg(test)]") {

@@ -293,7 +293,7 @@ fn sshd_reads_the_setenv_file_back_exactly() {
     let mut with_breaks = env.clone();
     with_breaks.insert(7, ("BROKEN".into(), "x\nPermitRootLogin yes".into()));
     with_breaks.push(("CR".into(), "x\rPort 1".into()));
-    let file = labkit::init::job::sshd_setenv_file(&with_breaks);
+    let file = labkit::init::sshd::sshd_setenv_file(&with_breaks);
 
     let dir = common::TempDir::new("sshd-t");
     let hostkey = dir.join("hostkey");

@@ -13,8 +13,7 @@ use crate::init::exit::Fatal;
 use crate::init::idle::{self, IdleConfig};
 use crate::init::{duration, validate};
 
-/// Moved to [`crate::init::env::parse_bool`].
-pub(crate) use crate::init::env::parse_bool;
+use crate::init::env::parse_bool;
 
 /// The setup steps' directory when `LABKIT_STEPS_DIR` is unset.
 pub(crate) const DEFAULT_STEPS_DIR: &str = "/opt/lab/setup_steps";

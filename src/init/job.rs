@@ -39,7 +39,6 @@ use crate::init::privileges::Credentials;
 use crate::init::provision;
 use crate::init::sshd;
 /// The sshd `SetEnv` file moved to [`crate::init::sshd`].
-pub use crate::init::sshd::sshd_setenv_file;
 
 /// The variables that say who a process is. Set together from the identity,
 /// never one by one.

@@ -27,7 +27,7 @@ pub mod run;
 pub mod services;
 pub mod setup;
 pub mod signals;
-pub(crate) mod sshd;
+pub mod sshd;
 pub mod state;
 pub mod steps;
 pub mod sudo;

@@ -196,9 +196,9 @@ fn boot(cfg: &Config, env: &Env) -> Result<SetupOutcome, Fatal> {
         None => SetupOutcome::default(),
         Some(s) => setup::setup_with(&cfg.root, &env.strings(), s.clone())?,
     };
+    // Blocks the supervised signals, then removes setup's handlers.
     signals::take_over();
-    setup::release_signals();
-    if let Some(sig) = setup::pending_signal().or_else(signals::take_pending_stop) {
+    if let Some(sig) = signals::caught_during_setup().or_else(signals::take_pending_stop) {
         return Err(Fatal::with_code(
             exit::SIGNAL_BASE + sig,
             format!("received {} during setup; the job was not started", signals::name(sig)),

@@ -36,20 +36,6 @@ pub struct SetupOutcome {
     pub exports: Vec<(String, String)>,
 }
 
-/// A terminating signal that arrived during setup, if any (setup stops at
-/// the next step boundary; the running step's process group got it too).
-/// Kept for run.rs: the same as [`signals::caught_during_setup`].
-pub(crate) fn pending_signal() -> Option<i32> {
-    signals::caught_during_setup()
-}
-
-/// Remove setup's signal handlers. Kept for run.rs: [`signals::take_over`]
-/// already does it once the signals are blocked; the same as
-/// [`signals::release_setup`].
-pub(crate) fn release_signals() {
-    signals::release_setup();
-}
-
 /// Provision the account and run the setup steps.
 ///
 /// `root` prefixes every file path (`/` in production, a temp dir in tests);

@@ -82,7 +82,7 @@ pub(crate) fn job_line(timeout: Option<Duration>, grace: Duration, now: u64, wor
     let limit = match timeout.filter(|t| !t.is_zero()) {
         Some(t) => {
             let end = now.saturating_add(t.as_secs() + u64::from(t.subsec_nanos() > 0));
-            format!("timeout {}, at {} (UTC)", duration::show(t), crate::init::idle::utc(end))
+            format!("timeout {}, at {} (UTC)", duration::show(t), crate::init::civil::utc(end))
         }
         None => "no timeout".to_string(),
     };

@@ -39,6 +39,3 @@ pub(crate) use event::{human, message, Event};
 pub(crate) use log_file::IdleLog;
 pub(crate) use watchdog::Watchdog;
 
-/// `YYYY-MM-DDTHH:MM:SSZ` (moved to [`crate::init::civil::utc`]; kept for
-/// its callers until they name `civil`).
-pub(crate) use crate::init::civil::utc;

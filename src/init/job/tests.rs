@@ -1,8 +1,5 @@
 //! Unit tests of [`super`]: identities, every child's environment, the pure parts of a launch.
 
-// The attribute is redundant (the whole file is `mod tests`) but marks where
-// the unit tests' made-up variable names start for tests/reference.rs.
-#[cfg(test)]
 use super::*;
 
 const ROOT: Caller = Caller { uid: 0, gid: 0 };
