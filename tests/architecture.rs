@@ -267,14 +267,70 @@ fn source_tree() -> Vec<(PathBuf, String)> {
 
 #[test]
 fn src_has_no_import_cycles() {
-    let files: Vec<(String, String)> =
-        source_tree().into_iter().filter_map(|(rel, text)| Some((module_of(&rel)?, text))).collect();
+    let files = src_modules();
     assert!(files.len() > 20, "found only {} modules under src/", files.len());
     let g = graph(&files);
     // The graph is real: labinit's entry reaches the supervisor.
     assert!(g.values().map(BTreeSet::len).sum::<usize>() > 30, "too few edges: {g:?}");
     let comps = cycles(&g);
     assert!(comps.is_empty(), "import cycles between modules of src/:\n{}", describe(&g, &comps));
+}
+
+/// Every module of `src/` with its text.
+fn src_modules() -> Vec<(String, String)> {
+    source_tree().into_iter().filter_map(|(rel, text)| Some((module_of(&rel)?, text))).collect()
+}
+
+/// Whether `m` is `top` or one of its submodules.
+fn within(m: &str, top: &str) -> bool {
+    m == top || m.strip_prefix(top).is_some_and(|r| r.starts_with("::"))
+}
+
+/// The modules within `from` that reach (through any path) a module within `to`.
+fn reaching(g: &BTreeMap<String, BTreeSet<String>>, from: &str, to: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for start in g.keys().filter(|m| within(m, from)) {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![start.clone()];
+        while let Some(v) = todo.pop() {
+            for w in g.get(&v).into_iter().flatten() {
+                if !within(w, from) && seen.insert(w.clone()) {
+                    todo.push(w.clone());
+                }
+            }
+        }
+        if seen.iter().any(|w| within(w, to)) {
+            out.push(start.clone());
+        }
+    }
+    out
+}
+
+#[test]
+fn images_layers_point_one_way() {
+    // manifest → python → render → check | plan → bake | build (docs/images.md):
+    // the core never reaches what is built on it.
+    let g = graph(&src_modules());
+    assert!(g.keys().any(|m| within(m, "images::build")), "{:?}", g.keys());
+    assert!(!reaching(&g, "images::build", "images::plan").is_empty(), "build executes a plan");
+    for (core, above) in [
+        ("images::manifest", &["images::lock", "images::python", "images::render", "images::build"][..]),
+        ("images::render", &["images::check", "images::plan", "images::build", "images::bake"]),
+        ("images::lock", &["images::build"]),
+        ("images::python", &["images::build", "images::render"]),
+        ("images::plan", &["images::build", "images::bake"]),
+    ] {
+        for a in above {
+            let bad = reaching(&g, core, a);
+            assert!(bad.is_empty(), "{bad:?} (under {core}) reach {a}");
+        }
+    }
+    // Negative control.
+    let g = graph(&[
+        ("images::manifest".to_string(), "use crate::images::lock::Lock;".to_string()),
+        ("images::lock".to_string(), String::new()),
+    ]);
+    assert_eq!(reaching(&g, "images::manifest", "images::lock"), ["images::manifest"]);
 }
 
 #[test]
@@ -338,21 +394,22 @@ fn env_reads(text: &str) -> Vec<String> {
 }
 
 #[test]
-fn labinit_reads_its_environment_only_in_the_cli() {
-    // The one Env is built in the CLI (src/init/cli.rs, src/init/env.rs);
-    // everything below receives it.
-    const ALLOWED: [&str; 2] = ["init/cli.rs", "init/env.rs"];
+fn the_environment_is_read_only_at_the_entry_points() {
+    // labinit: the one Env is built in its CLI (src/init/cli.rs, env.rs) and
+    // everything below receives it; labkit: src/bin/labkit.rs and
+    // `labkit job`'s entry (src/job/cli.rs) read it, the images library never.
+    const ALLOWED: [&str; 3] = ["init/cli.rs", "init/env.rs", "job/cli.rs"];
     let mut found = Vec::new();
     for (rel, text) in source_tree() {
         let r = rel.to_str().unwrap();
-        if !r.starts_with("init/") || ALLOWED.contains(&r) {
+        if r.starts_with("bin/") || ALLOWED.contains(&r) {
             continue;
         }
         for l in env_reads(&text) {
             found.push(format!("src/{r}: {l}"));
         }
     }
-    assert!(found.is_empty(), "environment read below labinit's CLI:\n{}", found.join("\n"));
+    assert!(found.is_empty(), "environment read below an entry point:\n{}", found.join("\n"));
     // Negative control.
     assert_eq!(env_reads("fn f() { let p = std::env::var_os(\"PATH\"); }").len(), 1);
     assert!(env_reads("fn f() {}\n#[cfg(test)]\nmod tests { fn t() { std::env::var(\"X\"); } }").is_empty());
@@ -380,4 +437,35 @@ fn images_library_never_prints() {
     }
     assert!(found.is_empty(), "the images library prints (the binary should):\n{}", found.join("\n"));
     assert_eq!(prints("fn f() { eprintln!(\"x\"); }").len(), 1);
+}
+
+/// The features that enable `dep:NAME` in a Cargo.toml, or None when the
+/// dependency is not optional (then every build links it, labinit's too).
+fn enabling_features(cargo_toml: &str, name: &str) -> Option<BTreeSet<String>> {
+    let v: toml::Value = toml::from_str(cargo_toml).unwrap();
+    let optional = v["dependencies"][name].get("optional").and_then(|o| o.as_bool()).unwrap_or(false);
+    if !optional {
+        return None;
+    }
+    let dep = format!("dep:{name}");
+    let features = v["features"].as_table().unwrap();
+    Some(
+        features
+            .iter()
+            .filter(|(_, list)| list.as_array().unwrap().iter().any(|x| x.as_str() == Some(dep.as_str())))
+            .map(|(f, _)| f.clone())
+            .collect(),
+    )
+}
+
+#[test]
+fn anyhow_is_linked_into_the_labkit_build_only() {
+    let cargo = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    let want: BTreeSet<String> = ["images".to_string(), "job".to_string()].into();
+    // labinit is built with --no-default-features (Makefile): an optional
+    // dependency that only these features enable never reaches PID 1.
+    assert_eq!(enabling_features(&cargo, "anyhow"), Some(want));
+    // Negative control: a plain dependency line links it everywhere.
+    let plain = "[dependencies]\nanyhow = \"1\"\n[features]\nimages = []\n";
+    assert_eq!(enabling_features(plain, "anyhow"), None);
 }
