@@ -39,3 +39,59 @@ impl std::fmt::Display for Fatal {
 }
 
 impl std::error::Error for Fatal {}
+
+/// How a process ended, as `waitpid` reports it: the main process of the
+/// job, a service, a setup step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this code (0–255).
+    Code(i32),
+    /// A signal (this number) killed it.
+    Signal(i32),
+}
+
+impl Exit {
+    /// From a `waitpid` status word. Pure.
+    pub fn from_wait_status(status: i32) -> Exit {
+        if nix::libc::WIFSIGNALED(status) {
+            Exit::Signal(nix::libc::WTERMSIG(status))
+        } else {
+            Exit::Code(nix::libc::WEXITSTATUS(status))
+        }
+    }
+
+    /// The shell's convention: the code, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c & 0xff,
+            Exit::Signal(s) => SIGNAL_BASE + s,
+        }
+    }
+
+    /// For log lines: "exited with code 3", "was killed by SIGTERM (exit
+    /// code 143)".
+    pub fn describe(self) -> String {
+        match self {
+            Exit::Code(c) => format!("exited with code {c}"),
+            Exit::Signal(s) => {
+                format!("was killed by {} (exit code {})", crate::init::signals::name(s), self.code())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::libc;
+
+    #[test]
+    fn wait_status_mapping() {
+        assert_eq!(Exit::from_wait_status(3 << 8), Exit::Code(3));
+        assert_eq!(Exit::from_wait_status(libc::SIGTERM), Exit::Signal(libc::SIGTERM));
+        assert_eq!(Exit::Signal(libc::SIGHUP).code(), 129);
+        assert_eq!(Exit::Code(300).code(), 44, "codes are 8 bits, as the shell sees them");
+        assert!(Exit::Signal(libc::SIGTERM).describe().contains("SIGTERM"));
+        assert_eq!(Exit::Code(3).describe(), "exited with code 3");
+    }
+}
