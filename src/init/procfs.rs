@@ -84,7 +84,7 @@ pub(crate) fn processes(proc_root: &Path) -> Vec<ProcStat> {
 /// Call `f` with every process under `proc_root`, one at a time: the idle
 /// watchdog keeps nothing of a scan but CPU counters, so a thousand
 /// processes never sit in memory at once.
-pub(crate) fn for_each(proc_root: &Path, mut f: impl FnMut(ProcStat)) {
+fn for_each(proc_root: &Path, mut f: impl FnMut(ProcStat)) {
     let Ok(rd) = std::fs::read_dir(proc_root) else { return };
     let Ok(dir) = std::fs::File::open(proc_root) else { return };
     let dirfd = dir.as_raw_fd();
