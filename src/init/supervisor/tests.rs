@@ -138,6 +138,52 @@ fn as_pid1_the_stop_signal_is_one_kill_of_every_process() {
 }
 
 #[test]
+fn as_pid1_with_services_the_job_is_signalled_by_pid_and_the_services_wait() {
+    // 30 leads a service session; 7 is the job, 9 a `kubectl exec` session.
+    let mut f = Fake::new(1);
+    f.add(7, 1, 7, Reaction::Dies).add(9, 0, 9, Reaction::Dies).add(30, 1, 30, Reaction::Dies);
+    f.at(secs(1), Happening::Signal(SIGTERM));
+    let s = Supervisor::with_os(f, Some(7), policy(20), false).with_services(Services::in_sessions(vec![30]), secs(5));
+    let (code, f) = finish(s);
+    assert_eq!(code, 143);
+    assert!(f.kills.iter().all(|k| k.pid != -1), "kill(-1) would reach the services: {:?}", f.kills);
+    assert_eq!(f.got(7), vec![SIGTERM]);
+    assert_eq!(f.got(9), vec![SIGTERM]);
+    let job_term = f.kills.iter().find(|k| k.pid == 7).expect("job signalled");
+    let service_term = f.kills.iter().position(|k| k.pid == 30).expect("service stopped");
+    assert!(f.kills.iter().position(|k| k == job_term).unwrap() < service_term, "the job first: {:?}", f.kills);
+}
+
+#[test]
+fn a_stop_signal_before_the_timeout_decides_the_code() {
+    let script = |signal: bool| {
+        let mut f = job(Reaction::Dies);
+        if signal {
+            f.at(secs(5), Happening::Signal(SIGTERM));
+        }
+        run(f, Some(MAIN), timeout(10, 20, false))
+    };
+    let (code, f) = script(true);
+    assert_eq!(code, 143, "the job's code, not the timeout's");
+    assert!(!f.logged("timeout of"), "the timeout never fires once the job stops: {:?}", f.log);
+    // Negative control: without the signal the timeout ends it.
+    assert_eq!(script(false).0, exit::TIMEOUT);
+}
+
+#[test]
+fn a_term_while_killing_goes_to_the_job_again() {
+    // Stuck: the job is still there after SIGKILL; another TERM arrives meanwhile.
+    let mut f = job(Reaction::Stuck);
+    f.at(secs(1), Happening::Signal(SIGTERM)).at(secs(8), Happening::Signal(SIGTERM));
+    let (code, f) = run(f, Some(MAIN), policy(5));
+    assert_eq!(code, 137);
+    assert_eq!(f.got(MAIN), vec![SIGTERM, SIGCONT, SIGKILL, SIGTERM, SIGCONT]);
+    assert!(f.logged("received SIGTERM again: sent it to the job (1 process(es))"));
+    // The deadline of the Killing phase is unchanged by it.
+    assert_eq!(f.elapsed(), secs(1) + secs(5) + KILL_WAIT);
+}
+
+#[test]
 fn a_second_term_during_the_grace_is_passed_on_and_keeps_the_deadline() {
     let script = |second: bool| {
         let mut f = job(Reaction::Ignores);
@@ -377,6 +423,22 @@ fn other_signals_go_to_the_main_group_or_the_main_process() {
     assert!(f.got(13).is_empty(), "negative control: another group");
     assert!(f.logged("received SIGUSR1: sent it to the main process group 11"));
     assert!(!f.logged("received SIGWINCH"), "window changes are not logged");
+    assert!(!f.logged("cannot send"), "{:?}", f.log);
+
+    // The main process left its group (a shell's job control): the group
+    // signal finds nobody and the main process gets it directly, quietly.
+    let mut f = job(Reaction::Dies);
+    f.group(MAIN, 99).at(secs(1), Happening::Signal(SIGUSR1)).at(secs(2), Happening::Exits(MAIN, Exit::Code(0)));
+    let (_, f) = run(f, Some(MAIN), policy(20));
+    assert_eq!(f.got(MAIN), vec![SIGUSR1]);
+    assert_eq!(f.kills.iter().map(|k| k.pid).collect::<Vec<_>>(), vec![-MAIN, MAIN]);
+    assert!(!f.logged("cannot send"), "ESRCH is normal: {:?}", f.log);
+    // A refused signal is logged with its errno.
+    let mut f = job(Reaction::Dies);
+    f.refuse(-MAIN, Errno::EPERM).at(secs(1), Happening::Signal(SIGUSR1));
+    f.refuse(MAIN, Errno::EPERM).at(secs(2), Happening::Exits(MAIN, Exit::Code(0)));
+    let (_, f) = run(f, Some(MAIN), policy(20));
+    assert!(f.logged("warning: cannot send SIGUSR1 to the main process group: pid 11: EPERM"), "{:?}", f.log);
 }
 
 #[test]
