@@ -25,7 +25,7 @@ pub struct Credentials {
 /// Which part of the drop failed (the child reports it through a pipe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub(crate) enum Stage {
+pub enum Stage {
     SetGroups = 1,
     SetGid = 2,
     SetUid = 3,

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use nix::libc;
 
+use crate::init::duration::show;
 use crate::init::exit::Exit;
 use crate::init::log;
 use crate::init::procfs::ProcStat;
@@ -167,14 +168,14 @@ impl Services {
         match after_failure(&mut s.failures, now) {
             Some(delay) => {
                 s.state = State::Waiting(now + delay);
-                log::info(format!("service {}: {what}; restarting in {}", s.name, crate::init::duration::show(delay)));
+                log::info(format!("service {}: {what}; restarting in {}", s.name, show(delay)));
             }
             None => {
                 s.state = State::GaveUp;
                 log::warn(format!(
-                    "service {}: {what}; it failed {MAX_FAILURES} times within {} s, giving up (the job goes on without it)",
+                    "service {}: {what}; it failed {MAX_FAILURES} times within {}, giving up (the job goes on without it)",
                     s.name,
-                    WINDOW.as_secs()
+                    show(WINDOW)
                 ));
             }
         }

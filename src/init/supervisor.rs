@@ -184,11 +184,11 @@ impl<O: Os> Supervisor<O> {
             let now = self.os.now();
             self.os.info(&format!(
                 "idle watchdog: on; the container stops after {} without CPU use (≥ {}% of a core), GPU use ({}) or a process named {} (checked every {}){}",
-                idle::human(cfg.timeout),
+                show(cfg.timeout),
                 cfg.cpu * 100.0,
                 if cfg.device_glob.is_empty() { "not watched".to_owned() } else { cfg.device_glob.clone() },
                 if cfg.busy_names.is_empty() { "-".to_owned() } else { cfg.busy_names.join(" or ") },
-                idle::human(cfg.interval),
+                show(cfg.interval),
                 if cfg.jupyter_runtime_dirs.is_empty() {
                     ""
                 } else {

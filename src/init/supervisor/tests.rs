@@ -305,6 +305,9 @@ fn idle_expiry_stops_the_job_and_ends_with_zero() {
     };
     let (code, f) = script(true);
     assert_eq!(code, 0);
+    assert!(f.log[0]
+        .starts_with(&format!("idle watchdog: on; the container stops after {} without CPU use", show(secs(60)))));
+    assert!(f.log[0].contains(&format!("(checked every {})", show(secs(10)))), "{}", f.log[0]);
     let term = f.first_kill(SIGTERM).expect("the job was stopped").at;
     assert!(term >= secs(60) && term <= secs(80), "after the idle timeout: {term:?}");
     assert!(f.logged("stopping the container"));
