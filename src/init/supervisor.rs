@@ -47,9 +47,10 @@ mod os;
 mod tests;
 
 use deliver::Failures;
-pub(crate) use ending::{conclude, Conclusion, Ending};
+use ending::{conclude, Conclusion, Ending};
 pub use os::become_subreaper;
-pub(crate) use os::{Linux, Os, Reaped};
+use os::Reaped;
+pub(crate) use os::{Linux, Os};
 
 /// How long labinit waits for the job after SIGKILL before giving up on
 /// processes stuck in the kernel (uninterruptible I/O on a dead NFS server).

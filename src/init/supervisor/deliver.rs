@@ -13,7 +13,7 @@ use crate::init::signals;
 /// The job among `procs`, live processes only: as PID 1 everything but
 /// `me`, as a subreaper `me`'s descendants; minus the processes of the
 /// `excluded` sessions (services). Pure.
-pub(crate) fn job_of(procs: &[ProcStat], me: i32, pid1: bool, excluded: &[i32]) -> Vec<i32> {
+pub(super) fn job_of(procs: &[ProcStat], me: i32, pid1: bool, excluded: &[i32]) -> Vec<i32> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     for p in procs {
         children.entry(p.ppid).or_default().push(p.pid);
