@@ -66,6 +66,8 @@ pub(super) struct Fake {
     pub kills: Vec<Kill>,
     /// Every signal a process got (pid, signal), in order.
     pub delivered: Vec<(i32, i32)>,
+    /// When each process ended (virtual time, pid).
+    pub deaths: Vec<(Duration, i32)>,
     /// Log lines, `warning: ` before warnings.
     pub log: Vec<String>,
     pub released_pages: bool,
@@ -88,6 +90,7 @@ impl Fake {
             sigchld: false,
             kills: Vec::new(),
             delivered: Vec::new(),
+            deaths: Vec::new(),
             log: Vec::new(),
             released_pages: false,
             restored_terminal: None,
@@ -171,6 +174,7 @@ impl Fake {
         }
         // Its children are orphans now: labinit (PID 1 or subreaper) adopts them.
         let ppid = p.stat.ppid;
+        self.deaths.push((self.clock, pid));
         for q in self.procs.values_mut() {
             if q.stat.ppid == pid {
                 q.stat.ppid = me;

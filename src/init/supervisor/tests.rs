@@ -482,6 +482,70 @@ fn terminal_and_startup_pages() {
     assert_eq!(finish(Supervisor::with_os(f, None, policy(20), true)).1.restored_terminal, None);
 }
 
+/// Random scripts nobody wrote down (a fixed-seed generator, so a failure
+/// repeats): job trees of 1–6 processes, each dying, ignoring or stuck, a
+/// service, stop signals, exits, a timeout or none. Whatever the script,
+/// supervision ends, SIGKILL never comes before a grace period has run,
+/// the services get nothing while a process of the job could still end, and
+/// nothing of the job that could die is left.
+#[test]
+fn random_scripts_keep_the_shutdown_rules() {
+    let mut seed: u64 = 0x5eed_1abc;
+    let mut next = |n: u64| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let reactions = [Reaction::Dies, Reaction::Ignores, Reaction::Stuck];
+    for case in 0..400 {
+        let mut f = Fake::new(ME);
+        let procs = 1 + next(6) as i32;
+        let mut job = Vec::new();
+        for i in 0..procs {
+            let pid = MAIN + i;
+            // The first is the main process; the others hang below one before.
+            let parent = if i == 0 { ME } else { MAIN + next(i as u64) as i32 };
+            // Stuck processes rarely: they make every case wait KILL_WAIT.
+            let reaction = reactions[if next(8) == 0 { 2 } else { next(2) as usize }];
+            f.add(pid, parent, MAIN, reaction);
+            job.push((pid, reaction));
+        }
+        f.add(30, ME, 30, reactions[next(2) as usize]);
+        for _ in 0..next(4) {
+            let at = secs(next(40));
+            match next(3) {
+                0 => f.at(at, Happening::Signal([SIGTERM, SIGINT, SIGHUP][next(3) as usize])),
+                1 => f.at(at, Happening::Exits(MAIN + next(procs as u64) as i32, Exit::Code(next(3) as i32))),
+                _ => f.at(at, Happening::Signal(SIGUSR1)),
+            };
+        }
+        f.at(secs(60), Happening::Exits(MAIN, Exit::Code(0)));
+        let grace = 1 + next(10);
+        let p = if next(2) == 0 { timeout(1 + next(30), grace, next(2) == 0) } else { policy(grace) };
+        let s = Supervisor::with_os(f, Some(MAIN), p, false).with_services(Services::in_sessions(vec![30]), secs(2));
+        let (code, f) = finish(s);
+        let why = format!("case {case}: {job:?}, kills {:?}, log {:?}", f.kills, f.log);
+        assert!((0..=255).contains(&code), "{why}");
+        // SIGKILL only once a grace has run since the first SIGTERM to the job.
+        if let Some(kill) = f.kills.iter().find(|k| k.sig == SIGKILL && k.pid != 30) {
+            let first_term = f.kills.iter().find(|k| k.sig == SIGTERM || k.sig == SIGINT).expect(&why).at;
+            assert!(kill.at >= first_term + secs(grace), "{why}");
+        }
+        // The services: nothing before every job process that can die has died.
+        if let Some(first) = f.kills.iter().find(|k| k.pid == 30) {
+            for (pid, reaction) in &job {
+                if *reaction != Reaction::Stuck {
+                    let died = f.deaths.iter().find(|(_, p)| p == pid).map(|(t, _)| *t);
+                    assert!(died.is_some_and(|t| t <= first.at), "service signalled before {pid} ended: {why}");
+                }
+            }
+        }
+        for (pid, reaction) in &job {
+            assert!(*reaction == Reaction::Stuck || !f.alive(*pid), "{pid} left alive: {why}");
+        }
+        assert!(!f.alive(30), "the service outlived labinit: {why}");
+    }
+}
+
 fn p(pid: i32, ppid: i32) -> ProcStat {
     ProcStat { pid, name: "x".into(), state: b'S', ppid, pgrp: pid, session: pid, ticks: 0, starttime: 0 }
 }
