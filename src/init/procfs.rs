@@ -70,34 +70,33 @@ fn pid_entry(name: &[u8]) -> Option<(&[u8], i32)> {
 }
 
 /// Every process visible under `proc_root` (normally `/proc`). A process
-/// that vanishes between the directory listing and the read is skipped.
+/// that vanishes between the directory listing and the read is skipped; the
+/// error (errno kept) is for `proc_root` itself (not mounted, not readable).
 ///
 /// Raw `openat` relative to the `/proc` directory and one `read` into a
 /// stack buffer: `File::read_to_string` would add a `statx` per file, and
 /// the full path a walk from `/`; on a slow VM the syscalls are the whole cost.
-pub(crate) fn processes(proc_root: &Path) -> Vec<ProcStat> {
-    let mut out = Vec::with_capacity(64);
-    for_each(proc_root, |p| out.push(p));
-    out
-}
-
-/// Call `f` with every process under `proc_root`, one at a time: the idle
-/// watchdog keeps nothing of a scan but CPU counters, so a thousand
-/// processes never sit in memory at once.
-fn for_each(proc_root: &Path, mut f: impl FnMut(ProcStat)) {
-    let Ok(rd) = std::fs::read_dir(proc_root) else { return };
-    let Ok(dir) = std::fs::File::open(proc_root) else { return };
+pub(crate) fn try_processes(proc_root: &Path) -> std::io::Result<Vec<ProcStat>> {
+    let rd = std::fs::read_dir(proc_root)?;
+    let dir = std::fs::File::open(proc_root)?;
     let dirfd = dir.as_raw_fd();
     let mut buf = [0u8; 1024];
+    let mut out = Vec::with_capacity(64);
     for e in rd.flatten() {
         let name = e.file_name();
         let Some((pid, _)) = pid_entry(name.as_bytes()) else { continue };
         let Some(fd) = open_at(dirfd, pid, b"stat\0") else { continue };
         let Some(text) = pread_into(&fd, &mut buf) else { continue };
         if let Some(s) = parse_stat(&String::from_utf8_lossy(text)) {
-            f(s);
+            out.push(s);
         }
     }
+    Ok(out)
+}
+
+/// [`try_processes`], empty when `proc_root` cannot be read.
+pub(crate) fn processes(proc_root: &Path) -> Vec<ProcStat> {
+    try_processes(proc_root).unwrap_or_default()
 }
 
 /// A `/proc` scanner for repeated scans (the idle watchdog). Generating
@@ -328,11 +327,6 @@ pub(crate) fn schedstat_ns(text: &[u8]) -> Option<u64> {
     std::str::from_utf8(first).ok()?.parse().ok()
 }
 
-/// Every process of this PID namespace.
-pub(crate) fn scan() -> Vec<ProcStat> {
-    processes(Path::new("/proc"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,11 +458,13 @@ mod tests {
     #[test]
     fn reads_this_process() {
         let me = std::process::id() as i32;
-        let all = scan();
+        let all = try_processes(Path::new("/proc")).unwrap();
         let p = all.iter().find(|p| p.pid == me).expect("own process listed");
         assert_eq!(p.ppid, nix::unistd::getppid().as_raw());
         assert!(!p.is_zombie());
-        let none = processes(Path::new("/nonexistent-proc"));
-        assert!(none.is_empty());
+        // A missing /proc is an error with its errno, not an empty table.
+        let e = try_processes(Path::new("/nonexistent-proc")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        assert!(processes(Path::new("/nonexistent-proc")).is_empty());
     }
 }

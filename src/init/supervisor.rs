@@ -144,13 +144,13 @@ pub(crate) struct Supervisor<O: Os = Linux> {
 impl Supervisor<Linux> {
     /// Supervise the job whose main process is `main`.
     pub(crate) fn new(main: i32, policy: Policy, restore_tty: bool) -> Supervisor {
-        Supervisor::with_os(Linux, Some(main), policy, restore_tty)
+        Supervisor::with_os(Linux::new(), Some(main), policy, restore_tty)
     }
 
     /// `labinit wait`: no main process; run until SIGTERM or the idle
     /// watchdog stops the container.
     pub(crate) fn waiting(policy: Policy) -> Supervisor {
-        Supervisor::with_os(Linux, None, policy, false)
+        Supervisor::with_os(Linux::new(), None, policy, false)
     }
 }
 

@@ -5,6 +5,7 @@
 //! table and a virtual clock (`supervisor/fake.rs`), so every transition is
 //! tested in milliseconds and without root.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -55,7 +56,22 @@ pub(crate) trait Os {
 }
 
 /// The real system calls.
-pub(crate) struct Linux;
+pub(crate) struct Linux {
+    /// Normally `/proc`.
+    proc_root: PathBuf,
+    /// The process table could not be read once: said once.
+    proc_unreadable: bool,
+}
+
+impl Linux {
+    pub(crate) fn new() -> Linux {
+        Linux::with_proc(PathBuf::from("/proc"))
+    }
+
+    fn with_proc(proc_root: PathBuf) -> Linux {
+        Linux { proc_root, proc_unreadable: false }
+    }
+}
 
 impl Os for Linux {
     fn pid(&self) -> i32 {
@@ -67,7 +83,18 @@ impl Os for Linux {
     }
 
     fn processes(&mut self) -> Vec<ProcStat> {
-        procfs::scan()
+        match procfs::try_processes(&self.proc_root) {
+            Ok(procs) => procs,
+            Err(e) => {
+                if !std::mem::replace(&mut self.proc_unreadable, true) {
+                    log::warn(format!(
+                        "cannot read the process table {}: {e}; labinit cannot find the job's processes to pass signals on or stop them (mount /proc in the container)",
+                        self.proc_root.display()
+                    ));
+                }
+                Vec::new()
+            }
+        }
     }
 
     fn kill(&mut self, pid: i32, sig: i32) -> Result<(), Errno> {
@@ -93,7 +120,7 @@ impl Os for Linux {
     }
 
     fn idle_sample(&mut self, dog: &mut Watchdog, sessions: &[i32], me: i32, elapsed: Duration) -> Option<Busy> {
-        dog.busy_reason(std::path::Path::new("/proc"), sessions, &[me], elapsed)
+        dog.busy_reason(&self.proc_root, sessions, &[me], elapsed)
     }
 
     fn release_startup_pages(&mut self) {
@@ -130,5 +157,30 @@ pub fn become_subreaper() {
         log::warn(format!(
             "cannot become a child subreaper (prctl PR_SET_CHILD_SUBREAPER: {e}); processes the job leaves behind escape labinit's shutdown"
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_real_process_table_and_a_missing_one() {
+        let mut os = Linux::new();
+        assert!(os.processes().iter().any(|p| p.pid == os.pid()));
+        assert!(!os.proc_unreadable);
+        // Without /proc: empty, and said once (the flag), not on every scan.
+        let mut os = Linux::with_proc(PathBuf::from("/nonexistent-proc"));
+        assert!(os.processes().is_empty());
+        assert!(os.proc_unreadable);
+        assert!(os.processes().is_empty());
+    }
+
+    #[test]
+    fn kill_keeps_the_errno() {
+        let mut os = Linux::new();
+        // Signal 0 checks without sending: this process exists, pid 2^22+1 cannot.
+        assert_eq!(os.kill(os.pid(), 0), Ok(()));
+        assert_eq!(os.kill(4_194_305, 0), Err(Errno::ESRCH));
     }
 }
