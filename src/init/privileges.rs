@@ -36,7 +36,7 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub fn from_u8(n: u8) -> Option<Stage> {
+    pub(crate) fn from_u8(n: u8) -> Option<Stage> {
         Some(match n {
             1 => Stage::SetGroups,
             2 => Stage::SetGid,
@@ -49,7 +49,7 @@ impl Stage {
         })
     }
 
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Stage::SetGroups => "setgroups (supplementary groups) failed",
             Stage::SetGid => "setresgid failed",
@@ -64,7 +64,7 @@ impl Stage {
 
 /// A failure in the child: the stage and the errno (0 when not a syscall error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DropError {
+pub(crate) struct DropError {
     pub stage: Stage,
     pub errno: i32,
 }
@@ -76,7 +76,7 @@ fn errno() -> i32 {
 impl Credentials {
     /// Sort and de-duplicate the group list (what `setgroups` and the check
     /// expect); the primary group is included.
-    pub fn new(uid: uid_t, gid: gid_t, groups: &[gid_t]) -> Credentials {
+    pub(crate) fn new(uid: uid_t, gid: gid_t, groups: &[gid_t]) -> Credentials {
         let mut g: Vec<gid_t> = groups.to_vec();
         g.push(gid);
         g.sort_unstable();
@@ -85,13 +85,13 @@ impl Credentials {
     }
 
     /// A buffer for [`Credentials::apply`]'s check, allocated before the fork.
-    pub fn scratch(&self) -> Vec<gid_t> {
+    pub(crate) fn scratch(&self) -> Vec<gid_t> {
         vec![0; self.groups.len() + 1]
     }
 
     /// Become the user. Call only in the forked child, before exec: it
     /// allocates nothing. `scratch` comes from [`Credentials::scratch`].
-    pub fn apply(&self, scratch: &mut [gid_t]) -> Result<(), DropError> {
+    pub(crate) fn apply(&self, scratch: &mut [gid_t]) -> Result<(), DropError> {
         let fail = |stage| DropError { stage, errno: errno() };
         // SAFETY: plain syscalls on valid pointers and lengths.
         unsafe {
@@ -131,7 +131,7 @@ impl Credentials {
 
 /// Refuse to run from a setuid or setgid file: labinit trusts its
 /// environment (`LABKIT_ROOT`, `CLUSTER_*`), which a setuid binary must not.
-pub fn refuse_setuid_binary() -> Result<(), Fatal> {
+pub(crate) fn refuse_setuid_binary() -> Result<(), Fatal> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata("/proc/self/exe").map(|m| m.permissions().mode()).unwrap_or(0);
     // SAFETY: get*id never fail.

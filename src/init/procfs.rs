@@ -14,7 +14,7 @@ use nix::libc;
 
 /// One process as `/proc/PID/stat` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcStat {
+pub(crate) struct ProcStat {
     pub pid: i32,
     /// `comm`: the executable's name, at most 15 bytes.
     pub name: String,
@@ -31,7 +31,7 @@ pub struct ProcStat {
 }
 
 impl ProcStat {
-    pub fn is_zombie(&self) -> bool {
+    pub(crate) fn is_zombie(&self) -> bool {
         self.state == b'Z'
     }
 }
@@ -39,7 +39,7 @@ impl ProcStat {
 /// Parse `/proc/PID/stat`. The name sits in parentheses and may itself
 /// contain spaces and parentheses, so fields are counted after the *last*
 /// `)`. Pure.
-pub fn parse_stat(text: &str) -> Option<ProcStat> {
+pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
     if close < open {
@@ -70,34 +70,33 @@ fn pid_entry(name: &[u8]) -> Option<(&[u8], i32)> {
 }
 
 /// Every process visible under `proc_root` (normally `/proc`). A process
-/// that vanishes between the directory listing and the read is skipped.
+/// that vanishes between the directory listing and the read is skipped; the
+/// error (errno kept) is for `proc_root` itself (not mounted, not readable).
 ///
 /// Raw `openat` relative to the `/proc` directory and one `read` into a
 /// stack buffer: `File::read_to_string` would add a `statx` per file, and
 /// the full path a walk from `/`; on a slow VM the syscalls are the whole cost.
-pub fn processes(proc_root: &Path) -> Vec<ProcStat> {
-    let mut out = Vec::with_capacity(64);
-    for_each(proc_root, |p| out.push(p));
-    out
-}
-
-/// Call `f` with every process under `proc_root`, one at a time: the idle
-/// watchdog keeps nothing of a scan but CPU counters, so a thousand
-/// processes never sit in memory at once.
-pub fn for_each(proc_root: &Path, mut f: impl FnMut(ProcStat)) {
-    let Ok(rd) = std::fs::read_dir(proc_root) else { return };
-    let Ok(dir) = std::fs::File::open(proc_root) else { return };
+pub(crate) fn try_processes(proc_root: &Path) -> std::io::Result<Vec<ProcStat>> {
+    let rd = std::fs::read_dir(proc_root)?;
+    let dir = std::fs::File::open(proc_root)?;
     let dirfd = dir.as_raw_fd();
     let mut buf = [0u8; 1024];
+    let mut out = Vec::with_capacity(64);
     for e in rd.flatten() {
         let name = e.file_name();
         let Some((pid, _)) = pid_entry(name.as_bytes()) else { continue };
         let Some(fd) = open_at(dirfd, pid, b"stat\0") else { continue };
         let Some(text) = pread_into(&fd, &mut buf) else { continue };
         if let Some(s) = parse_stat(&String::from_utf8_lossy(text)) {
-            f(s);
+            out.push(s);
         }
     }
+    Ok(out)
+}
+
+/// [`try_processes`], empty when `proc_root` cannot be read.
+pub(crate) fn processes(proc_root: &Path) -> Vec<ProcStat> {
+    try_processes(proc_root).unwrap_or_default()
 }
 
 /// A `/proc` scanner for repeated scans (the idle watchdog). Generating
@@ -120,7 +119,7 @@ pub fn for_each(proc_root: &Path, mut f: impl FnMut(ProcStat)) {
 /// Memory: the followed processes sit in one vector sorted by pid (about
 /// 100 bytes each, no second copy between scans), and each sample carries
 /// the CPU time of the previous scan, so the caller keeps no map of its own.
-pub struct StatReader {
+pub(crate) struct StatReader {
     /// Followed processes, sorted by pid.
     kept: Vec<Kept>,
     /// Processes first seen in the current scan, merged in at its end.
@@ -137,7 +136,7 @@ pub struct StatReader {
 }
 
 /// Re-read every kept process's name at least every this many scans.
-pub const COMM_REFRESH: u32 = 16;
+pub(crate) const COMM_REFRESH: u32 = 16;
 
 struct Kept {
     schedstat: std::os::fd::OwnedFd,
@@ -172,7 +171,7 @@ impl Kept {
 /// One process seen by [`StatReader`]: its `stat` fields (`ticks` as of the
 /// first read), its CPU time now and at the previous scan (`None` when the
 /// process is new to this scan).
-pub struct Sample<'a> {
+pub(crate) struct Sample<'a> {
     pub stat: &'a ProcStat,
     pub cpu_seconds: f64,
     pub previous: Option<f64>,
@@ -207,7 +206,7 @@ fn pread_into<'b>(fd: &std::os::fd::OwnedFd, buf: &'b mut [u8]) -> Option<&'b [u
 }
 
 impl StatReader {
-    pub fn new() -> StatReader {
+    pub(crate) fn new() -> StatReader {
         let soft =
             nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map(|(s, _)| s).unwrap_or(0);
         let limit = soft.saturating_sub(64).min(1 << 16) as usize;
@@ -220,11 +219,6 @@ impl StatReader {
             loadavg: None,
             last_pid: None,
         }
-    }
-
-    /// How many processes are followed through kept descriptors now.
-    pub fn kept(&self) -> usize {
-        self.kept.len()
     }
 
     /// The last pid handed out in the PID namespace of `proc_root`
@@ -252,7 +246,7 @@ impl StatReader {
     /// last pid is unchanged and every process is followed), the followed
     /// processes are all there is: the listing of `/proc`, the larger part
     /// of a scan's cost, is skipped. A process that ended reads ESRCH.
-    pub fn for_each(&mut self, proc_root: &Path, clk_tck: f64, mut f: impl FnMut(Sample)) {
+    pub(crate) fn for_each(&mut self, proc_root: &Path, clk_tck: f64, mut f: impl FnMut(Sample)) {
         // Read before the scan: a fork during the scan changes it for the next.
         let last_pid = self.last_pid(proc_root);
         let nothing_new =
@@ -328,20 +322,9 @@ impl StatReader {
 
 /// CPU time in nanoseconds from `/proc/PID/schedstat` ("ns_on_cpu ns_waiting
 /// timeslices"). Pure.
-pub fn schedstat_ns(text: &[u8]) -> Option<u64> {
+pub(crate) fn schedstat_ns(text: &[u8]) -> Option<u64> {
     let first = text.split(|b| b.is_ascii_whitespace()).next()?;
     std::str::from_utf8(first).ok()?.parse().ok()
-}
-
-/// CPU time in seconds from `/proc/PID/schedstat` ("ns_on_cpu ns_waiting
-/// timeslices"). Pure.
-pub fn schedstat_seconds(text: &[u8]) -> Option<f64> {
-    schedstat_ns(text).map(|ns| ns as f64 / 1e9)
-}
-
-/// Every process of this PID namespace.
-pub fn scan() -> Vec<ProcStat> {
-    processes(Path::new("/proc"))
 }
 
 #[cfg(test)]
@@ -437,8 +420,8 @@ mod tests {
 
     #[test]
     fn schedstat_and_exec_renames() {
-        assert_eq!(schedstat_seconds(b"1500000000 224197 2\n"), Some(1.5));
-        assert_eq!(schedstat_seconds(b"x 1 2"), None);
+        assert_eq!(schedstat_ns(b"1500000000 224197 2\n"), Some(1_500_000_000));
+        assert_eq!(schedstat_ns(b"x 1 2"), None);
         // A kept process that execs shows its new name on the next scan.
         let mut r = StatReader::new();
         let mut child = std::process::Command::new("sh")
@@ -475,11 +458,13 @@ mod tests {
     #[test]
     fn reads_this_process() {
         let me = std::process::id() as i32;
-        let all = scan();
+        let all = try_processes(Path::new("/proc")).unwrap();
         let p = all.iter().find(|p| p.pid == me).expect("own process listed");
         assert_eq!(p.ppid, nix::unistd::getppid().as_raw());
         assert!(!p.is_zombie());
-        let none = processes(Path::new("/nonexistent-proc"));
-        assert!(none.is_empty());
+        // A missing /proc is an error with its errno, not an empty table.
+        let e = try_processes(Path::new("/nonexistent-proc")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        assert!(processes(Path::new("/nonexistent-proc")).is_empty());
     }
 }

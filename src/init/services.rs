@@ -25,13 +25,14 @@ use std::time::{Duration, Instant};
 
 use nix::libc;
 
+use crate::init::duration::show;
+use crate::init::exit::Exit;
 use crate::init::log;
 use crate::init::procfs::ProcStat;
 use crate::init::steps::{self, Runnable, StepKind};
-use crate::init::supervisor::Exit;
 
-pub const DEFAULT_DIR: &str = "/opt/lab/services";
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_DIR: &str = "/opt/lab/services";
+pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// Failures within this window count towards giving up.
 const WINDOW: Duration = Duration::from_secs(60);
 const MAX_FAILURES: usize = 5;
@@ -42,7 +43,7 @@ const MAX_LINE: u64 = 4096;
 
 /// What to do after a failure, given the earlier failures (pruned to the
 /// window here). `None`: give up. Pure.
-pub fn after_failure(failures: &mut Vec<Instant>, now: Instant) -> Option<Duration> {
+pub(crate) fn after_failure(failures: &mut Vec<Instant>, now: Instant) -> Option<Duration> {
     failures.retain(|t| now.saturating_duration_since(*t) < WINDOW);
     failures.push(now);
     if failures.len() >= MAX_FAILURES {
@@ -72,7 +73,7 @@ struct Service {
     failures: Vec<Instant>,
 }
 
-pub struct Services {
+pub(crate) struct Services {
     list: Vec<Service>,
     env: Vec<(OsString, OsString)>,
     /// Session of every service process ever started (its pid): orphans of
@@ -83,8 +84,15 @@ pub struct Services {
 
 impl Services {
     /// No services (nested runs, tests).
-    pub fn none() -> Services {
+    pub(crate) fn none() -> Services {
         Services { list: Vec::new(), env: Vec::new(), sessions: Vec::new(), stopping: false }
+    }
+
+    /// Services already running in these sessions, for the supervisor's
+    /// unit tests (nothing is started or restarted).
+    #[cfg(test)]
+    pub(crate) fn in_sessions(sessions: Vec<i32>) -> Services {
+        Services { sessions, ..Services::none() }
     }
 
     /// The services in `dir` (a host path), in name order, not started yet.
@@ -92,7 +100,7 @@ impl Services {
     /// Services run as root: the directory, every directory above it and
     /// each service must be owned by root and writable by no one else
     /// ([`steps::list`]); what fails is refused with a warning.
-    pub fn discover(dir: &Path, env: Vec<(OsString, OsString)>) -> Services {
+    pub(crate) fn discover(dir: &Path, env: Vec<(OsString, OsString)>) -> Services {
         let mut s = Services::none();
         s.env = env;
         let entries = match steps::list(dir) {
@@ -132,12 +140,8 @@ impl Services {
         s
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
     /// Start every service.
-    pub fn start_all(&mut self) {
+    pub(crate) fn start_all(&mut self) {
         for i in 0..self.list.len() {
             self.start(i, Instant::now());
         }
@@ -164,21 +168,21 @@ impl Services {
         match after_failure(&mut s.failures, now) {
             Some(delay) => {
                 s.state = State::Waiting(now + delay);
-                log::info(format!("service {}: {what}; restarting in {}", s.name, crate::init::duration::show(delay)));
+                log::info(format!("service {}: {what}; restarting in {}", s.name, show(delay)));
             }
             None => {
                 s.state = State::GaveUp;
                 log::warn(format!(
-                    "service {}: {what}; it failed {MAX_FAILURES} times within {} s, giving up (the job goes on without it)",
+                    "service {}: {what}; it failed {MAX_FAILURES} times within {}, giving up (the job goes on without it)",
                     s.name,
-                    WINDOW.as_secs()
+                    show(WINDOW)
                 ));
             }
         }
     }
 
     /// Whether `pid` is a service's main process; if so, record its end.
-    pub fn reaped(&mut self, pid: i32, exit: Exit, now: Instant) -> bool {
+    pub(crate) fn reaped(&mut self, pid: i32, exit: Exit, now: Instant) -> bool {
         let Some(i) = self.list.iter().position(|s| s.state == State::Running(pid)) else { return false };
         if self.stopping {
             self.list[i].state = State::Stopped;
@@ -195,7 +199,7 @@ impl Services {
     }
 
     /// Restart the services whose backoff is over.
-    pub fn restart_due(&mut self, now: Instant) {
+    pub(crate) fn restart_due(&mut self, now: Instant) {
         if self.stopping {
             return;
         }
@@ -207,7 +211,7 @@ impl Services {
     }
 
     /// The next restart time, for the supervisor's wait.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         if self.stopping {
             return None;
         }
@@ -221,17 +225,17 @@ impl Services {
     }
 
     /// Sessions that belong to services (never the job's).
-    pub fn sessions(&self) -> &[i32] {
+    pub(crate) fn sessions(&self) -> &[i32] {
         &self.sessions
     }
 
     /// Processes of services among `procs` (live ones).
-    pub fn members<'a>(&self, procs: &'a [ProcStat]) -> Vec<&'a ProcStat> {
+    pub(crate) fn members<'a>(&self, procs: &'a [ProcStat]) -> Vec<&'a ProcStat> {
         procs.iter().filter(|p| !p.is_zombie() && self.sessions.contains(&p.session)).collect()
     }
 
     /// No more restarts: the shutdown has begun.
-    pub fn stop_restarts(&mut self) {
+    pub(crate) fn stop_restarts(&mut self) {
         self.stopping = true;
         for s in &mut self.list {
             if matches!(s.state, State::Waiting(_)) {
@@ -284,7 +288,7 @@ fn spawn(s: &Service, env: &[(OsString, OsString)]) -> Result<i32, String> {
 /// written in one piece (lines longer than 4 KiB are split). The name and
 /// the text are escaped ([`log::escape`]): no control character of a
 /// service's output (a remote user name sshd logs, say) reaches the log.
-pub fn prefix_lines(name: &str, input: impl std::io::Read, out: &mut impl Write) {
+pub(crate) fn prefix_lines(name: &str, input: impl std::io::Read, out: &mut impl Write) {
     let mut r = std::io::BufReader::with_capacity(4096, input);
     let mut raw: Vec<u8> = Vec::with_capacity(256);
     let prefix = format!("{}: ", log::escape(name));

@@ -1,7 +1,7 @@
 //! Supervising the job once it runs: forward signals to every process of the
 //! job, reap every orphan, enforce `--timeout`, and shut down with a grace
 //! period that ends as soon as nothing is left. Owns the exit code policy.
-//! Does not start the job ([`crate::init::run`] does) and knows nothing of
+//! Does not start the job (labinit's launch does) and knows nothing of
 //! accounts.
 //!
 //! *The job* is every process labinit is responsible for except supervised
@@ -21,19 +21,36 @@
 //! The loop is tini's: wait for a signal (with a tick as a safety net), then
 //! reap with `waitpid(-1, WNOHANG)` until nothing is left to reap, noticing the
 //! main child *inside* that loop, because SIGCHLDs merge (catatonit #4).
+//!
+//! Every system call goes through the narrow [`Os`] seam (`supervisor/os.rs`),
+//! and how it all ended is one [`Ending`] turned into the exit code by a pure
+//! function (`supervisor/ending.rs`): the unit tests (`supervisor/tests.rs`)
+//! drive every transition with a fake process table and a virtual clock.
 
-use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::libc;
 
 use crate::init::duration::show;
-use crate::init::exit;
+use crate::init::exit::Exit;
 use crate::init::idle::{self, Event, IdleConfig, IdleLog, Watchdog};
-use crate::init::log;
-use crate::init::procfs::{scan, ProcStat};
 use crate::init::services::Services;
 use crate::init::signals::{self, Route};
+
+mod deliver;
+mod ending;
+#[cfg(test)]
+mod fake;
+mod os;
+#[cfg(test)]
+mod tests;
+
+use deliver::Failures;
+use ending::{conclude, Conclusion, Ending};
+pub use os::become_subreaper;
+use os::Reaped;
+pub(crate) use os::{Linux, Os};
 
 /// How long labinit waits for the job after SIGKILL before giving up on
 /// processes stuck in the kernel (uninterruptible I/O on a dead NFS server).
@@ -45,7 +62,7 @@ const TICK: Duration = Duration::from_secs(1);
 /// ([`crate::init::memory::release_startup_pages`]): late enough that a
 /// short job never pays for it (reading smaps, faulting code back in), early
 /// enough that a long job is supervised from a small resident set.
-pub const RELEASE_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const RELEASE_AFTER: Duration = Duration::from_secs(1);
 
 /// Shutdown and timeout settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,67 +77,12 @@ pub struct Policy {
     pub preserve_status: bool,
 }
 
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(20);
+/// The job's grace period when neither `--grace` nor `LABKIT_GRACE` is set.
+pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(20);
 
 impl Default for Policy {
     fn default() -> Self {
         Policy { grace: DEFAULT_GRACE, timeout: None, kill_after: None, preserve_status: false }
-    }
-}
-
-/// How the main child ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Code(i32),
-    Signal(i32),
-}
-
-impl Exit {
-    pub fn from_wait_status(status: i32) -> Exit {
-        if libc::WIFSIGNALED(status) {
-            Exit::Signal(libc::WTERMSIG(status))
-        } else {
-            Exit::Code(libc::WEXITSTATUS(status))
-        }
-    }
-
-    /// The shell's convention: the code, or 128 + the signal number.
-    pub fn code(self) -> i32 {
-        match self {
-            Exit::Code(c) => c & 0xff,
-            Exit::Signal(s) => exit::SIGNAL_BASE + s,
-        }
-    }
-
-    pub fn describe(self) -> String {
-        match self {
-            Exit::Code(c) => format!("exited with code {c}"),
-            Exit::Signal(s) => format!("was killed by {} (exit code {})", signals::name(s), self.code()),
-        }
-    }
-}
-
-/// labinit's exit code, coreutils `timeout` style. Pure.
-///
-/// - no timeout: the main child's code (128+N for signal N);
-/// - timeout expired: 124, or the child's status with `--preserve-status`;
-///   137 when the main child died of SIGKILL, or when labinit had to SIGKILL
-///   what was left of the job (without `--preserve-status`).
-pub fn exit_code(main: Option<Exit>, timed_out: bool, preserve_status: bool, killed: bool) -> i32 {
-    let main = main.unwrap_or(Exit::Signal(libc::SIGKILL));
-    if !timed_out {
-        return main.code();
-    }
-    if main == Exit::Signal(libc::SIGKILL) {
-        return exit::TIMEOUT_KILLED;
-    }
-    if preserve_status {
-        return main.code();
-    }
-    if killed {
-        exit::TIMEOUT_KILLED
-    } else {
-        exit::TIMEOUT
     }
 }
 
@@ -153,109 +115,81 @@ struct IdleWatch {
     next: Instant,
 }
 
-/// The job among `procs`, live processes only: as PID 1 everything but
-/// `me`, as a subreaper `me`'s descendants; minus the processes of the
-/// `excluded` sessions (services). Pure.
-pub fn job_of(procs: &[ProcStat], me: i32, pid1: bool, excluded: &[i32]) -> Vec<i32> {
-    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for p in procs {
-        children.entry(p.ppid).or_default().push(p.pid);
-    }
-    let subtree = |roots: &[i32]| -> HashSet<i32> {
-        let mut seen = HashSet::new();
-        let mut todo: Vec<i32> = roots.to_vec();
-        while let Some(p) = todo.pop() {
-            if seen.insert(p) {
-                todo.extend(children.get(&p).into_iter().flatten().copied());
-            }
-        }
-        seen
-    };
-    let out_of_job: HashSet<i32> = procs.iter().filter(|p| excluded.contains(&p.session)).map(|p| p.pid).collect();
-    let candidates: Vec<i32> = if pid1 {
-        procs.iter().map(|p| p.pid).collect()
-    } else {
-        let mut d: Vec<i32> = subtree(&[me]).into_iter().collect();
-        d.sort_unstable();
-        d
-    };
-    let zombie: HashSet<i32> = procs.iter().filter(|p| p.state == b'Z').map(|p| p.pid).collect();
-    candidates.into_iter().filter(|p| *p != me && !out_of_job.contains(p) && !zombie.contains(p)).collect()
-}
-
-pub struct Supervisor {
+pub(crate) struct Supervisor<O: Os = Linux> {
+    os: O,
     /// The job's main process; `None` in `wait` mode.
     main: Option<i32>,
     me: i32,
     pid1: bool,
     policy: Policy,
+    /// How the main process ended, once reaped.
     main_exit: Option<Exit>,
+    /// What ends the job: `MainExited` until something else starts the
+    /// shutdown (the main exit itself is added at the end).
+    ending: Ending,
     phase: Phase,
     timeout_at: Option<Instant>,
-    timed_out: bool,
-    killed: bool,
     /// The job was made the terminal's foreground group: give it back to
     /// labinit's group at the end so the shell that started labinit can read.
     restore_tty: bool,
     idle: Option<IdleWatch>,
-    idle_expired: bool,
     services: Services,
     service_grace: Duration,
-    /// The exit code when the job never started ([`Supervisor::end_now`]).
-    forced: Option<i32>,
     /// When supervision began, for the run time in the last line.
     started: Instant,
     /// When to drop the start-up pages; `None` once done.
     release_at: Option<Instant>,
 }
 
-impl Supervisor {
+impl Supervisor<Linux> {
     /// Supervise the job whose main process is `main`.
-    pub fn new(main: i32, policy: Policy, restore_tty: bool) -> Supervisor {
-        Supervisor::build(Some(main), policy, restore_tty)
+    pub(crate) fn new(main: i32, policy: Policy, restore_tty: bool) -> Supervisor {
+        Supervisor::with_os(Linux::new(), Some(main), policy, restore_tty)
     }
 
     /// `labinit wait`: no main process; run until SIGTERM or the idle
     /// watchdog stops the container.
-    pub fn waiting(policy: Policy) -> Supervisor {
-        Supervisor::build(None, policy, false)
+    pub(crate) fn waiting(policy: Policy) -> Supervisor {
+        Supervisor::with_os(Linux::new(), None, policy, false)
     }
+}
 
-    fn build(main: Option<i32>, policy: Policy, restore_tty: bool) -> Supervisor {
-        let me = std::process::id() as i32;
-        let timeout_at = policy.timeout.filter(|t| !t.is_zero()).and_then(|t| Instant::now().checked_add(t));
+impl<O: Os> Supervisor<O> {
+    /// Supervise through `os`: the job of `main` (`None`: `wait` mode).
+    pub(crate) fn with_os(os: O, main: Option<i32>, policy: Policy, restore_tty: bool) -> Supervisor<O> {
+        let me = os.pid();
+        let now = os.now();
+        let timeout_at = policy.timeout.filter(|t| !t.is_zero()).and_then(|t| now.checked_add(t));
         Supervisor {
+            os,
             main,
             me,
             pid1: me == 1,
             policy,
             main_exit: None,
+            ending: Ending::MainExited(None),
             phase: Phase::Running,
             timeout_at,
-            timed_out: false,
-            killed: false,
             restore_tty: restore_tty && main.is_some(),
             idle: None,
-            idle_expired: false,
             services: Services::none(),
             service_grace: crate::init::services::DEFAULT_GRACE,
-            forced: None,
-            started: Instant::now(),
-            release_at: Instant::now().checked_add(RELEASE_AFTER),
+            started: now,
+            release_at: now.checked_add(RELEASE_AFTER),
         }
     }
 
     /// Run the idle watchdog; the first check is one interval from now.
-    pub fn with_idle(mut self, cfg: Option<IdleConfig>) -> Supervisor {
+    pub(crate) fn with_idle(mut self, cfg: Option<IdleConfig>) -> Supervisor<O> {
         if let Some(cfg) = cfg {
-            let now = Instant::now();
-            log::info(format!(
+            let now = self.os.now();
+            self.os.info(&format!(
                 "idle watchdog: on; the container stops after {} without CPU use (≥ {}% of a core), GPU use ({}) or a process named {} (checked every {}){}",
-                idle::human(cfg.timeout),
+                show(cfg.timeout),
                 cfg.cpu * 100.0,
                 if cfg.device_glob.is_empty() { "not watched".to_owned() } else { cfg.device_glob.clone() },
                 if cfg.busy_names.is_empty() { "-".to_owned() } else { cfg.busy_names.join(" or ") },
-                idle::human(cfg.interval),
+                show(cfg.interval),
                 if cfg.jupyter_runtime_dirs.is_empty() {
                     ""
                 } else {
@@ -271,7 +205,7 @@ impl Supervisor {
 
     /// Supervise these (already started) services, stopped after the job
     /// with `grace` between SIGTERM and SIGKILL.
-    pub fn with_services(mut self, services: Services, grace: Duration) -> Supervisor {
+    pub(crate) fn with_services(mut self, services: Services, grace: Duration) -> Supervisor<O> {
         self.services = services;
         self.service_grace = grace;
         self
@@ -279,10 +213,20 @@ impl Supervisor {
 
     /// The job could not be started: stop the services (if any) and end
     /// with `code`.
-    pub fn end_now(mut self, code: i32) -> i32 {
-        self.forced = Some(code);
-        self.phase = Phase::Stopping { until: Instant::now() };
-        self.run()
+    pub(crate) fn end_now(mut self, code: i32) -> i32 {
+        self.not_started(code);
+        self.supervise()
+    }
+
+    fn not_started(&mut self, code: i32) {
+        self.ending = Ending::NotStarted(code);
+        self.phase = Phase::Stopping { until: self.os.now() };
+    }
+
+    /// Supervise until the job and the services are gone; returns labinit's
+    /// exit code.
+    pub(crate) fn run(mut self) -> i32 {
+        self.supervise()
     }
 
     /// Whether the job's part is over: its main process ended, or in `wait`
@@ -298,12 +242,10 @@ impl Supervisor {
         matches!(self.phase, Phase::Running | Phase::Stopping { .. } | Phase::Killing { .. })
     }
 
-    /// Supervise until the job and the services are gone; returns labinit's
-    /// exit code.
-    pub fn run(mut self) -> i32 {
+    fn supervise(&mut self) -> i32 {
         loop {
             let children = self.reap();
-            let now = Instant::now();
+            let now = self.os.now();
             if self.job_phase() && self.job_ended() {
                 if !self.job_left(children) {
                     if !self.stop_services(now) {
@@ -314,23 +256,23 @@ impl Supervisor {
                 if self.phase == Phase::Running {
                     let grace = self.policy.grace;
                     let n = self.stop(libc::SIGTERM, grace);
-                    log::info(format!(
-                        "the main process {}; sent SIGTERM to the {n} remaining process(es) of the job; SIGKILL in {}",
-                        self.main_exit.map(Exit::describe).unwrap_or_default(),
+                    let main = self.main_exit.map(Exit::describe).unwrap_or_default();
+                    self.os.info(&format!(
+                        "the main process {main}; sent SIGTERM to the {n} remaining process(es) of the job; SIGKILL in {}",
                         show(grace)
                     ));
                 }
             }
             if matches!(self.phase, Phase::ServicesStopping { .. } | Phase::ServicesKilling { .. })
-                && (self.services.sessions().is_empty() || self.services.members(&scan()).is_empty())
+                && !self.services_left()
             {
                 return self.finish();
             }
             if self.phase == Phase::Running && self.timeout_at.is_some_and(|t| now >= t) {
-                self.timed_out = true;
+                self.ending = Ending::Timeout { main: None, killed: false };
                 let grace = self.policy.kill_after.unwrap_or(self.policy.grace);
                 let n = self.stop(libc::SIGTERM, grace);
-                log::info(format!(
+                self.os.info(&format!(
                     "timeout of {} expired: sent SIGTERM to the job ({n} process(es)); SIGKILL in {}",
                     show(self.policy.timeout.unwrap_or_default()),
                     show(grace)
@@ -345,13 +287,15 @@ impl Supervisor {
             match self.phase {
                 Phase::Stopping { until } if now >= until => {
                     let n = self.send_job(libc::SIGKILL);
-                    self.killed |= n > 0;
-                    log::warn(format!("grace period expired: sent SIGKILL to {n} process(es) of the job"));
+                    if n > 0 {
+                        self.ending = self.ending.with_kill();
+                    }
+                    self.os.warn(&format!("grace period expired: sent SIGKILL to {n} process(es) of the job"));
                     self.phase = Phase::Killing { until: now + KILL_WAIT };
                     continue;
                 }
                 Phase::Killing { until } if now >= until => {
-                    log::warn(format!(
+                    self.os.warn(&format!(
                         "processes of the job are still there {} after SIGKILL (stuck in the kernel?); going on",
                         show(KILL_WAIT)
                     ));
@@ -362,12 +306,13 @@ impl Supervisor {
                 }
                 Phase::ServicesStopping { until } if now >= until => {
                     let n = self.send_services(libc::SIGKILL);
-                    log::warn(format!("service grace expired: sent SIGKILL to {n} service process(es)"));
+                    self.os.warn(&format!("service grace expired: sent SIGKILL to {n} service process(es)"));
                     self.phase = Phase::ServicesKilling { until: now + KILL_WAIT };
                     continue;
                 }
                 Phase::ServicesKilling { until } if now >= until => {
-                    log::warn("service processes are still there after SIGKILL (stuck in the kernel?); exiting anyway");
+                    self.os
+                        .warn("service processes are still there after SIGKILL (stuck in the kernel?); exiting anyway");
                     return self.finish();
                 }
                 _ => {}
@@ -388,13 +333,13 @@ impl Supervisor {
             }
             if let Some(at) = self.release_at {
                 if now >= at {
-                    crate::init::memory::release_startup_pages();
+                    self.os.release_startup_pages();
                     self.release_at = None;
                 } else {
                     wait = wait.min(at - now);
                 }
             }
-            if let Some(sig) = signals::wait(wait) {
+            if let Some(sig) = self.os.wait_signal(wait) {
                 self.on_signal(sig);
             }
         }
@@ -410,21 +355,21 @@ impl Supervisor {
         let elapsed = now.saturating_duration_since(w.last);
         w.last = now;
         w.next = now + w.dog.config().interval;
-        let reason = w.dog.busy_reason(std::path::Path::new("/proc"), self.services.sessions(), &[me], elapsed);
+        let reason = self.os.idle_sample(&mut w.dog, self.services.sessions(), me, elapsed);
         for note in w.dog.take_notes() {
-            log::info(&note);
+            self.os.info(&note);
             w.log.write(&note);
         }
         let event = w.dog.observe(reason, elapsed);
         if let Some(line) = idle::message(&event, w.dog.config()) {
-            log::info(&line);
+            self.os.info(&line);
             w.log.write(&line);
         }
         if matches!(event, Event::Expired { .. }) {
-            self.idle_expired = true;
+            self.ending = Ending::Idle;
             let grace = self.policy.grace;
             let n = self.stop(libc::SIGTERM, grace);
-            log::info(format!("sent SIGTERM to the job ({n} process(es)); SIGKILL in {}", show(grace)));
+            self.os.info(&format!("sent SIGTERM to the job ({n} process(es)); SIGKILL in {}", show(grace)));
         }
     }
 
@@ -432,98 +377,50 @@ impl Supervisor {
     /// left (running, stopped, or not yet reapable).
     fn reap(&mut self) -> bool {
         loop {
-            let mut status = 0;
-            // SAFETY: waitpid with a valid status pointer.
-            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if pid == 0 {
-                return true;
-            }
-            if pid < 0 {
-                // ECHILD: none left. EINTR cannot happen: signals are blocked.
-                return false;
-            }
-            let e = Exit::from_wait_status(status);
+            let (pid, e) = match self.os.reap() {
+                Reaped::Child(pid, e) => (pid, e),
+                Reaped::Running => return true,
+                Reaped::NoChildren => return false,
+            };
             if Some(pid) == self.main {
                 self.main_exit = Some(e);
-                log::info(format!("the main process (pid {pid}) {}", e.describe()));
+                self.os.info(&format!("the main process (pid {pid}) {}", e.describe()));
             } else {
-                self.services.reaped(pid, e, Instant::now());
+                let now = self.os.now();
+                self.services.reaped(pid, e, now);
             }
         }
     }
 
     /// Whether any process of the job is still alive.
-    fn job_left(&self, children: bool) -> bool {
-        let sessions = self.services.sessions();
-        if sessions.is_empty() {
+    fn job_left(&mut self, children: bool) -> bool {
+        if self.services.sessions().is_empty() {
             // Every process of the job is a descendant, so while one lives a
             // child of ours lives (PID 1's non-descendants, e.g. `kubectl
             // exec` sessions, get the signals but are not waited for).
             return children;
         }
-        scan().iter().any(|p| p.ppid == self.me && !p.is_zombie() && !sessions.contains(&p.session))
-    }
-
-    /// Send `sig` to every process of the job; returns how many.
-    fn send_job(&self, sig: i32) -> usize {
+        let procs = self.os.processes();
         let sessions = self.services.sessions();
-        let pids = job_of(&scan(), self.me, self.pid1, sessions);
-        if self.pid1 && sessions.is_empty() {
-            // kill(-1) reaches every process but PID 1, atomically with respect
-            // to fork (a process forking meanwhile restarts the fork).
-            // SAFETY: plain syscall.
-            unsafe { libc::kill(-1, sig) };
-            return pids.len();
-        }
-        // Walk until a pass finds nothing new: a process may fork while we
-        // signal its parent.
-        let mut sent: HashSet<i32> = HashSet::new();
-        let mut next = pids;
-        for _ in 0..16 {
-            let fresh: Vec<i32> = next.into_iter().filter(|p| !sent.contains(p)).collect();
-            if fresh.is_empty() {
-                break;
-            }
-            for p in fresh {
-                // SAFETY: plain syscall.
-                unsafe { libc::kill(p, sig) };
-                sent.insert(p);
-            }
-            next = job_of(&scan(), self.me, self.pid1, sessions);
-        }
-        sent.len()
+        procs.iter().any(|p| p.ppid == self.me && !p.is_zombie() && !sessions.contains(&p.session))
     }
 
-    /// Send `sig` to every process of the services; returns how many.
-    fn send_services(&self, sig: i32) -> usize {
-        let mut sent: HashSet<i32> = HashSet::new();
-        for _ in 0..4 {
-            let procs = scan();
-            let fresh: Vec<i32> =
-                self.services.members(&procs).iter().map(|p| p.pid).filter(|p| !sent.contains(p)).collect();
-            if fresh.is_empty() {
-                break;
-            }
-            for p in fresh {
-                // SAFETY: plain syscall.
-                unsafe { libc::kill(p, sig) };
-                sent.insert(p);
-            }
-        }
-        sent.len()
+    /// Whether any process of the services is still alive.
+    fn services_left(&mut self) -> bool {
+        // Without services there is nothing to look for in /proc.
+        !self.services.sessions().is_empty() && !self.services.members(&self.os.processes()).is_empty()
     }
 
     /// After the job: TERM (and CONT) to the services and start their grace.
     /// Returns false when no service process is left (nothing to wait for).
     fn stop_services(&mut self, now: Instant) -> bool {
         self.services.stop_restarts();
-        // Without services there is nothing to look for in /proc.
-        if self.services.sessions().is_empty() || self.services.members(&scan()).is_empty() {
+        if !self.services_left() {
             return false;
         }
         let n = self.send_services(libc::SIGTERM);
         self.send_services(libc::SIGCONT);
-        log::info(format!(
+        self.os.info(&format!(
             "the job is over; sent SIGTERM to the services ({n} process(es)); SIGKILL in {}",
             show(self.service_grace)
         ));
@@ -539,7 +436,7 @@ impl Supervisor {
         if sig != libc::SIGKILL && sig != libc::SIGCONT {
             self.send_job(libc::SIGCONT);
         }
-        self.phase = Phase::Stopping { until: Instant::now() + grace };
+        self.phase = Phase::Stopping { until: self.os.now() + grace };
         n
     }
 
@@ -547,9 +444,10 @@ impl Supervisor {
         let name = signals::name(sig);
         match signals::route(sig) {
             Route::StopJob if self.phase == Phase::Running => {
+                self.ending = Ending::StopSignal { signal: sig, main: None };
                 let grace = self.policy.grace;
                 let n = self.stop(sig, grace);
-                log::info(format!(
+                self.os.info(&format!(
                     "received {name}: sent it to the job ({n} process(es)); SIGKILL in {} if anything is left",
                     show(grace)
                 ));
@@ -558,159 +456,60 @@ impl Supervisor {
                 if self.job_phase() {
                     let n = self.send_job(sig);
                     self.send_job(libc::SIGCONT);
-                    log::info(format!("received {name} again: sent it to the job ({n} process(es))"));
+                    self.os.info(&format!("received {name} again: sent it to the job ({n} process(es))"));
                 } else {
                     let n = self.send_services(sig);
-                    log::info(format!("received {name} again: sent it to the services ({n} process(es))"));
+                    self.os.info(&format!("received {name} again: sent it to the services ({n} process(es))"));
                 }
             }
             Route::WholeJob => {
                 let n = self.send_job(sig);
-                log::info(format!("received {name}: sent it to the job ({n} process(es))"));
+                self.os.info(&format!("received {name}: sent it to the job ({n} process(es))"));
             }
             Route::MainGroup => {
                 let Some(main) = self.main else { return };
-                // SAFETY: plain syscalls.
-                let r = unsafe { libc::kill(-main, sig) };
-                if r != 0 && self.main_exit.is_none() {
-                    unsafe { libc::kill(main, sig) };
+                let mut failures = Failures::default();
+                match self.os.kill(-main, sig) {
+                    Ok(()) => {}
+                    // The group is gone or not the main process's any more.
+                    Err(_) if self.main_exit.is_none() => self.kill(main, sig, &mut failures),
+                    Err(Errno::ESRCH) => {}
+                    Err(e) => failures = Failures { count: 1, first: Some((-main, e)) },
                 }
+                self.report(sig, "the main process group", failures);
                 if sig != libc::SIGWINCH {
-                    log::info(format!("received {name}: sent it to the main process group {main}"));
+                    self.os.info(&format!("received {name}: sent it to the main process group {main}"));
                 }
             }
             Route::MainChild => {
                 let Some(main) = self.main else { return };
                 if self.main_exit.is_none() {
-                    // SAFETY: plain syscall; the main child is not reaped yet.
-                    unsafe { libc::kill(main, sig) };
-                    log::info(format!("received {name}: sent it to the main process {main}"));
+                    // The main child is not reaped yet: its pid is still its own.
+                    let mut failures = Failures::default();
+                    self.kill(main, sig, &mut failures);
+                    self.report(sig, "the main process", failures);
+                    self.os.info(&format!("received {name}: sent it to the main process {main}"));
                 }
             }
             Route::Reap | Route::Drop => {}
         }
     }
 
-    fn finish(&self) -> i32 {
+    fn finish(&mut self) -> i32 {
         if self.restore_tty {
-            // SAFETY: terminal ioctls on fd 0; SIGTTOU is ignored in labinit.
-            unsafe {
-                if Some(libc::tcgetpgrp(0)) == self.main {
-                    libc::tcsetpgrp(0, libc::getpgrp());
-                }
+            if let Some(main) = self.main {
+                self.os.restore_terminal(main);
             }
         }
-        if let Some(code) = self.forced {
-            return code;
-        }
-        let code = final_code(
-            self.main.is_none(),
-            self.idle_expired,
-            exit_code(self.main_exit, self.timed_out, self.policy.preserve_status, self.killed),
-        );
-        let why = if self.idle_expired {
-            " (idle)"
-        } else if self.main.is_none() {
-            " (wait ended)"
-        } else if self.timed_out && !self.policy.preserve_status {
-            match code {
-                exit::TIMEOUT => " (timeout)",
-                exit::TIMEOUT_KILLED => " (timeout, killed)",
-                _ => "",
-            }
-        } else {
-            ""
+        let ending = match self.main_exit {
+            Some(e) => self.ending.with_main(e),
+            None => self.ending,
         };
-        let ran = crate::init::duration::show(Duration::from_secs(self.started.elapsed().as_secs()));
-        let span = if self.main.is_none() { "up" } else { "the job ran" };
-        log::info(format!("exiting with code {code}{why}; {span} for {ran}"));
+        let ran = self.os.now().saturating_duration_since(self.started);
+        let Conclusion { code, line } = conclude(ending, self.main.is_none(), self.policy.preserve_status, ran);
+        if let Some(line) = line {
+            self.os.info(&line);
+        }
         code
-    }
-}
-
-/// labinit's exit code once the idle watchdog and `wait` mode are taken into
-/// account: `wait` always ends with 0 (SIGTERM or idle), and an idle expiry
-/// ends `run` with 0 too, so that the pod ends `Completed` and a
-/// `restartPolicy: OnFailure` does not bring an idle container back. Pure.
-pub fn final_code(waiting: bool, idle_expired: bool, job_code: i32) -> i32 {
-    if waiting || idle_expired {
-        0
-    } else {
-        job_code
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_codes_without_timeout() {
-        assert_eq!(exit_code(Some(Exit::Code(0)), false, false, false), 0);
-        assert_eq!(exit_code(Some(Exit::Code(3)), false, false, true), 3);
-        assert_eq!(exit_code(Some(Exit::Code(300 & 0xff)), false, false, false), 44);
-        assert_eq!(exit_code(Some(Exit::Signal(libc::SIGTERM)), false, false, false), 143);
-        assert_eq!(exit_code(Some(Exit::Signal(libc::SIGKILL)), false, false, true), 137);
-        assert_eq!(exit_code(Some(Exit::Signal(libc::SIGINT)), false, false, false), 130);
-        assert_eq!(exit_code(None, false, false, true), 137);
-    }
-
-    #[test]
-    fn exit_codes_after_timeout_follow_coreutils() {
-        let term = Some(Exit::Signal(libc::SIGTERM));
-        assert_eq!(exit_code(term, true, false, false), 124);
-        assert_eq!(exit_code(Some(Exit::Code(0)), true, false, false), 124);
-        assert_eq!(exit_code(term, true, true, false), 143);
-        assert_eq!(exit_code(Some(Exit::Code(5)), true, true, false), 5);
-        assert_eq!(exit_code(Some(Exit::Signal(libc::SIGKILL)), true, false, true), 137);
-        assert_eq!(exit_code(Some(Exit::Signal(libc::SIGKILL)), true, true, true), 137);
-        // Main exited on TERM but a grandchild needed SIGKILL.
-        assert_eq!(exit_code(term, true, false, true), 137);
-        assert_eq!(exit_code(term, true, true, true), 143);
-    }
-
-    #[test]
-    fn wait_status_mapping() {
-        assert_eq!(Exit::from_wait_status(3 << 8), Exit::Code(3));
-        assert_eq!(Exit::from_wait_status(libc::SIGTERM), Exit::Signal(libc::SIGTERM));
-        assert_eq!(Exit::Signal(libc::SIGHUP).code(), 129);
-        assert!(Exit::Signal(libc::SIGTERM).describe().contains("SIGTERM"));
-    }
-
-    fn p(pid: i32, ppid: i32) -> ProcStat {
-        ProcStat { pid, name: "x".into(), state: b'S', ppid, pgrp: pid, session: pid, ticks: 0, starttime: 0 }
-    }
-
-    #[test]
-    fn job_as_subreaper_is_descendants_only() {
-        // 10 = labinit; 11 its child; 12 grandchild in another group; 20 unrelated.
-        let procs = [p(1, 0), p(10, 1), p(11, 10), p(12, 11), p(13, 12), p(20, 1)];
-        let mut j = job_of(&procs, 10, false, &[]);
-        j.sort_unstable();
-        assert_eq!(j, vec![11, 12, 13]);
-    }
-
-    #[test]
-    fn job_as_pid1_is_everything_but_services_and_zombies() {
-        let mut procs = vec![p(1, 0), p(2, 1), p(3, 2), p(4, 1), p(5, 4), p(6, 0), p(7, 1), p(8, 1), p(9, 5)];
-        procs[6].state = b'Z';
-        // 4 leads a service session; 5 is its child; 8 an orphan of the
-        // service reparented to PID 1; 9 an ssh login: a new session under 5.
-        procs[4].session = 4;
-        procs[7].session = 4;
-        procs[8].session = 9;
-        let mut j = job_of(&procs, 1, true, &[4]);
-        j.sort_unstable();
-        // 6 entered with setns (ppid 0); 7 is a zombie.
-        assert_eq!(j, vec![2, 3, 6, 9]);
-    }
-
-    #[test]
-    fn wait_and_idle_end_with_zero() {
-        assert_eq!(final_code(true, false, 143), 0);
-        assert_eq!(final_code(true, true, 137), 0);
-        assert_eq!(final_code(false, true, 143), 0);
-        assert_eq!(final_code(false, false, 143), 143);
-        assert_eq!(final_code(false, false, 124), 124);
     }
 }
