@@ -386,11 +386,7 @@ fn no_source_file_over_600_lines_and_run_rs_reads_in_one_screen() {
 /// Reads of the process environment in `text` outside its test module.
 fn env_reads(text: &str) -> Vec<String> {
     const READS: [&str; 5] = ["env::var(", "env::var_os(", "env::vars(", "env::vars_os(", "std::env::args"];
-    code(text)
-        .lines()
-        .filter(|l| READS.iter().any(|r| l.contains(r)))
-        .map(|l| l.trim().to_string())
-        .collect()
+    code(text).lines().filter(|l| READS.iter().any(|r| l.contains(r))).map(|l| l.trim().to_string()).collect()
 }
 
 #[test]

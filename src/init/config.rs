@@ -352,8 +352,6 @@ mod tests {
     #[test]
     fn the_defaults_agree_with_their_users() {
         assert_eq!(DEFAULT_JOB_GRACE, crate::init::supervisor::Policy::default().grace);
-        assert_eq!(DEFAULT_SERVICE_GRACE, crate::init::services::DEFAULT_GRACE);
-        assert_eq!(DEFAULT_SERVICES_DIR, crate::init::services::DEFAULT_DIR);
         assert_ne!(DEFAULT_JOB_GRACE, DEFAULT_SERVICE_GRACE, "two settings, two names");
     }
 

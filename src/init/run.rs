@@ -30,7 +30,7 @@ use crate::init::files::Root;
 use crate::init::job::{self, Children, Command, Launch};
 use crate::init::services::Services;
 use crate::init::setup::{self, SetupOutcome};
-use crate::init::supervisor::{Policy, Supervisor};
+use crate::init::supervisor::{self, Policy, Supervisor};
 use crate::init::{idle, launch, log, nesting, signals, state, summary};
 
 /// One `labinit run` (or legacy `setup_and_run_command.sh`) invocation.
@@ -186,12 +186,8 @@ fn prepare_shell(env: &Env, root: &Path, cmd: Vec<OsString>, pid1_waits: bool) -
 fn boot(cfg: &Config, env: &Env) -> Result<SetupOutcome, Fatal> {
     // labinit itself must not pin a mount point.
     let _ = nix::unistd::chdir("/");
-    if std::process::id() != 1 {
-        // Orphans of the job become ours, not the real init's (catatonit).
-        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
-            log::warn(format!("cannot become a subreaper ({e}): orphans of the job are left to the real init"));
-        }
-    }
+    // Orphans of the job become ours, not the real init's (catatonit).
+    supervisor::become_subreaper();
     let outcome = match &cfg.setup {
         None => SetupOutcome::default(),
         Some(s) => setup::setup_with(&cfg.root, &env.strings(), s.clone())?,

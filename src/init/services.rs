@@ -31,8 +31,6 @@ use crate::init::log;
 use crate::init::procfs::ProcStat;
 use crate::init::steps::{self, Runnable, StepKind};
 
-pub(crate) const DEFAULT_DIR: &str = "/opt/lab/services";
-pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// Failures within this window count towards giving up.
 const WINDOW: Duration = Duration::from_secs(60);
 const MAX_FAILURES: usize = 5;

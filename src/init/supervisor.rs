@@ -77,12 +77,16 @@ pub struct Policy {
     pub preserve_status: bool,
 }
 
-/// The job's grace period when neither `--grace` nor `LABKIT_GRACE` is set.
-pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(20);
-
+/// The job's grace period is [`crate::init::config::DEFAULT_JOB_GRACE`]
+/// when neither `--grace` nor `LABKIT_GRACE` is set.
 impl Default for Policy {
     fn default() -> Self {
-        Policy { grace: DEFAULT_GRACE, timeout: None, kill_after: None, preserve_status: false }
+        Policy {
+            grace: crate::init::config::DEFAULT_JOB_GRACE,
+            timeout: None,
+            kill_after: None,
+            preserve_status: false,
+        }
     }
 }
 
@@ -173,7 +177,7 @@ impl<O: Os> Supervisor<O> {
             restore_tty: restore_tty && main.is_some(),
             idle: None,
             services: Services::none(),
-            service_grace: crate::init::services::DEFAULT_GRACE,
+            service_grace: crate::init::config::DEFAULT_SERVICE_GRACE,
             started: now,
             release_at: now.checked_add(RELEASE_AFTER),
         }

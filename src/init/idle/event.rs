@@ -41,12 +41,6 @@ pub(crate) enum Event {
     Expired { idle_for: Duration, last_busy: Option<Busy> },
 }
 
-/// A duration in a log line: [`duration::show`], the one format of every
-/// labinit log line (kept under this name for its callers).
-pub(crate) fn human(d: Duration) -> String {
-    duration::show(d)
-}
-
 fn last_busy_text(b: &Option<Busy>) -> String {
     match b {
         Some(b) => format!("last busy: {b}"),
@@ -56,7 +50,7 @@ fn last_busy_text(b: &Option<Busy>) -> String {
 
 /// The log line for an event (`None` for [`Event::Quiet`]). Pure.
 pub(crate) fn message(event: &Event, cfg: &IdleConfig) -> Option<String> {
-    let t = human(cfg.timeout);
+    let t = duration::show(cfg.timeout);
     Some(match event {
         Event::Quiet => return None,
         Event::Busy(b) => format!("idle watchdog: busy: {b}"),
@@ -65,12 +59,12 @@ pub(crate) fn message(event: &Event, cfg: &IdleConfig) -> Option<String> {
         }
         Event::StillIdle { idle_for, left } => format!(
             "idle watchdog: idle for {}; the container stops in {} unless something gets busy",
-            human(*idle_for),
-            human(*left)
+            duration::show(*idle_for),
+            duration::show(*left)
         ),
         Event::Expired { idle_for, last_busy } => format!(
             "idle watchdog: idle for {} (LABKIT_IDLE_TIMEOUT {t}; {}): stopping the container",
-            human(*idle_for),
+            duration::show(*idle_for),
             last_busy_text(last_busy)
         ),
     })

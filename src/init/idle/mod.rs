@@ -35,7 +35,6 @@ pub(crate) use bench::bench;
 pub(crate) use config::{config_from_env, for_job};
 // `pub` while `Supervisor::with_idle` (supervisor.rs) is `pub`.
 pub use config::IdleConfig;
-pub(crate) use event::{human, message, Event};
+pub(crate) use event::{message, Busy, Event};
 pub(crate) use log_file::IdleLog;
 pub(crate) use watchdog::Watchdog;
-
