@@ -474,6 +474,9 @@ fn the_cluster_users_server_is_found_in_her_home() {
     // The kernel's name never counts while the API answers; on a loaded
     // machine the API can miss three checks, and then the documented
     // fallback (the old rules, announced) applies.
-    assert!(!err.contains("busy: python") || err.contains("cannot ask its API"), "{err}");
+    // (The CPU rule may still see the kernel busy: "used 5% CPU" on a loaded
+    // machine; only the name rule's "is running" would be wrong.)
+    let by_name = err.lines().any(|l| l.contains("busy: python") && l.contains(" is running"));
+    assert!(!by_name || err.contains("cannot ask its API"), "{err}");
     assert!(err.contains("exiting with code 0 (idle)"), "{err}");
 }

@@ -74,11 +74,16 @@ pub const MAX: Duration = Duration::from_secs(366 * 86400);
 /// The one form of a duration in log lines: `20 s`, `1.5 s`, `4 h`, `2 d`,
 /// `30 min` (round values in their largest unit, from 10 minutes on), else
 /// `24 min 30 s` or `1 h 1 min 5 s` (each unit once, zeros left out).
+/// A measured duration is rounded: to 0.01 s below 1 s (`0.21 s`), to 0.1 s
+/// below 10 s (`1.5 s`), to whole seconds from there on.
 pub fn show(d: Duration) -> String {
-    let s = d.as_secs();
-    if d.subsec_nanos() != 0 {
-        return format!("{} s", d.as_secs_f64());
+    if d.subsec_nanos() != 0 && d < Duration::from_secs(10) {
+        let places = if d < Duration::from_secs(1) { 2 } else { 1 };
+        let text = format!("{:.*}", places, d.as_secs_f64());
+        let text = text.trim_end_matches('0').trim_end_matches('.');
+        return format!("{text} s");
     }
+    let s = d.as_secs() + u64::from(d.subsec_nanos() >= 500_000_000);
     for (unit, name) in [(86400, "d"), (3600, "h"), (60, "min")] {
         if s != 0 && s.is_multiple_of(unit) && (s >= 600 || unit > 60) {
             return format!("{} {name}", s / unit);
@@ -161,6 +166,13 @@ mod tests {
         assert_eq!(show(Duration::from_secs(3600)), "1 h");
         assert_eq!(show(Duration::from_secs(0)), "0 s");
         assert_eq!(show(Duration::from_millis(200)), "0.2 s");
+        // Measured durations are rounded (the idle watchdog's "idle for").
+        assert_eq!(show(Duration::from_nanos(209_092_000)), "0.21 s");
+        assert_eq!(show(Duration::from_nanos(10_569_488_002)), "11 s");
+        assert_eq!(show(Duration::from_nanos(10_400_000_000)), "10 s");
+        assert_eq!(show(Duration::from_nanos(9_960_000_000)), "10 s");
+        assert_eq!(show(Duration::from_nanos(1_040_000)), "0 s");
+        assert_eq!(show(Duration::from_nanos(599_600_000_000)), "10 min");
     }
 
     #[test]
