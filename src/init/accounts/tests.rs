@@ -1,0 +1,138 @@
+//! Unit tests of the account tables (what glibc reads, edits, round trips).
+
+use super::*;
+
+#[test]
+fn quirks_survive_round_trip_and_glibc_entries_are_seen() {
+    let data = b"# c\nroot:x:0:0:root:/root:/bin/sh\n+@ng::::::\n-x::::::\nzero::0:0\nbob:x:1:1::/h:/bin/sh\r\nbad:x:1e3:0::/:/bin/sh\nend:x:7:7::/:/bin/sh";
+    let t = Table::parse(Kind::Passwd, data);
+    assert_eq!(t.render(), data.to_vec());
+    assert_eq!(t.names(), vec!["root", "zero", "bob", "end"]);
+    assert_eq!(t.find_id(1).map(|i| t.field(i, 0)), Some("bob".into()), "CRLF line is an entry");
+    assert_eq!(t.field(t.find_id(1).unwrap(), 6), "/bin/sh\r", "glibc keeps the CR in the shell");
+    assert_eq!(t.find_name("zero").and_then(|i| t.id_at(i, 2)), Some(0), "short line is uid 0 for glibc");
+    assert_eq!(t.find_id(0).map(|i| t.field(i, 0)), Some("root".into()), "first match wins");
+    assert_eq!(t.find_name("bad"), None, "1e3 is not a number for strtoul");
+    assert_eq!(t.find_name("+@ng"), None, "NIS lines are never looked up");
+}
+
+#[test]
+fn ids_glibc_reads() {
+    for (text, want) in [
+        (&b"1000"[..], Some(1000)),
+        (b" 1000", Some(1000)),
+        (b"\t+1000", Some(1000)),
+        (b"-0", Some(0)),
+        (b"010", Some(10)),
+        (b"4294967295", Some(u32::MAX)),
+        (b"4294967296", None),
+        (b"99999999999999999999999", None),
+        (b"-1", None),
+        (b"1000 ", None),
+        (b"", None),
+        (b" ", None),
+        (b"+", None),
+        (b"1e3", None),
+        (b"0x10", None),
+    ] {
+        assert_eq!(glibc_number(text), want, "{:?}", String::from_utf8_lossy(text));
+    }
+}
+
+#[test]
+fn plain_ids_for_writing() {
+    for bad in [&b""[..], b"-1", b"+5", b" 5", b"1e3", b"0x10", b"99999999999"] {
+        assert_eq!(parse_id(bad), None, "{bad:?}");
+    }
+    assert_eq!(parse_id(b"4294967295"), Some(u32::MAX));
+}
+
+#[test]
+fn editing_an_odd_line_keeps_glibcs_meaning_of_the_other_fields() {
+    for (data, want) in [
+        (&b"  u:x: 1000:1000:G:/h\n"[..], &b"alice:x: 1000:1000:G:/h:\n"[..]),
+        (b"u:x:1000:1000:G:/h:/bin/sh\0junk\n", b"alice:x:1000:1000:G:/h:/bin/sh\n"),
+        (b"u:x:1000:1000:G:/h:/bin/sh\r\n", b"alice:x:1000:1000:G:/h:/bin/sh\r\n"),
+    ] {
+        let mut t = Table::parse(Kind::Passwd, data);
+        let i = t.find_id(1000).unwrap();
+        t.set_field(i, 0, "alice");
+        assert_eq!(t.render(), want.to_vec());
+        assert_eq!(Table::parse(Kind::Passwd, &t.render()).find_name("alice"), Some(0));
+    }
+}
+
+#[test]
+fn new_lines_go_before_nis_lines() {
+    let mut t = Table::parse(Kind::Passwd, b"root:x:0:0::/root:/bin/sh\n+@staff::::::\n+\n");
+    t.push(&["alice", "x", "5", "5", "", "/home/alice", "/bin/sh"]);
+    assert_eq!(t.render(), b"root:x:0:0::/root:/bin/sh\nalice:x:5:5::/home/alice:/bin/sh\n+@staff::::::\n+\n".to_vec());
+    // Negative control: without NIS lines the entry goes last.
+    let mut t = Table::parse(Kind::Group, b"root:x:0:\n");
+    t.push(&["g", "x", "5", ""]);
+    assert_eq!(t.render(), b"root:x:0:\ng:x:5:\n".to_vec());
+}
+
+#[test]
+fn append_after_missing_final_newline_keeps_lines_apart() {
+    let mut t = Table::parse(Kind::Group, b"root:x:0:");
+    t.push(&["alice", "x", "5", ""]);
+    assert_eq!(t.render(), b"root:x:0:\nalice:x:5:\n".to_vec());
+}
+
+#[test]
+fn empty_file_gets_one_line() {
+    let mut t = Table::parse(Kind::Group, b"");
+    assert_eq!(t.render(), b"".to_vec());
+    t.push(&["g", "x", "5", ""]);
+    assert_eq!(t.render(), b"g:x:5:\n".to_vec());
+}
+
+#[test]
+fn set_field_only_touches_the_edited_line() {
+    let data = b"a:x:1:1:Jos\xe9:/h:/bin/sh\nb:x:2:2::/h:/bin/sh\n";
+    let mut t = Table::parse(Kind::Passwd, data);
+    let i = t.find_name("b").unwrap();
+    t.set_field(i, 2, "3");
+    assert_eq!(t.render(), b"a:x:1:1:Jos\xe9:/h:/bin/sh\nb:x:3:2::/h:/bin/sh\n".to_vec());
+}
+
+#[test]
+fn rename_member_dedups() {
+    let mut t = Table::parse(Kind::Group, b"adm:x:4:syslog,ubuntu,alice\n");
+    assert_eq!(t.rename_member(3, "ubuntu", "alice"), 1);
+    assert_eq!(t.render(), b"adm:x:4:syslog,alice\n".to_vec());
+}
+
+#[test]
+fn members_are_read_as_glibc_reads_them() {
+    let t = Table::parse(Kind::Group, b"video:x:44:bob, alice\nadm:x:4:alice\r\n");
+    assert_eq!(t.groups_listing("alice"), vec![44], "leading blank skipped; 'alice\\r' is another name");
+}
+
+#[test]
+fn member_edits_keep_other_members_bytes() {
+    for edit in 0..3 {
+        let mut t = Table::parse(Kind::Group, b"adm:x:4:caf\xe9,ubuntu\n");
+        match edit {
+            0 => assert_eq!(t.rename_member(3, "ubuntu", "alice"), 1),
+            1 => t.remove_member(3, "ubuntu"),
+            _ => assert!(t.add_member(0, 3, "alice")),
+        }
+        let want: &[u8] = match edit {
+            0 => b"adm:x:4:caf\xe9,alice\n",
+            1 => b"adm:x:4:caf\xe9\n",
+            _ => b"adm:x:4:caf\xe9,ubuntu,alice\n",
+        };
+        assert_eq!(t.render(), want.to_vec(), "edit {edit}");
+    }
+}
+
+#[test]
+fn shadow_lines_glibc_skips() {
+    let t = Table::parse(
+        Kind::Shadow,
+        b"a:*:19000:0:99999:7:::\r\nb:*:1:2:3\nc:*:::\nd:*:1:2:3:4:5:6:7:\ne:$6$h:19000:0:99999:7:::\n",
+    );
+    assert_eq!(t.names(), vec!["b", "e"]);
+}
