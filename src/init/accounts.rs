@@ -105,8 +105,9 @@ fn count_line_read() {
     LINES_READ.with(|c| c.set(c.get() + 1));
 }
 
-/// A file as read: its bytes, where each line starts, and its index (built
-/// on the first lookup). Shared by every copy of a table, never changed.
+/// A file as read: its bytes, where each line starts, and its indexes
+/// (each built on its first lookup). Shared by every copy of a table, never
+/// changed.
 struct Base {
     kind: Kind,
     data: Vec<u8>,
@@ -116,12 +117,12 @@ struct Base {
     final_newline: bool,
     /// Lines whose first byte is `+` or `-` (NIS compat lines).
     nis: Vec<u32>,
-    index: OnceLock<Index>,
-}
-
-struct Index {
-    names: Lines,
-    ids: Option<Lines>,
+    /// Lines with a NUL byte (glibc cuts them there).
+    nul: Vec<u32>,
+    /// Every line that may be an entry, under the hash of its name.
+    names: OnceLock<Lines>,
+    /// Every line that may be an entry, under its id (passwd, group).
+    ids: OnceLock<Lines>,
 }
 
 impl Base {
@@ -142,6 +143,11 @@ impl Base {
         &self.data[self.starts[k] as usize..self.line_end(k)]
     }
 
+    /// The line holding byte `offset`.
+    fn line_at(&self, offset: usize) -> usize {
+        self.starts.partition_point(|s| *s as usize <= offset).saturating_sub(1)
+    }
+
     /// Lines `a..b` and, with `newline`, the newline after the last one when
     /// the data has it (the flag returned: a newline is still to add).
     fn span(&self, a: usize, b: usize, newline: bool) -> (&[u8], bool) {
@@ -153,22 +159,47 @@ impl Base {
         }
     }
 
-    fn index(&self) -> &Index {
-        self.index.get_or_init(|| {
-            let n = self.len();
-            let mut names = Lines::new(n, false);
-            let mut ids = self.kind.has_ids().then(|| Lines::new(n, true));
-            for k in 0..n {
-                count_line_read();
-                let has_newline = k + 1 < n || self.final_newline;
-                let Some(eff) = effective(self.line(k), has_newline) else { continue };
-                let Some(f) = glibc_fields(self.kind, &eff) else { continue };
-                names.insert(hash_bytes(&f[0]), k as u32, 0);
-                if let (Some(ids), Some(id)) = (ids.as_mut(), glibc_number(&f[2])) {
-                    ids.insert(hash_id(id), k as u32, id);
+    /// What glibc parses of base line `k` read as it is in the file.
+    fn effective(&self, k: usize) -> Option<Cow<'_, [u8]>> {
+        let has_newline = k + 1 < self.len() || self.final_newline;
+        effective(self.line(k), has_newline, self.nul.binary_search(&(k as u32)).is_ok())
+    }
+
+    /// Calls `f(line, effective line)` for every base line that may be an
+    /// entry (not blank, no comment, no NIS name); lookups check the line.
+    fn each_candidate(&self, mut f: impl FnMut(u32, &[u8])) {
+        for k in 0..self.len() {
+            count_line_read();
+            if let Some(eff) = self.effective(k) {
+                if !matches!(eff.first(), Some(b'+') | Some(b'-')) {
+                    f(k as u32, &eff);
                 }
             }
-            Index { names, ids }
+        }
+    }
+
+    fn names(&self) -> &Lines {
+        self.names.get_or_init(|| {
+            let mut names = Lines::new(self.len(), false);
+            self.each_candidate(|k, eff| {
+                names.insert(hash_bytes(&eff[..glibc::find_byte(eff, b':').unwrap_or(eff.len())]), k, 0)
+            });
+            names
+        })
+    }
+
+    fn ids(&self) -> &Lines {
+        self.ids.get_or_init(|| {
+            let mut ids = Lines::new(if self.kind.has_ids() { self.len() } else { 0 }, true);
+            if self.kind.has_ids() {
+                self.each_candidate(|k, eff| {
+                    let mut fields = eff.splitn(4, |b| *b == b':').skip(2);
+                    if let Some(id) = fields.next().and_then(glibc_number) {
+                        ids.insert(hash_id(id), k, id);
+                    }
+                })
+            }
+            ids
         })
     }
 }
@@ -222,21 +253,30 @@ impl Table {
         let final_newline = data.last() == Some(&b'\n');
         let body = data.len() - usize::from(final_newline);
         let mut starts = Vec::new();
-        let mut nis = Vec::new();
         if !data.is_empty() {
-            let mut at = 0;
-            loop {
-                if matches!(data.get(at), Some(b'+') | Some(b'-')) && at < body {
-                    nis.push(starts.len() as u32);
-                }
-                starts.push(at as u32);
-                match glibc::find_byte(&data[at..body], b'\n') {
-                    Some(p) => at += p + 1,
-                    None => break,
-                }
+            starts.push(0);
+            glibc::each_byte(&data[..body], b'\n', |p| starts.push(p as u32 + 1));
+        }
+        let mut nis = Vec::new();
+        for (k, s) in starts.iter().enumerate() {
+            if matches!(data.get(*s as usize), Some(b'+') | Some(b'-')) && (*s as usize) < body {
+                nis.push(k as u32);
             }
         }
-        let base = Base { kind, data, starts, final_newline, nis, index: OnceLock::new() };
+        let mut base = Base {
+            kind,
+            data,
+            starts,
+            final_newline,
+            nis,
+            nul: Vec::new(),
+            names: OnceLock::new(),
+            ids: OnceLock::new(),
+        };
+        let mut nul = Vec::new();
+        glibc::each_byte(&base.data, 0, |p| nul.push(base.line_at(p) as u32));
+        nul.dedup();
+        base.nul = nul;
         Table {
             kind,
             final_newline: final_newline || base.data.is_empty(),
@@ -372,17 +412,46 @@ impl Table {
     }
 
     /// Calls `f(handle, fields)` for every entry (in file order) whose bytes
-    /// contain `needle` (a cheap filter before the line is parsed).
+    /// contain `needle`. The unedited stretches are searched as a whole (one
+    /// pass over the bytes, not a parse of every line); only the lines that
+    /// hold `needle`, have a NUL, or end a stretch are parsed.
     fn each_entry_with(&self, needle: &[u8], mut f: impl FnMut(usize, &Fields)) {
         let kind = self.kind;
-        self.each_line(|h, raw, newline| {
-            let Some(eff) = effective(raw, newline) else { return };
+        let mut visit = |h: usize, raw: &[u8], newline: bool| {
+            count_line_read();
+            let Some(eff) = effective(raw, newline, true) else { return };
             if contains(&eff, needle) {
                 if let Some(fields) = glibc_fields(kind, &eff) {
                     f(h, &fields);
                 }
             }
-        });
+        };
+        let base = &self.base;
+        let segs = self.segments();
+        for (i, seg) in segs.iter().enumerate() {
+            let more = i + 1 < segs.len();
+            match *seg {
+                Seg::Run(a, b) if !needle.is_empty() => {
+                    let (start, end) = (base.starts[a] as usize, base.line_end(b - 1));
+                    let mut lines = Vec::new();
+                    glibc::find_all(&base.data[start..end], needle, |at| lines.push(base.line_at(start + at)));
+                    let nul = &base.nul[base.nul.partition_point(|k| (*k as usize) < a)..];
+                    lines.extend(nul.iter().map(|k| *k as usize).take_while(|k| *k < b));
+                    lines.push(b - 1);
+                    lines.sort_unstable();
+                    lines.dedup();
+                    for k in lines {
+                        visit(k, base.line(k), more || k + 1 < b || self.final_newline);
+                    }
+                }
+                Seg::Run(a, b) => {
+                    for k in a..b {
+                        visit(k, base.line(k), more || k + 1 < b || self.final_newline);
+                    }
+                }
+                Seg::Line(h, raw) => visit(h, raw, more || self.final_newline),
+            }
+        }
     }
 
     /// The bytes of the line with handle `h` (`None`: removed or unknown).
@@ -430,7 +499,7 @@ impl Table {
         count_line_read();
         let raw = self.raw(h)?;
         let newline = self.final_newline || self.last() != Some(h);
-        let eff = effective(raw, newline)?;
+        let eff = effective(raw, newline, true)?;
         glibc_fields(self.kind, &eff).map(|fields| f(&fields))
     }
 
@@ -452,16 +521,17 @@ impl Table {
     /// Handles of the entries named `name`, in file order (through the index).
     fn named(&self, name: &[u8]) -> impl Iterator<Item = usize> + '_ {
         let name = name.to_vec();
-        let c = self.candidates(self.base.index().names.get(hash_bytes(&name)));
+        let c = self.candidates(self.base.names().get(hash_bytes(&name)));
         c.into_iter().filter(move |&h| self.read(h, |f| f[0] == name[..]) == Some(true))
     }
 
     /// Handles of the entries whose id column (2) is `id`, in file order.
     fn with_id(&self, id: u32) -> Vec<usize> {
         let matches = |h: usize| self.read(h, |f| glibc_number(&f[2]) == Some(id)) == Some(true);
-        match &self.base.index().ids {
-            Some(ids) => self.candidates(ids.get(hash_id(id))).into_iter().filter(|&h| matches(h)).collect(),
-            None => self.scan_id(2, id),
+        if self.kind.has_ids() {
+            self.candidates(self.base.ids().get(hash_id(id))).into_iter().filter(|&h| matches(h)).collect()
+        } else {
+            self.scan_id(2, id)
         }
     }
 
@@ -469,7 +539,7 @@ impl Table {
         let mut out = Vec::new();
         let kind = self.kind;
         self.each_line(|h, raw, newline| {
-            let eff = effective(raw, newline);
+            let eff = effective(raw, newline, true);
             if eff.and_then(|e| glibc_fields(kind, &e).map(|f| glibc_number(&f[col]) == Some(id))) == Some(true) {
                 out.push(h);
             }
@@ -491,8 +561,7 @@ impl Table {
     /// The entries (handle, id) whose id column satisfies `pred`, in file
     /// order: through the index, so only the matching lines are read.
     pub(crate) fn ids_where(&self, pred: impl Fn(u32) -> bool) -> Vec<(usize, u32)> {
-        let Some(ids) = &self.base.index().ids else { return Vec::new() };
-        let c = self.candidates(ids.all_ids().filter(|(_, id)| pred(*id)).map(|(l, _)| l));
+        let c = self.candidates(self.base.ids().all_ids().filter(|(_, id)| pred(*id)).map(|(l, _)| l));
         c.into_iter().filter_map(|h| self.id_at(h, 2).filter(|id| pred(*id)).map(|id| (h, id))).collect()
     }
 
@@ -558,7 +627,7 @@ impl Table {
         #[cfg(debug_assertions)]
         {
             let raw = self.raw(idx).unwrap_or_default();
-            let got = effective(raw, true).and_then(|e| glibc_fields(kind, &e).map(|f| f.to_vecs(kind)));
+            let got = effective(raw, true, true).and_then(|e| glibc_fields(kind, &e).map(|f| f.to_vecs(kind)));
             debug_assert_eq!(got, want, "a re-serialised line must read back as its fields");
         }
     }

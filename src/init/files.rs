@@ -58,11 +58,11 @@ impl Root {
         }
     }
 
-    /// The policy for a file in the directory `dir` (a host path).
-    fn durability(&self, dir: &Path) -> Durability {
-        self.durability.unwrap_or_else(|| {
-            nix::sys::statfs::statfs(dir).map_or(Durability::Flush, |s| durability_for(s.filesystem_type().0 as u64))
-        })
+    /// The policy for a file in the directory `dir` (a host path), and the
+    /// type of its file system (`statfs(2)`, when it answers).
+    fn durability(&self, dir: &Path) -> (Durability, Option<u64>) {
+        let f_type = nix::sys::statfs::statfs(dir).ok().map(|s| s.filesystem_type().0 as u64 & 0xffff_ffff);
+        (self.durability.unwrap_or_else(|| f_type.map_or(Durability::Flush, durability_for)), f_type)
     }
 }
 
@@ -158,7 +158,7 @@ fn holds(path: &Path, data: &[u8]) -> io::Result<bool> {
     if f.metadata()?.len() != data.len() as u64 {
         return Ok(false);
     }
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 1 << 20];
     let mut at = 0;
     loop {
         let n = io::Read::read(&mut f, &mut buf)?;
@@ -299,6 +299,9 @@ pub(crate) struct Update<'a> {
     pub path: &'a str,
     pub data: Vec<&'a [u8]>,
     pub default_mode: u32,
+    /// The current content, when the caller read it under the lock (for the
+    /// backup; else it is read again).
+    pub old: Option<Vec<&'a [u8]>>,
 }
 
 struct Staged {
@@ -413,12 +416,12 @@ fn stage(root: &Root, u: &Update) -> io::Result<(Staged, File)> {
         // Backup `<file>-` like shadow-utils, same owner and mode. It is never
         // read back, so it is not synced; a failed backup does not stop the
         // update.
-        let _ = write_backup(&path, &sibling(&path, "-", false), mode, uid, gid);
+        let _ = write_backup(root, &path, &sibling(&path, "-", false), u.old.as_deref(), (mode, uid, gid));
     }
     let tmp = temp_path(&path);
     // A leftover from a run that was killed mid-write: ours, safe to remove.
     let _ = fs::remove_file(&tmp);
-    let durability = root.durability(path.parent().unwrap_or(&path));
+    let durability = root.durability(path.parent().unwrap_or(&path)).0;
     match create_exact(&tmp, &u.data, mode, uid, gid) {
         Ok(f) => Ok((Staged { path, tmp, durability }, f)),
         Err(e) => {
@@ -428,13 +431,20 @@ fn stage(root: &Root, u: &Update) -> io::Result<(Staged, File)> {
     }
 }
 
-/// Make `backup` hold the current content of `path`: a hard link to it (the
-/// file is then replaced by a rename, never written in place, so the link
-/// keeps the old content; no copy of a large file), else a copy (a
-/// bind-mounted file cannot be linked across its mount). Through a temp file
-/// either way: on a full disk a truncated backup must not replace the
-/// previous, complete one.
-fn write_backup(path: &Path, backup: &Path, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
+/// Make `backup` hold the current content of `path` (`old`, when the caller
+/// has it): a hard link to it where that is free (the file is then replaced
+/// by a rename, never written in place, so the link keeps the old content),
+/// else a copy: on overlayfs a link would copy the file up from the image's
+/// layer and fsync it, and a bind-mounted file cannot be linked across its
+/// mount. Through a temp file either way: on a full disk a truncated backup
+/// must not replace the previous, complete one.
+fn write_backup(
+    root: &Root,
+    path: &Path,
+    backup: &Path,
+    old: Option<&[&[u8]]>,
+    owner: (u32, u32, u32),
+) -> io::Result<()> {
     // Already a link to the file (a start killed before its rename): done.
     // (rename(2) of a link over the same inode would do nothing and leave
     // the temp file behind.)
@@ -444,9 +454,14 @@ fn write_backup(path: &Path, backup: &Path, mode: u32, uid: u32, gid: u32) -> io
     }
     let tmp = temp_path(backup);
     let _ = fs::remove_file(&tmp);
-    let done = fs::hard_link(path, &tmp)
-        .or_else(|_| fs::read(path).and_then(|old| create_exact(&tmp, &[&old], mode, uid, gid).map(drop)))
-        .and_then(|()| fs::rename(&tmp, backup));
+    let (mode, uid, gid) = owner;
+    let copy = || match old {
+        Some(old) => create_exact(&tmp, old, mode, uid, gid).map(drop),
+        None => fs::read(path).and_then(|old| create_exact(&tmp, &[&old], mode, uid, gid).map(drop)),
+    };
+    let must_copy = root.durability(path.parent().unwrap_or(path)).1 == Some(OVERLAYFS_SUPER_MAGIC)
+        || fs::hard_link(path, &tmp).is_err();
+    let done = if must_copy { copy() } else { Ok(()) }.and_then(|()| fs::rename(&tmp, backup));
     if done.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -455,7 +470,8 @@ fn write_backup(path: &Path, backup: &Path, mode: u32, uid: u32, gid: u32) -> io
 
 /// Replace one file: a batch of one (backup, temp file, rename).
 pub(crate) fn replace(root: &Root, container_path: &str, data: &[u8], default_mode: u32) -> io::Result<Written> {
-    let mut w = replace_all_with(root, &[Update { path: container_path, data: vec![data], default_mode }], None)?;
+    let mut w =
+        replace_all_with(root, &[Update { path: container_path, data: vec![data], default_mode, old: None }], None)?;
     Ok(w.pop().unwrap_or(Written::Atomic))
 }
 

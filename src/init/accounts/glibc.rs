@@ -82,6 +82,45 @@ pub(super) fn find_byte(hay: &[u8], b: u8) -> Option<usize> {
     hay[at..].iter().position(|x| *x == b).map(|p| at + p)
 }
 
+/// Calls `f(offset)` for every `b` in `hay`, in order, eight bytes at a time
+/// (one pass over a whole file, not one call per line).
+pub(super) fn each_byte(hay: &[u8], b: u8, mut f: impl FnMut(usize)) {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(b);
+    let mut chunks = hay.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ pattern;
+        if (w.wrapping_sub(LO) & !w & HI) != 0 {
+            // A byte matches somewhere in this word: check each.
+            for (i, x) in c.iter().enumerate() {
+                if *x == b {
+                    f(at + i);
+                }
+            }
+        }
+        at += 8;
+    }
+    for (i, x) in chunks.remainder().iter().enumerate() {
+        if *x == b {
+            f(at + i);
+        }
+    }
+}
+
+/// Offsets of every occurrence of `needle` (not empty) in `hay`.
+pub(super) fn find_all(hay: &[u8], needle: &[u8], mut f: impl FnMut(usize)) {
+    let mut from = 0;
+    while let Some(p) = needle.first().and_then(|first| find_byte(&hay[from..], *first)) {
+        let at = from + p;
+        if hay[at..].starts_with(needle) {
+            f(at);
+        }
+        from = at + 1;
+    }
+}
+
 /// Whether `needle` occurs in `hay` (a cheap test before a line is parsed).
 pub(super) fn contains(hay: &[u8], needle: &[u8]) -> bool {
     let Some(&first) = needle.first() else { return true };
@@ -101,9 +140,10 @@ pub(super) fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// Skipping the white space moves the text without its terminating NUL, so
 /// on a line that ends without a newline (the last line of a file, or a line
 /// cut at a NUL) the final bytes appear twice; glibc really reads that, so it
-/// is mirrored (the only case that copies).
-pub(super) fn effective(raw: &[u8], has_newline: bool) -> Option<Cow<'_, [u8]>> {
-    let nul = find_byte(raw, 0);
+/// is mirrored (the only case that copies). `may_have_nul: false` skips the
+/// search for a NUL (the caller knows the line has none).
+pub(super) fn effective(raw: &[u8], has_newline: bool, may_have_nul: bool) -> Option<Cow<'_, [u8]>> {
+    let nul = if may_have_nul { find_byte(raw, 0) } else { None };
     let c = &raw[..nul.unwrap_or(raw.len())];
     let k = c.iter().take_while(|b| is_c_space(**b)).count();
     if k == c.len() || c[k] == b'#' {
@@ -276,6 +316,14 @@ mod tests {
                 assert_eq!(find_byte(&hay[start..], b), hay[start..].iter().position(|x| *x == b), "{b} from {start}");
             }
         }
+        for b in [b':', b'\n', b'a', 0u8] {
+            let mut seen = Vec::new();
+            each_byte(hay, b, |p| seen.push(p));
+            assert_eq!(seen, (0..hay.len()).filter(|i| hay[*i] == b).collect::<Vec<_>>(), "{b}");
+        }
+        let mut seen = Vec::new();
+        find_all(b"alice,bob,alice,al", b"alice", |p| seen.push(p));
+        assert_eq!(seen, [0, 10]);
         assert!(contains(hay, b"alice"));
         assert!(contains(hay, b"/bin/sh"));
         assert!(!contains(hay, b"alicex"));
@@ -284,12 +332,12 @@ mod tests {
 
     #[test]
     fn effective_mirrors_glibc_on_odd_lines() {
-        assert_eq!(effective(b"  u:x", true).as_deref(), Some(&b"u:x"[..]));
-        assert_eq!(effective(b"  u:x", false).as_deref(), Some(&b"u:x:x"[..]), "last line: final bytes twice");
-        assert_eq!(effective(b" u:x\0junk", true).as_deref(), Some(&b"u:xx"[..]), "cut at NUL, no newline left");
-        assert_eq!(effective(b"u:x\0junk", true).as_deref(), Some(&b"u:x"[..]));
-        assert_eq!(effective(b"   ", true), None);
-        assert_eq!(effective(b" # c", true), None);
-        assert_eq!(effective(b"", false), None);
+        assert_eq!(effective(b"  u:x", true, true).as_deref(), Some(&b"u:x"[..]));
+        assert_eq!(effective(b"  u:x", false, true).as_deref(), Some(&b"u:x:x"[..]), "last line: final bytes twice");
+        assert_eq!(effective(b" u:x\0junk", true, true).as_deref(), Some(&b"u:xx"[..]), "cut at NUL, no newline left");
+        assert_eq!(effective(b"u:x\0junk", true, true).as_deref(), Some(&b"u:x"[..]));
+        assert_eq!(effective(b"   ", true, true), None);
+        assert_eq!(effective(b" # c", true, true), None);
+        assert_eq!(effective(b"", false, true), None);
     }
 }

@@ -128,10 +128,10 @@ pub(crate) fn commit(root: &Root, before: &Database, tables: &[&Table]) -> io::R
         let new = t.pieces();
         let old = old.map(Table::pieces);
         journal.push_str(&format!("{} {} {}\n", kind.path(), fingerprint(old.as_deref()), fingerprint(Some(&new))));
-        updates.push(Update { path: kind.path(), data: new, default_mode: super::default_mode(kind) });
+        updates.push(Update { path: kind.path(), data: new, default_mode: super::default_mode(kind), old });
     }
     let journal_path = root.path(JOURNAL);
-    let durability = root.durability(&root.path("/etc"));
+    let durability = root.durability(&root.path("/etc")).0;
     let write_journal = || {
         write_durably(&journal_path, journal.as_bytes(), durability)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot write the journal {JOURNAL}: {e}")))
@@ -194,7 +194,7 @@ pub(crate) fn recover(root: &Root) -> io::Result<Vec<String>> {
         }
     }
     let etc = root.path("/etc");
-    let durability = root.durability(&etc);
+    let durability = root.durability(&etc).0;
     let ctx = |e: io::Error, what: &str| io::Error::new(e.kind(), format!("{what} {JOURNAL}: {e}"));
     fsync_dir(&etc, durability).map_err(|e| ctx(e, "cannot sync /etc before removing"))?;
     fs::remove_file(&journal_path).map_err(|e| ctx(e, "cannot remove"))?;
