@@ -507,3 +507,6 @@ fn default_mode(kind: Kind) -> u32 {
 mod journal;
 
 pub use journal::{transact, Tx, TxError, JOURNAL};
+
+#[cfg(test)]
+mod tests;

@@ -152,7 +152,8 @@ use crate::init::provision::{self, Limits, Request};
 fn site_db(n: usize) -> Database {
     let mut pw = String::from("root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\nubuntu:x:1000:1000::/home/ubuntu:/bin/bash\n");
     let mut sh = String::from("root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\nubuntu:!:19000:0:99999:7:::\n");
-    let mut gr = String::from("root:x:0:\nadm:x:4:ubuntu\nsudo:x:27:ubuntu\nusers:x:100:\nnogroup:x:65534:\nubuntu:x:1000:\n");
+    let mut gr =
+        String::from("root:x:0:\nadm:x:4:ubuntu\nsudo:x:27:ubuntu\nusers:x:100:\nnogroup:x:65534:\nubuntu:x:1000:\n");
     let mut gs = String::from("root:*::\nadm:*::ubuntu\nsudo:*::ubuntu\nusers:*::\nnogroup:*::\nubuntu:!::\n");
     for i in 0..n {
         let id = 200_000 + i;
