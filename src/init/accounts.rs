@@ -156,17 +156,11 @@ impl Table {
     pub fn from_vec(kind: Kind, data: Vec<u8>) -> Table {
         let final_newline = data.last() == Some(&b'\n');
         let body = data.len() - usize::from(final_newline);
-        let mut starts = Vec::new();
-        if !data.is_empty() {
-            starts.push(0);
-            glibc::each_byte(&data[..body], b'\n', |p| starts.push(p as u32 + 1));
-        }
-        let mut nis = Vec::new();
-        for (k, s) in starts.iter().enumerate() {
-            if matches!(data.get(*s as usize), Some(b'+') | Some(b'-')) && (*s as usize) < body {
-                nis.push(k as u32);
-            }
-        }
+        let (starts, nul_bytes) = glibc::line_starts(&data);
+        let nis = (starts.iter().enumerate())
+            .filter(|(_, s)| matches!(data.get(**s as usize), Some(b'+') | Some(b'-')) && (**s as usize) < body)
+            .map(|(k, _)| k as u32)
+            .collect();
         let mut base = Base {
             kind,
             data,
@@ -177,8 +171,7 @@ impl Table {
             names: OnceLock::new(),
             ids: OnceLock::new(),
         };
-        let mut nul = Vec::new();
-        glibc::each_byte(&base.data, 0, |p| nul.push(base.line_at(p) as u32));
+        let mut nul: Vec<u32> = nul_bytes.iter().map(|p| base.line_at(*p) as u32).collect();
         nul.dedup();
         base.nul = nul;
         Table {

@@ -4,7 +4,9 @@
 
 use std::collections::HashSet;
 
-use super::glibc::{effective, glibc_fields, glibc_number, members};
+#[cfg(debug_assertions)]
+use super::glibc::{effective, glibc_fields};
+use super::glibc::{glibc_number, members};
 use super::{Added, Kind, Table};
 
 impl Table {

@@ -82,31 +82,46 @@ pub(super) fn find_byte(hay: &[u8], b: u8) -> Option<usize> {
     hay[at..].iter().position(|x| *x == b).map(|p| at + p)
 }
 
-/// Calls `f(offset)` for every `b` in `hay`, in order, eight bytes at a time
-/// (one pass over a whole file, not one call per line).
-pub(super) fn each_byte(hay: &[u8], b: u8, mut f: impl FnMut(usize)) {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let pattern = LO * u64::from(b);
-    let mut chunks = hay.chunks_exact(8);
+/// Where every line of `data` starts (lines are split on `\n`; the final
+/// newline, if any, ends the last line) and the offset of every NUL byte:
+/// one pass over the file, eight bytes at a time.
+pub(super) fn line_starts(data: &[u8]) -> (Vec<u32>, Vec<usize>) {
+    const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const NL: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    let zero = |w: u64| !(((w & LO7) + LO7) | w | LO7);
+    let body = data.len() - usize::from(data.last() == Some(&b'\n'));
+    // Virtual room for the worst case; only the pages written count.
+    let mut starts = Vec::with_capacity(if data.is_empty() { 0 } else { body / 2 + 2 });
+    let mut nul = Vec::new();
+    if data.is_empty() {
+        return (starts, nul);
+    }
+    starts.push(0u32);
+    let mut chunks = data[..body].chunks_exact(8);
     let mut at = 0;
     for c in &mut chunks {
-        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ pattern;
-        if (w.wrapping_sub(LO) & !w & HI) != 0 {
-            // A byte matches somewhere in this word: check each.
-            for (i, x) in c.iter().enumerate() {
-                if *x == b {
-                    f(at + i);
-                }
-            }
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let mut m = zero(w ^ NL);
+        while m != 0 {
+            starts.push((at + (m.trailing_zeros() / 8) as usize + 1) as u32);
+            m &= m - 1;
+        }
+        let mut z = zero(w);
+        while z != 0 {
+            nul.push(at + (z.trailing_zeros() / 8) as usize);
+            z &= z - 1;
         }
         at += 8;
     }
     for (i, x) in chunks.remainder().iter().enumerate() {
-        if *x == b {
-            f(at + i);
+        match x {
+            b'\n' => starts.push((at + i + 1) as u32),
+            0 => nul.push(at + i),
+            _ => {}
         }
     }
+    starts.shrink_to_fit();
+    (starts, nul)
 }
 
 /// Offsets of every occurrence of `needle` (not empty) in `hay`.
@@ -316,10 +331,16 @@ mod tests {
                 assert_eq!(find_byte(&hay[start..], b), hay[start..].iter().position(|x| *x == b), "{b} from {start}");
             }
         }
-        for b in [b':', b'\n', b'a', 0u8] {
-            let mut seen = Vec::new();
-            each_byte(hay, b, |p| seen.push(p));
-            assert_eq!(seen, (0..hay.len()).filter(|i| hay[*i] == b).collect::<Vec<_>>(), "{b}");
+        for data in [&b""[..], b"\n", b"a", b"a\n", b"a\nb", b"a\n\nbb\0\nccc:ddd:eee:fff\n", b"\0\0\n\n"] {
+            let (starts, nul) = line_starts(data);
+            let body = data.len() - usize::from(data.last() == Some(&b'\n'));
+            let want: Vec<u32> = if data.is_empty() {
+                Vec::new()
+            } else {
+                std::iter::once(0).chain((0..body).filter(|i| data[*i] == b'\n').map(|i| i as u32 + 1)).collect()
+            };
+            assert_eq!(starts, want, "{data:?}");
+            assert_eq!(nul, (0..data.len()).filter(|i| data[*i] == 0).collect::<Vec<_>>(), "{data:?}");
         }
         let mut seen = Vec::new();
         find_all(b"alice,bob,alice,al", b"alice", |p| seen.push(p));

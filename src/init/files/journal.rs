@@ -19,23 +19,27 @@ use crate::init::accounts::{Database, Kind, Table};
 /// [`fingerprint`]).
 pub const JOURNAL: &str = "/etc/.labkit-journal";
 
+const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// One 32-byte block into the four lanes of [`fingerprint`].
+#[inline(always)]
+fn mix(block: &[u8], lanes: &mut [u64; 4]) {
+    for (lane, w) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        *lane = (*lane ^ w).wrapping_mul(K).rotate_left(29);
+    }
+}
+
 /// A fast 64-bit fingerprint of the concatenated `pieces`, four lanes of
 /// eight bytes at a time: `fx<hex>-<length>`, or `absent` for a missing file.
 /// Only tells "still the content we planned from" apart from "changed since";
 /// the files are root's, so no adversary chooses collisions.
 pub(crate) fn fingerprint(pieces: Option<&[&[u8]]>) -> String {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let Some(pieces) = pieces else { return "absent".to_owned() };
     let mut lanes = [0x243f_6a88_85a3_08d3u64, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89];
     let mut block = [0u8; 32];
     let mut fill = 0;
     let mut len = 0u64;
-    let mix = |block: &[u8], lanes: &mut [u64; 4]| {
-        for (lane, w) in lanes.iter_mut().zip(block.chunks_exact(8)) {
-            let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-            *lane = (*lane ^ w).wrapping_mul(K).rotate_left(29);
-        }
-    };
     for p in pieces {
         len += p.len() as u64;
         let mut p: &[u8] = p;
