@@ -48,8 +48,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use base::Base;
+pub(crate) use glibc::glibc_number;
 use glibc::{contains, effective, glibc_fields, Fields};
-pub use glibc::{glibc_number, parse_id};
 use index::{hash_bytes, hash_id};
 
 /// Which account file a table holds; fixes the field count and id columns.
@@ -153,7 +153,7 @@ impl Table {
 
     /// Parse a file's bytes, which the table keeps (no copy). Files of 4 GiB
     /// and more are not account files; the caller refuses them.
-    pub fn from_vec(kind: Kind, data: Vec<u8>) -> Table {
+    pub(crate) fn from_vec(kind: Kind, data: Vec<u8>) -> Table {
         let final_newline = data.last() == Some(&b'\n');
         let body = data.len() - usize::from(final_newline);
         let (starts, nul_bytes) = glibc::line_starts(&data);
@@ -500,7 +500,7 @@ impl Table {
 
     /// The line at `idx` for a message: 1-based number and its text, escaped
     /// and cut to 80 characters.
-    pub fn describe(&self, idx: usize) -> String {
+    pub(crate) fn describe(&self, idx: usize) -> String {
         let mut number = 0;
         for seg in self.segments() {
             match seg {
@@ -555,7 +555,7 @@ impl Database {
     /// The tables in write order: group, gshadow, passwd, shadow. (Files are
     /// committed together through a journal, see `files`; the order only
     /// matters to a reader between two renames.)
-    pub fn in_write_order(&self) -> Vec<&Table> {
+    pub(crate) fn in_write_order(&self) -> Vec<&Table> {
         let mut v = vec![&self.group];
         v.extend(self.gshadow.as_ref());
         v.push(&self.passwd);

@@ -79,9 +79,9 @@ pub enum Durability {
 }
 
 /// `statfs(2)` `f_type` of overlayfs, tmpfs and ramfs (`linux/magic.h`).
-pub const OVERLAYFS_SUPER_MAGIC: u64 = 0x794c_7630;
-pub const TMPFS_MAGIC: u64 = 0x0102_1994;
-pub const RAMFS_MAGIC: u64 = 0x8584_58f6;
+pub(crate) const OVERLAYFS_SUPER_MAGIC: u64 = 0x794c_7630;
+pub(crate) const TMPFS_MAGIC: u64 = 0x0102_1994;
+pub(crate) const RAMFS_MAGIC: u64 = 0x8584_58f6;
 
 /// The durability policy for a directory on a file system of type `f_type`
 /// (`statfs(2)`): rename only on a container's writable layer (overlayfs,
@@ -142,7 +142,7 @@ fn read_optional(root: &Root, kind: Kind) -> io::Result<Option<Table>> {
 
 /// Read the account database. passwd and group must exist (an empty table is
 /// used when they do not, so a scratch image still gets its user).
-pub fn load(root: &Root) -> io::Result<Database> {
+pub(crate) fn load(root: &Root) -> io::Result<Database> {
     Ok(Database {
         passwd: read_optional(root, Kind::Passwd)?.unwrap_or_else(|| Table::parse(Kind::Passwd, b"")),
         group: read_optional(root, Kind::Group)?.unwrap_or_else(|| Table::parse(Kind::Group, b"")),
@@ -195,7 +195,7 @@ fn reload(root: &Root, db: Database) -> io::Result<Database> {
 
 /// How a file ended up written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Written {
+pub(crate) enum Written {
     /// Replaced atomically (temp file + rename).
     Atomic,
     /// Rewritten in place because it is a mount point (not atomic).
@@ -203,13 +203,13 @@ pub enum Written {
 }
 
 /// The glibc-compatible account lock, released on drop.
-pub struct PwdLock {
+pub(crate) struct PwdLock {
     _file: File,
 }
 
 /// Take `/etc/.pwd.lock` like glibc's `lckpwdf`: an fcntl write lock on the
 /// whole file, waiting at most `timeout` (glibc waits 15 s).
-pub fn lock(root: &Root, timeout: Duration) -> io::Result<PwdLock> {
+pub(crate) fn lock(root: &Root, timeout: Duration) -> io::Result<PwdLock> {
     let path = root.path("/etc/.pwd.lock");
     let file = OpenOptions::new()
         .write(true)
@@ -488,7 +488,7 @@ fn rewrite_in_place(root: &Root, path: &Path, pieces: &[&[u8]]) -> io::Result<()
 }
 
 /// The text of the image's `/etc/login.defs` (empty when it has none).
-pub fn login_defs(root: &Root) -> io::Result<String> {
+pub(crate) fn login_defs(root: &Root) -> io::Result<String> {
     match fs::read(root.path("/etc/login.defs")) {
         Ok(d) => Ok(String::from_utf8_lossy(&d).into_owned()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
@@ -506,7 +506,7 @@ fn default_mode(kind: Kind) -> u32 {
 
 mod journal;
 
-pub use journal::{transact, Tx, TxError, JOURNAL};
+pub(crate) use journal::{transact, TxError};
 
 #[cfg(test)]
 mod tests;

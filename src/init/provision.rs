@@ -77,11 +77,11 @@ impl Limits {
         (limits, notes)
     }
 
-    pub fn is_system_uid(&self, uid: u32) -> bool {
+    fn is_system_uid(&self, uid: u32) -> bool {
         uid < self.uid_min || uid == OVERFLOW_ID || uid >= u32::MAX - 1
     }
 
-    pub fn is_system_gid(&self, gid: u32) -> bool {
+    fn is_system_gid(&self, gid: u32) -> bool {
         gid < self.gid_min || gid == OVERFLOW_ID || gid >= u32::MAX - 1
     }
 }
@@ -94,7 +94,7 @@ impl Limits {
 /// `podman`, `lxd`, `libvirt`, `kvm`), Debian's `staff` (writes
 /// `/usr/local`, which is in root's PATH), `sys`, and terminals and login
 /// records (`tty`, `utmp`).
-pub const PRIVILEGED_GROUPS: &[&str] = &[
+const PRIVILEGED_GROUPS: &[&str] = &[
     "root",
     "shadow",
     "auth",

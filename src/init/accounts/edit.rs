@@ -99,13 +99,13 @@ impl Table {
     }
 
     /// Indices of every entry named `name`, in file order.
-    pub fn entries_named(&self, name: &str) -> Vec<usize> {
+    pub(crate) fn entries_named(&self, name: &str) -> Vec<usize> {
         self.named(name.as_bytes()).collect()
     }
 
     /// Indices of every entry whose id column equals `id` (column 2 through
     /// the index; another column by reading every line).
-    pub fn all_with_id(&self, col: usize, id: u32) -> Vec<usize> {
+    pub(crate) fn all_with_id(&self, col: usize, id: u32) -> Vec<usize> {
         if col == 2 && self.kind.has_ids() {
             self.with_id(id)
         } else {
@@ -143,7 +143,7 @@ impl Table {
 
     /// Rename `old` to `new` in the member column `col` of every entry (group
     /// members, gshadow admins and members). Returns how many lines changed.
-    pub fn rename_member(&mut self, col: usize, old: &str, new: &str) -> usize {
+    pub(crate) fn rename_member(&mut self, col: usize, old: &str, new: &str) -> usize {
         let found = self.listing(col, old.as_bytes());
         for (idx, members) in &found {
             let mut seen = HashSet::new();
@@ -157,16 +157,8 @@ impl Table {
         found.len()
     }
 
-    /// Remove `name` from the member column `col` of every entry.
-    pub fn remove_member(&mut self, col: usize, name: &str) {
-        for (idx, members) in self.listing(col, name.as_bytes()) {
-            let kept: Vec<&[u8]> = members.iter().map(Vec::as_slice).filter(|m| *m != name.as_bytes()).collect();
-            self.set_bytes(idx, col, &kept.join(&b','));
-        }
-    }
-
     /// Add `name` to the member list (column `col`) of the entry at `idx`.
-    pub fn add_member(&mut self, idx: usize, col: usize, name: &str) -> bool {
+    pub(crate) fn add_member(&mut self, idx: usize, col: usize, name: &str) -> bool {
         let mut members = self.member_bytes(idx, col);
         if !self.is_entry(idx) || members.iter().any(|m| m == name.as_bytes()) {
             return false;

@@ -11,20 +11,11 @@ pub(super) fn is_c_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
 }
 
-/// Parse a decimal id the way labinit writes it: ASCII digits only, no sign,
-/// no whitespace, within u32. (Reading uses [`glibc_number`].)
-pub fn parse_id(field: &[u8]) -> Option<u32> {
-    if field.is_empty() || field.len() > 10 || !field.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(field).ok()?.parse().ok()
-}
-
 /// A whole field read as glibc's `INT_FIELD` reads it: `strtoul` in base 10
 /// (leading C white space, an optional sign, at least one digit) consuming
 /// the whole field, and a value within 32 bits (`-0` is 0; any other negative
 /// number wraps above it and is refused, like an overflow).
-pub fn glibc_number(field: &[u8]) -> Option<u32> {
+pub(crate) fn glibc_number(field: &[u8]) -> Option<u32> {
     let mut i = 0;
     while i < field.len() && is_c_space(field[i]) {
         i += 1;

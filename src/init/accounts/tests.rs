@@ -40,14 +40,6 @@ fn ids_glibc_reads() {
 }
 
 #[test]
-fn plain_ids_for_writing() {
-    for bad in [&b""[..], b"-1", b"+5", b" 5", b"1e3", b"0x10", b"99999999999"] {
-        assert_eq!(parse_id(bad), None, "{bad:?}");
-    }
-    assert_eq!(parse_id(b"4294967295"), Some(u32::MAX));
-}
-
-#[test]
 fn editing_an_odd_line_keeps_glibcs_meaning_of_the_other_fields() {
     for (data, want) in [
         (&b"  u:x: 1000:1000:G:/h\n"[..], &b"alice:x: 1000:1000:G:/h:\n"[..]),
@@ -112,16 +104,14 @@ fn members_are_read_as_glibc_reads_them() {
 
 #[test]
 fn member_edits_keep_other_members_bytes() {
-    for edit in 0..3 {
+    for edit in 0..2 {
         let mut t = Table::parse(Kind::Group, b"adm:x:4:caf\xe9,ubuntu\n");
         match edit {
             0 => assert_eq!(t.rename_member(3, "ubuntu", "alice"), 1),
-            1 => t.remove_member(3, "ubuntu"),
             _ => assert!(t.add_member(0, 3, "alice")),
         }
         let want: &[u8] = match edit {
             0 => b"adm:x:4:caf\xe9,alice\n",
-            1 => b"adm:x:4:caf\xe9\n",
             _ => b"adm:x:4:caf\xe9,ubuntu,alice\n",
         };
         assert_eq!(t.render(), want.to_vec(), "edit {edit}");

@@ -17,7 +17,7 @@ use crate::init::accounts::{Database, Kind, Table};
 /// The journal of a commit in progress: one line per account file,
 /// `<container path> <fingerprint before> <fingerprint after>` (see
 /// [`fingerprint`]).
-pub const JOURNAL: &str = "/etc/.labkit-journal";
+pub(crate) const JOURNAL: &str = "/etc/.labkit-journal";
 
 const K: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -221,7 +221,7 @@ fn is_mount_point(path: &Path) -> bool {
 
 /// Why an account update did not happen.
 #[derive(Debug)]
-pub enum TxError<E> {
+pub(crate) enum TxError<E> {
     /// The planner refused (nothing was written).
     Plan(E),
     /// Reading, locking or writing failed (errno kept in the kind).
@@ -229,7 +229,7 @@ pub enum TxError<E> {
 }
 
 /// The result of [`transact`].
-pub struct Tx<T> {
+pub(crate) struct Tx<T> {
     /// What the planner returned (from the read under the lock when a write
     /// was needed).
     pub value: T,
@@ -253,7 +253,7 @@ pub struct Tx<T> {
 /// holds the bytes of the first read is compared, not parsed again.)
 ///
 /// `plan` must be a pure function of the database: it runs twice.
-pub fn transact<T, E>(
+pub(crate) fn transact<T, E>(
     root: &Root,
     timeout: Duration,
     plan: impl Fn(&Database) -> Result<(Database, T), E>,
