@@ -7,7 +7,8 @@
 # /etc is an overlay, as in a container (lower: the image's /etc with the
 # accounts; upper: a fresh writable layer on the disk, new for every run).
 # Reports the median wall time minus a bare `chroot ROOT /bin/true`, the
-# median CPU time (user + system), the peak resident memory (rusage) and the
+# median CPU time (user + system of the run, chroot and GNU time included),
+# the peak resident memory (rusage) and the
 # size of the four files, so the growth from 1k to 100k shows. The legacy
 # scripts are not run here (useradd on 100 000 accounts takes minutes).
 # Usage: bench-accounts.sh LABINIT DEBIAN_ROOT [SIZES] [RUNS]
@@ -28,7 +29,7 @@ export LABKIT_QUIET=1 LABKIT_STEPS_DIR=/nonexistent
 # the rusage of the run).
 measure() {
     python3 - "$work/restore" "$runs" chroot "$R" "$@" <<'PY'
-import statistics, subprocess, sys, time
+import resource, statistics, subprocess, sys, time
 restore, runs, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 rss_file = restore + ".rss"
 times, cpus, rss = [], [], 0
@@ -36,15 +37,16 @@ for _ in range(runs):
     subprocess.run([restore], check=True)
     # GNU time reports the peak RSS of the command alone (a child forked
     # from Python would count Python's pages until its exec).
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    p = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", rss_file] + cmd, stdout=subprocess.DEVNULL)
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file] + cmd, stdout=subprocess.DEVNULL)
     times.append(time.perf_counter() - t0)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     if p.returncode != 0:
         sys.exit(f"bench-accounts: {' '.join(cmd)} exited with {p.returncode}")
-    user, system, peak = open(rss_file).read().split()[-3:]
-    cpus.append(float(user) + float(system))
-    rss = max(rss, int(peak))
-print("%.2f %.0f %d" % (statistics.median(times) * 1000, statistics.median(cpus) * 1000, rss))
+    rss = max(rss, int(open(rss_file).read().split()[-1]))
+print("%.2f %.1f %d" % (statistics.median(times) * 1000, statistics.median(cpus) * 1000, rss))
 PY
 }
 
@@ -83,6 +85,6 @@ RESTORE
     # Sanity: the user exists after the last run.
     chroot "$R" id alice | grep -q 'uid=123456(alice)' || { echo "bench-accounts: labinit did not create alice ($n accounts)" >&2; exit 1; }
     awk -v n="$n" -v k="$kib" -v b="$bare" -v m="$ms" -v c="$cpu" -v r="$rss" \
-        'BEGIN { printf "| %d | %d | %.2f | %.2f | %d | %d | %.2f |\n", n, k, m, m - b, c, r, r / k }'
+        'BEGIN { printf "| %d | %d | %.2f | %.2f | %.1f | %d | %.2f |\n", n, k, m, m - b, c, r, r / k }'
 done
 echo
