@@ -308,11 +308,13 @@ struct Staged {
     path: PathBuf,
     tmp: PathBuf,
     durability: Durability,
+    /// Mode, uid and gid of the file it replaces, if one exists.
+    existing: Option<(u32, u32, u32)>,
 }
 
-/// Replace several files as one batch, in the given order: each gets a
-/// `<file>-` backup and a temp file beside it with the original's owner and
-/// mode; all temps are flushed together (where the [`Durability`] of their
+/// Replace several files as one batch, in the given order: each gets a temp
+/// file beside it with the original's owner and mode, then a `<file>-`
+/// backup; all temps are flushed together (where the [`Durability`] of their
 /// directory asks for it), then `journal` is called (its error aborts the
 /// batch with nothing replaced), then the temps are renamed in order, then
 /// each directory is synced once. No temp file survives an error before the
@@ -340,6 +342,15 @@ fn replace_all_with(
                 cleanup(&staged);
                 return Err(e);
             }
+        }
+    }
+    // Backups `<file>-` like shadow-utils, same owner and mode, once every
+    // temp file is written (a failed batch, e.g. on a full disk, leaves no
+    // new file). They are never read back, so they are not synced; a failed
+    // backup does not stop the update.
+    for (s, u) in staged.iter().zip(updates) {
+        if let Some(owner) = s.existing {
+            let _ = write_backup(root, &s.path, &sibling(&s.path, "-", false), u.old.as_deref(), owner);
         }
     }
     if let Err(e) = handles.iter().zip(&staged).try_for_each(|(f, s)| sync(f, s.durability)) {
@@ -391,7 +402,7 @@ fn replace_all_with(
     Ok(written)
 }
 
-/// Back up the current file and write the temp file for one update.
+/// Write the temp file for one update.
 fn stage(root: &Root, u: &Update) -> io::Result<(Staged, File)> {
     let container_path = u.path;
     let path = root.path(container_path);
@@ -412,18 +423,12 @@ fn stage(root: &Root, u: &Update) -> io::Result<(Staged, File)> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => (u.default_mode, 0, 0, false),
         Err(e) => return Err(ctx(e, "cannot inspect")),
     };
-    if exists {
-        // Backup `<file>-` like shadow-utils, same owner and mode. It is never
-        // read back, so it is not synced; a failed backup does not stop the
-        // update.
-        let _ = write_backup(root, &path, &sibling(&path, "-", false), u.old.as_deref(), (mode, uid, gid));
-    }
     let tmp = temp_path(&path);
     // A leftover from a run that was killed mid-write: ours, safe to remove.
     let _ = fs::remove_file(&tmp);
     let durability = root.durability(path.parent().unwrap_or(&path)).0;
     match create_exact(&tmp, &u.data, mode, uid, gid) {
-        Ok(f) => Ok((Staged { path, tmp, durability }, f)),
+        Ok(f) => Ok((Staged { path, tmp, durability, existing: exists.then_some((mode, uid, gid)) }, f)),
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             Err(ctx(e, "cannot write a temporary file beside"))
