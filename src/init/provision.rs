@@ -30,8 +30,6 @@
 //! alone, unless it carries the requested name (then it is replaced: its
 //! password was nobody's to inherit).
 
-use std::collections::HashMap;
-
 use crate::init::accounts::{Database, Table};
 
 /// The system range of an image: ids below these are system accounts.
@@ -79,11 +77,11 @@ impl Limits {
         (limits, notes)
     }
 
-    pub fn is_system_uid(&self, uid: u32) -> bool {
+    fn is_system_uid(&self, uid: u32) -> bool {
         uid < self.uid_min || uid == OVERFLOW_ID || uid >= u32::MAX - 1
     }
 
-    pub fn is_system_gid(&self, gid: u32) -> bool {
+    fn is_system_gid(&self, gid: u32) -> bool {
         gid < self.gid_min || gid == OVERFLOW_ID || gid >= u32::MAX - 1
     }
 }
@@ -96,7 +94,7 @@ impl Limits {
 /// `podman`, `lxd`, `libvirt`, `kvm`), Debian's `staff` (writes
 /// `/usr/local`, which is in root's PATH), `sys`, and terminals and login
 /// records (`tty`, `utmp`).
-pub const PRIVILEGED_GROUPS: &[&str] = &[
+const PRIVILEGED_GROUPS: &[&str] = &[
     "root",
     "shadow",
     "auth",
@@ -335,9 +333,12 @@ fn plan_user(db: &mut Database, req: &Request, notes: &mut Vec<Note>) -> Result<
             if by_name.is_some() {
                 // Every entry holding the name with another uid goes (an
                 // image can carry the same name twice; first match wins in
-                // libc, so one left over would still shadow ours).
-                while let Some(j) = db.passwd.find_name(&req.user).filter(|&j| db.passwd.id_at(j, ID) != Some(req.uid))
-                {
+                // libc, so one left over would still shadow ours), up to the
+                // first that holds the uid.
+                for j in db.passwd.entries_named(&req.user) {
+                    if db.passwd.id_at(j, ID) == Some(req.uid) {
+                        break;
+                    }
                     let stale_uid = db.passwd.field(j, ID);
                     notes.push(Note::Warn(format!(
                         "user '{}' existed with uid {stale_uid} while uid {} belonged to '{old}'; removed the stale '{}' entry (uid {stale_uid}) so the name is unique",
@@ -350,7 +351,7 @@ fn plan_user(db: &mut Database, req: &Request, notes: &mut Vec<Note>) -> Result<
             // stays (the stale entry, or none): their password is nobody's to
             // inherit, and the first would shadow the renamed line.
             if let Some(sh) = db.shadow.as_mut() {
-                while let Some(k) = sh.find_name(&req.user) {
+                for k in sh.entries_named(&req.user) {
                     sh.remove(k);
                 }
             }
@@ -387,12 +388,11 @@ fn plan_user(db: &mut Database, req: &Request, notes: &mut Vec<Note>) -> Result<
         }
         (None, None) => {
             if let Some(sh) = db.shadow.as_mut() {
-                let mut stale = 0;
-                while let Some(k) = sh.find_name(&req.user) {
+                let stale = sh.entries_named(&req.user);
+                for &k in &stale {
                     sh.remove(k);
-                    stale += 1;
                 }
-                if stale > 0 {
+                if !stale.is_empty() {
                     notes.push(Note::Warn(format!(
                         "/etc/shadow had a line for '{}' but no account of that name existed; replaced it (its password is not inherited)",
                         req.user
@@ -458,7 +458,8 @@ fn plan_memberships(db: &mut Database, req: &Request, notes: &mut Vec<Note>) {
 /// Check the planned files as the C library will read them: the user's name
 /// and uid resolve to one entry with the requested gid, the gid resolves to
 /// the primary group, the user has a shadow line, and every system account
-/// and group still has its name and id. One pass over each table, with maps.
+/// and group still has its name and id. Every lookup goes through the
+/// tables' indexes: the cost does not grow with the number of accounts.
 fn verify(old: &Database, new: &Database, req: &Request, group_name: &str) -> Result<(), Refusal> {
     let bad = |what: String| {
         Err(Refusal(format!(
@@ -489,30 +490,17 @@ fn verify(old: &Database, new: &Database, req: &Request, group_name: &str) -> Re
         (&old.passwd, &new.passwd, &(|id| req.limits.is_system_uid(id)) as &dyn Fn(u32) -> bool),
         (&old.group, &new.group, &|id| req.limits.is_system_gid(id)),
     ] {
-        let ids = first_ids(new_t);
-        let mut seen = std::collections::HashSet::new();
-        for (idx, name, id) in entries_with_ids(old_t) {
+        // Through the id index: only the system entries are read.
+        for (idx, id) in old_t.ids_where(is_system) {
+            let Some(name) = old_t.field_bytes(idx, NAME) else { continue };
             // Only the first entry of a name is what lookups by name see.
-            if seen.insert(name.clone()) && is_system(id) && ids.get(&name) != Some(&id) {
+            let first = old_t.find_name_bytes(&name) == Some(idx);
+            if first && new_t.find_name_bytes(&name).and_then(|j| new_t.id_at(j, ID)) != Some(id) {
                 return bad(format!("the system entry {} would change", old_t.describe(idx)));
             }
         }
     }
     Ok(())
-}
-
-/// (line, name, id) of every entry with a readable id.
-fn entries_with_ids(t: &Table) -> Vec<(usize, String, u32)> {
-    (0..t.len()).filter(|&i| t.is_entry(i)).filter_map(|i| t.id_at(i, ID).map(|id| (i, t.field(i, NAME), id))).collect()
-}
-
-/// name -> id of the first entry of each name, as lookups by name see it.
-fn first_ids(t: &Table) -> HashMap<String, u32> {
-    let mut m = HashMap::new();
-    for (_, name, id) in entries_with_ids(t) {
-        m.entry(name).or_insert(id);
-    }
-    m
 }
 
 /// The supplementary groups the job gets: its primary group, the groups whose

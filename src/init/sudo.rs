@@ -10,21 +10,21 @@ use std::io;
 use crate::init::files::{self, Root};
 use crate::init::provision::Note;
 
-pub const DROP_IN: &str = "/etc/sudoers.d/labkit";
+const DROP_IN: &str = "/etc/sudoers.d/labkit";
 const SUDOERS: &str = "/etc/sudoers";
 const INCLUDE: &str = "#includedir /etc/sudoers.d";
 
 /// Where sudo may be installed inside an image.
 const SUDO_PATHS: &[&str] = &["/usr/bin/sudo", "/bin/sudo", "/usr/local/bin/sudo", "/usr/sbin/sudo"];
 
-pub fn installed(root: &Root) -> bool {
+fn installed(root: &Root) -> bool {
     SUDO_PATHS.iter().any(|p| root.path(p).is_file())
 }
 
 /// The drop-in's exact content. `path` is the job's PATH, used as sudo's
 /// `secure_path` so `sudo python` finds the same python as the job; it is only
 /// included when it holds nothing that could break out of the quoted value.
-pub fn drop_in_content(uid: u32, path: Option<&str>) -> String {
+fn drop_in_content(uid: u32, path: Option<&str>) -> String {
     let mut s = String::from(
         "# Written by labinit at every container start: passwordless sudo for the\n\
          # cluster user, by uid. Set LABKIT_SUDO=0 to turn it off. Do not edit.\n",
@@ -41,7 +41,7 @@ fn safe_path(p: &str) -> bool {
 }
 
 /// Whether a sudoers file already includes `/etc/sudoers.d`.
-pub fn has_include(sudoers: &str) -> bool {
+fn has_include(sudoers: &str) -> bool {
     sudoers.lines().any(|l| {
         let t = l.trim();
         let rest = t.strip_prefix("#includedir").or_else(|| t.strip_prefix("@includedir"));
@@ -54,7 +54,7 @@ pub fn has_include(sudoers: &str) -> bool {
 /// `Err` means the grant was not made (the message says why, with the errno
 /// of a failed call); once the drop-in is written, a problem with
 /// `/etc/sudoers` is a warning note instead, since the drop-in exists.
-pub fn apply(root: &Root, uid: u32, enabled: bool, path: Option<&str>) -> io::Result<Vec<Note>> {
+pub(crate) fn apply(root: &Root, uid: u32, enabled: bool, path: Option<&str>) -> io::Result<Vec<Note>> {
     let mut notes = Vec::new();
     let drop_in = root.path(DROP_IN);
     let ctx = |e: io::Error, what: String| io::Error::new(e.kind(), format!("{what}: {e}"));

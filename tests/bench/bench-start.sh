@@ -13,7 +13,7 @@ labinit=${1:?labinit}; debroot=${2:?debian root}; runs=${3:-60}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d /tmp/labkit-bench-start.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; umount "$work/root/etc" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 R=$work/root
 cp -a "$debroot/." "$R"
@@ -34,7 +34,14 @@ for t in /usr/bin/tini-static /usr/bin/catatonit /usr/bin/dumb-init; do
     if [ -x "$t" ]; then install -m 0755 "$t" "$R/opt/$(basename "$t")"; inits+=("$(basename "$t")"); fi
 done
 cp -a "$R/etc" "$work/etc.pristine"
-printf '#!/bin/sh\nrm -rf "%s/etc" "%s/home/alice" && cp -a "%s/etc.pristine" "%s/etc"\n' "$R" "$R" "$work" "$R" > "$work/restore"
+# /etc is an overlay as in a container: the image's /etc below, a fresh
+# writable layer on the disk above, new for every run.
+cat > "$work/restore" <<RESTORE
+#!/bin/sh
+umount "$R/etc" 2>/dev/null; rm -rf "$R/home/alice" "$work/upper" "$work/ovlwork"
+mkdir -p "$R/etc" "$work/upper" "$work/ovlwork"
+mount -t overlay overlay -o "lowerdir=$work/etc.pristine,upperdir=$work/upper,workdir=$work/ovlwork" "$R/etc"
+RESTORE
 chmod +x "$work/restore"
 export LABKIT_QUIET=1
 ns="unshare --pid --fork chroot $R"
