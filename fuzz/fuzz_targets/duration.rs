@@ -21,11 +21,17 @@ fn check(text: &str) {
     let named = duration::parse_named("LABKIT_FUZZ", text);
     match &parsed {
         Ok(d) => {
-            assert_eq!(duration::parse(&canonical(*d)), Ok(*d), "{text:?} -> {d:?}: canonical form re-parses differently");
+            assert_eq!(
+                duration::parse(&canonical(*d)),
+                Ok(*d),
+                "{text:?} -> {d:?}: canonical form re-parses differently"
+            );
             let _ = duration::show(*d);
             match &named {
                 Ok(n) => assert!(*n == *d && *d <= LIMIT, "{text:?}: config {n:?} vs duration {d:?}"),
-                Err(e) => assert!(*d > LIMIT && !e.message.is_empty(), "{text:?}: {d:?} refused by config: {}", e.message),
+                Err(e) => {
+                    assert!(*d > LIMIT && !e.message.is_empty(), "{text:?}: {d:?} refused by config: {}", e.message)
+                }
             }
         }
         Err(e) => {
@@ -44,7 +50,8 @@ fn monotonic(a: u64, fa: u32, b: u64, fb: u32, unit: &str) {
     let (dx, dy) = (duration::parse(&x).expect(&x), duration::parse(&y).expect(&y));
     // Saturation keeps the order too: past u64 seconds everything is MAX.
     assert!(dx <= dy, "{x} -> {dx:?} but {y} -> {dy:?}");
-    let (ix, iy) = (duration::parse(&format!("{}{unit}", lo.0)).unwrap(), duration::parse(&format!("{}{unit}", hi.0)).unwrap());
+    let (ix, iy) =
+        (duration::parse(&format!("{}{unit}", lo.0)).unwrap(), duration::parse(&format!("{}{unit}", hi.0)).unwrap());
     assert!(ix <= iy && ix <= dx, "{}{unit} -> {ix:?}, {}{unit} -> {iy:?}", lo.0, hi.0);
 }
 

@@ -27,9 +27,9 @@ fn same(a: &Json, b: &serde_json::Value) -> bool {
         (Json::Str(x), V::String(y)) => x == y,
         (Json::Arr(x), V::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
         // serde_json keeps the last of repeated keys; ours, every copy.
-        (Json::Obj(x), V::Object(y)) => y.iter().all(|(k, v)| {
-            x.iter().rev().find(|(xk, _)| xk == k).is_some_and(|(_, xv)| same(xv, v))
-        }),
+        (Json::Obj(x), V::Object(y)) => {
+            y.iter().all(|(k, v)| x.iter().rev().find(|(xk, _)| xk == k).is_some_and(|(_, xv)| same(xv, v)))
+        }
         _ => false,
     }
 }

@@ -80,7 +80,14 @@ fn check(db: &Database, req: &Request) {
     let pw = &read.passwd;
     let u = pw.find_id(req.uid).unwrap_or_else(|| panic!("no passwd entry with uid {}:\n{}", req.uid, show(&read)));
     assert_eq!(pw.field(u, 0), req.user, "uid {} is not named {}:\n{}", req.uid, req.user, show(&read));
-    assert_eq!(pw.find_name(&req.user), Some(u), "name {} resolves to another entry than uid {}:\n{}", req.user, req.uid, show(&read));
+    assert_eq!(
+        pw.find_name(&req.user),
+        Some(u),
+        "name {} resolves to another entry than uid {}:\n{}",
+        req.user,
+        req.uid,
+        show(&read)
+    );
     assert_eq!(pw.id_at(u, 3), Some(req.gid), "primary gid");
     assert_eq!(pw.field(u, 5), req.home);
     assert_eq!(pw.field(u, 6), req.shell);

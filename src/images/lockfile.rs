@@ -49,7 +49,7 @@ impl Lock {
         self.bases.get(reference).map(|e| e.digest.as_str())
     }
 
-    pub(crate) fn set(&mut self, reference: &str, digest: &str) {
+    pub fn set(&mut self, reference: &str, digest: &str) {
         self.bases.insert(reference.to_string(), LockEntry { digest: digest.to_string() });
     }
 }

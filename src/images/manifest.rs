@@ -136,7 +136,7 @@ pub enum Parent {
 
 impl Parent {
     /// The reference a plain `FROM` should use: pinned by digest when known.
-    pub(crate) fn pinned(&self) -> String {
+    pub fn pinned(&self) -> String {
         match self {
             Parent::Target { reference, .. } => reference.clone(),
             Parent::Base { reference, digest: Some(d) } => format!("{}@{}", strip_digest(reference), d),
@@ -144,12 +144,12 @@ impl Parent {
         }
     }
     /// Human name of the parent (`org.opencontainers.image.base.name`).
-    pub(crate) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         match self {
             Parent::Target { reference, .. } | Parent::Base { reference, .. } => reference,
         }
     }
-    pub(crate) fn digest(&self) -> &str {
+    pub fn digest(&self) -> &str {
         match self {
             Parent::Base { digest: Some(d), .. } => d,
             _ => "",
@@ -213,7 +213,7 @@ impl Family {
 
     /// Parses and validates manifest text. `templates`, when given, is checked
     /// for each image's template file.
-    pub(crate) fn from_str(
+    pub fn from_str(
         text: &str,
         lock: Lock,
         overrides: &BaseOverrides,

@@ -55,7 +55,9 @@ pub use digest::sha256_hex;
 pub use error::{Error, ErrorKind, UsageError};
 pub use imagetest::TestOptions;
 pub use layout::Layout;
-pub use manifest::{parse_override, BaseOverrides};
+pub use lockfile::Lock;
+// The manifest loader's types, for the fuzz target (fuzz/fuzz_targets/manifest.rs).
+pub use manifest::{parse_override, BaseOverrides, Family, Parent};
 pub use plan::{Plan, PlanOptions};
 pub use progress::Progress;
 pub use tools::{Engine, Resolver, SearchPath};

@@ -555,7 +555,7 @@ impl Database {
     /// The tables in write order: group, gshadow, passwd, shadow. (Files are
     /// committed together through a journal, see `files`; the order only
     /// matters to a reader between two renames.)
-    pub(crate) fn in_write_order(&self) -> Vec<&Table> {
+    pub fn in_write_order(&self) -> Vec<&Table> {
         let mut v = vec![&self.group];
         v.extend(self.gshadow.as_ref());
         v.push(&self.passwd);

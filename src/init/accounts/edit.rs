@@ -143,7 +143,7 @@ impl Table {
 
     /// Rename `old` to `new` in the member column `col` of every entry (group
     /// members, gshadow admins and members). Returns how many lines changed.
-    pub(crate) fn rename_member(&mut self, col: usize, old: &str, new: &str) -> usize {
+    pub fn rename_member(&mut self, col: usize, old: &str, new: &str) -> usize {
         let found = self.listing(col, old.as_bytes());
         for (idx, members) in &found {
             let mut seen = HashSet::new();
@@ -158,7 +158,7 @@ impl Table {
     }
 
     /// Add `name` to the member list (column `col`) of the entry at `idx`.
-    pub(crate) fn add_member(&mut self, idx: usize, col: usize, name: &str) -> bool {
+    pub fn add_member(&mut self, idx: usize, col: usize, name: &str) -> bool {
         let mut members = self.member_bytes(idx, col);
         if !self.is_entry(idx) || members.iter().any(|m| m == name.as_bytes()) {
             return false;
