@@ -4,30 +4,25 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The repository this test binary was built from.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A temporary directory removed on drop.
-pub struct Scratch(pub PathBuf);
+#[path = "../common/tempdir.rs"]
+mod tempdir;
+
+/// The tests' one temporary directory ([`tempdir::TempDir`]) with the
+/// images suites' file helpers.
+pub struct Scratch(tempdir::TempDir);
 
 impl Scratch {
     pub fn new(tag: &str) -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "labkit-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
+        Scratch(tempdir::TempDir::new(tag))
     }
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
     pub fn join(&self, p: &str) -> PathBuf {
         self.0.join(p)
@@ -45,14 +40,6 @@ impl Scratch {
         let s = self.read(p);
         assert!(s.contains(from), "{p} does not contain {from:?}");
         self.write(p, &s.replacen(from, to, 1));
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if std::env::var_os("LABKIT_KEEP_SCRATCH").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 }
 

@@ -22,20 +22,19 @@ pub fn nul_words(out: &[u8]) -> Vec<String> {
     v
 }
 
-/// A temporary directory removed on drop.
-pub struct Scratch(PathBuf);
+#[path = "../common/tempdir.rs"]
+mod tempdir;
+
+/// The tests' one temporary directory ([`tempdir::TempDir`]) with the job
+/// suites' profile helper.
+pub struct Scratch(tempdir::TempDir);
 
 impl Scratch {
     pub fn new(tag: &str) -> Scratch {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!("labkit-job-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
+        Scratch(tempdir::TempDir::new(tag))
     }
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
     pub fn join(&self, p: &str) -> PathBuf {
         self.0.join(p)
@@ -45,12 +44,6 @@ impl Scratch {
         let p = self.join("job.toml");
         std::fs::write(&p, edit(ISSUE_PROFILE)).unwrap();
         p
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
