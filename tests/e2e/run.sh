@@ -719,6 +719,14 @@ size_mb() { "$engine" image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f", $
 if [ "$full" = 1 ]; then
     LAB_PYTORCH=$(primary_tag lab-pytorch)
     LAB_ML=$(primary_tag lab-python-ml)
+    # The checks below use these images only when this run built them: a tag
+    # left by an earlier run is removed first (the image and its layers stay
+    # as build cache), so a failed build can never be followed by tests that
+    # pass on a stale image.
+    for tag in "$LAB_PYTORCH" "$LAB_ML"; do
+        have_image "$tag" && "$engine" untag "$tag" "$tag"
+        if have_image "$tag"; then echo "e2e: cannot remove the stale tag $tag" >&2; exit 1; fi
+    done
     # Each image from its committed Dockerfile and lock (pip resolves nothing:
     # --require-hashes --no-deps), timed on its own.
     build_one() { # IMAGE
