@@ -88,22 +88,17 @@ fn value(rng: &mut Rng, kind: Kind, col: usize, existing: &[String]) -> String {
     }
 }
 
-/// What the table holds must be what a fresh parse of its bytes holds.
-fn assert_reads_back(t: &Table, kind: Kind, ncols: usize, what: &str) {
+/// What the table holds must be what a fresh parse of its bytes holds: the
+/// same bytes and the same entries in file order. (Field by field by index is
+/// not compared: a table's indices are stable handles since the linear
+/// account database — a removed line keeps its number, a pushed line gets the
+/// next one — while a fresh parse numbers lines by position; the bytes carry
+/// every field.)
+fn assert_reads_back(t: &Table, kind: Kind, _ncols: usize, what: &str) {
     let bytes = t.render();
     let back = Table::parse(kind, &bytes);
     assert_eq!(back.render(), bytes, "{kind:?}: render(parse(render)) changed after {what}");
     assert_eq!(back.names(), t.names(), "{kind:?}: names differ from a re-read after {what}");
-    let n = lines(&bytes).len();
-    for idx in 0..n {
-        for col in 0..ncols {
-            assert_eq!(
-                back.field(idx, col),
-                t.field(idx, col),
-                "{kind:?}: line {idx} col {col} differs from a re-read after {what}"
-            );
-        }
-    }
 }
 
 fn check(kind: Kind, ncols: usize, data: &[u8]) {
@@ -148,7 +143,6 @@ fn check(kind: Kind, ncols: usize, data: &[u8]) {
                 let cols: Vec<String> = (0..ncols).map(|c| value(&mut rng, kind, c, &existing)).collect();
                 let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
                 t.push(&refs);
-                n += 1;
                 let after = t.render();
                 let after_lines = lines(&after);
                 let pushed = cols.join(":");
@@ -180,11 +174,15 @@ fn check(kind: Kind, ncols: usize, data: &[u8]) {
                 }
                 touched = None;
                 what = format!("push({cols:?})");
+                // Indices are stable handles (see `assert_reads_back`); this
+                // oracle picks lines by position, so it goes on with the table
+                // its bytes read as.
+                t = Table::parse(kind, &after);
+                n = lines(&after).len();
             }
             2 if n > 0 => {
                 let idx = rng.below(n);
                 t.remove(idx);
-                n -= 1;
                 let mut expect = before_lines.clone();
                 if idx < expect.len() {
                     expect.remove(idx);
@@ -209,6 +207,12 @@ fn check(kind: Kind, ncols: usize, data: &[u8]) {
                 );
                 touched = None;
                 what = format!("remove({idx})");
+                // A table's indices are stable handles: removing a line does
+                // not renumber the others (provision removes several lines
+                // found in one lookup). This oracle counts lines by position,
+                // so it goes on with the table its bytes read as.
+                t = Table::parse(kind, &after);
+                n = lines(&after).len();
             }
             3 | 4 | 5 if matches!(kind, Kind::Group | Kind::Gshadow) => {
                 let col = if kind == Kind::Gshadow && rng.below(2) == 0 { 2 } else { 3 };

@@ -83,7 +83,7 @@ pub fn show(d: Duration) -> String {
         let text = text.trim_end_matches('0').trim_end_matches('.');
         return format!("{text} s");
     }
-    let s = d.as_secs() + u64::from(d.subsec_nanos() >= 500_000_000);
+    let s = d.as_secs().saturating_add(u64::from(d.subsec_nanos() >= 500_000_000));
     for (unit, name) in [(86400, "d"), (3600, "h"), (60, "min")] {
         if s != 0 && s.is_multiple_of(unit) && (s >= 600 || unit > 60) {
             return format!("{} {name}", s / unit);
@@ -173,6 +173,8 @@ mod tests {
         assert_eq!(show(Duration::from_nanos(9_960_000_000)), "10 s");
         assert_eq!(show(Duration::from_nanos(1_040_000)), "0 s");
         assert_eq!(show(Duration::from_nanos(599_600_000_000)), "10 min");
+        // The largest duration rounds without overflowing (found by fuzz/duration).
+        assert!(show(Duration::new(u64::MAX, 999_999_999)).ends_with(" s"));
     }
 
     #[test]
