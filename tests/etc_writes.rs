@@ -7,6 +7,7 @@
 //! tests/locking.rs, kills at any point in tests/torture.rs.
 
 mod common;
+use common::stderr;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -31,10 +32,6 @@ fn temp_files(etc: &Path) -> Vec<String> {
 
 fn add_sudo_default(root: &common::TempDir) {
     common::add_sudo(root, "Defaults\tenv_reset\nroot\tALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n");
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn stdout(o: &Output) -> String {

@@ -5,6 +5,7 @@
 //! the home's path are in tests/boundary.rs.
 
 mod common;
+use common::stderr;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -12,10 +13,6 @@ use std::process::Output;
 
 use common::ns::in_ns;
 use labkit::init::setup::setup;
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

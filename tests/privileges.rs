@@ -7,25 +7,14 @@
 //! in tests/identity.rs.
 
 mod common;
+use common::{env_plus, stderr};
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::debian::{copy_root, in_chroot, labinit_pid1};
 use labkit::init::setup::setup;
-
-fn env_plus(extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut env = common::alice_env();
-    for (k, v) in extra {
-        env.push(((*k).into(), (*v).into()));
-    }
-    env
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn sudo_drop_in_is_exact_and_sudoers_only_gains_an_include() {

@@ -3,6 +3,7 @@
 //! busybox.
 
 mod common;
+use common::stderr;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -11,10 +12,6 @@ use std::process::{Command, Output};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The static build made by `make` (cargo's own build is dynamically linked).

@@ -10,6 +10,7 @@
 //! step is named in a warning. Every scenario has a control.
 
 mod common;
+use common::{env_plus, stderr};
 
 use std::fs;
 use std::io::Write;
@@ -336,18 +337,6 @@ fn steps_run_in_a_chroot_without_proc() {
 }
 
 // ---- Steps through `setup` (order, exports, the failure policy, slow steps) ----
-
-fn env_plus(extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut env = common::alice_env();
-    for (k, v) in extra {
-        env.push(((*k).into(), (*v).into()));
-    }
-    env
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn steps_run_in_byte_order_see_the_account_and_export_variables() {

@@ -7,6 +7,7 @@
 //! temp directory, never the host's /etc.
 
 mod common;
+use common::stderr;
 
 use std::fs;
 use std::os::unix::fs::{chown, symlink, PermissionsExt};
@@ -54,10 +55,6 @@ fn start(t: &TempDir, extra: &[(&str, &str)]) -> Output {
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     out
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn ran(t: &TempDir, marker: &str) -> bool {

@@ -70,6 +70,20 @@ pub fn write_step(root: &TempDir, name: &str, body: &str, mode: u32) {
 }
 
 /// The environment of a cluster job for alice.
+/// alice's environment plus `extra` (later values win, as in a process).
+pub fn env_plus(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = alice_env();
+    for (k, v) in extra {
+        env.push(((*k).into(), (*v).into()));
+    }
+    env
+}
+
+/// A finished command's stderr, as text.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 pub fn alice_env() -> Vec<(String, String)> {
     cluster_env("alice", "123456", "CVLAB-unit", "11166")
 }
