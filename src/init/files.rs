@@ -151,17 +151,17 @@ pub(crate) fn load(root: &Root) -> io::Result<Database> {
     })
 }
 
-/// Whether the file at `path` holds exactly `data`, read in chunks against
-/// it (no second copy of a large file in memory).
-fn holds(path: &Path, data: &[u8]) -> io::Result<bool> {
+/// Whether the file at `path` holds exactly `data`, read in chunks of
+/// `buf` against it (no second copy of a large file in memory; one small
+/// buffer for every file, as each new page costs a fault).
+fn holds(path: &Path, data: &[u8], buf: &mut [u8]) -> io::Result<bool> {
     let mut f = File::open(path)?;
     if f.metadata()?.len() != data.len() as u64 {
         return Ok(false);
     }
-    let mut buf = vec![0u8; 1 << 20];
     let mut at = 0;
     loop {
-        let n = io::Read::read(&mut f, &mut buf)?;
+        let n = io::Read::read(&mut f, buf)?;
         if n == 0 {
             return Ok(at == data.len());
         }
@@ -175,11 +175,12 @@ fn holds(path: &Path, data: &[u8]) -> io::Result<bool> {
 /// [`load`] again under the lock, keeping each table of `db` whose file
 /// still holds the bytes it was read from (and with them its index).
 fn reload(root: &Root, db: Database) -> io::Result<Database> {
+    let buf = std::cell::RefCell::new(vec![0u8; 64 << 10]);
     let keep = |kind: Kind, t: Option<Table>| -> io::Result<Option<Table>> {
         let path = root.path(kind.path());
         refuse_symlink(&path, kind.path())?;
         if let Some(t) = t {
-            if t.as_read().is_some_and(|data| holds(&path, data).unwrap_or(false)) {
+            if t.as_read().is_some_and(|data| holds(&path, data, &mut buf.borrow_mut()).unwrap_or(false)) {
                 return Ok(Some(t));
             }
         }
@@ -276,6 +277,21 @@ fn create_exact(path: &Path, pieces: &[&[u8]], mode: u32, uid: u32, gid: u32) ->
     f.set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
     write_pieces(&f, pieces)?;
     Ok(f)
+}
+
+/// [`create_exact`] for a temp file only labinit names: a leftover of a
+/// start killed mid-write (or anything else at that name, a link included,
+/// which unlink never follows) is removed and the file created again. The
+/// create is tried first: the usual case has no leftover, and on overlayfs
+/// a lookup that misses costs a search of every layer.
+fn create_temp(path: &Path, pieces: &[&[u8]], mode: u32, uid: u32, gid: u32) -> io::Result<File> {
+    match create_exact(path, pieces, mode, uid, gid) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(path)?;
+            create_exact(path, pieces, mode, uid, gid)
+        }
+        r => r,
+    }
 }
 
 /// Write `pieces` in order: large ones directly, small ones gathered (an
@@ -424,10 +440,9 @@ fn stage(root: &Root, u: &Update) -> io::Result<(Staged, File)> {
         Err(e) => return Err(ctx(e, "cannot inspect")),
     };
     let tmp = temp_path(&path);
-    // A leftover from a run that was killed mid-write: ours, safe to remove.
-    let _ = fs::remove_file(&tmp);
     let durability = root.durability(path.parent().unwrap_or(&path)).0;
-    match create_exact(&tmp, &u.data, mode, uid, gid) {
+    // A leftover from a run that was killed mid-write is ours: replaced.
+    match create_temp(&tmp, &u.data, mode, uid, gid) {
         Ok(f) => Ok((Staged { path, tmp, durability, existing: exists.then_some((mode, uid, gid)) }, f)),
         Err(e) => {
             let _ = fs::remove_file(&tmp);
@@ -458,11 +473,10 @@ fn write_backup(
         return Ok(());
     }
     let tmp = temp_path(backup);
-    let _ = fs::remove_file(&tmp);
     let (mode, uid, gid) = owner;
     let copy = || match old {
-        Some(old) => create_exact(&tmp, old, mode, uid, gid).map(drop),
-        None => fs::read(path).and_then(|old| create_exact(&tmp, &[&old], mode, uid, gid).map(drop)),
+        Some(old) => create_temp(&tmp, old, mode, uid, gid).map(drop),
+        None => fs::read(path).and_then(|old| create_temp(&tmp, &[&old], mode, uid, gid).map(drop)),
     };
     let must_copy = root.durability(path.parent().unwrap_or(path)).1 == Some(OVERLAYFS_SUPER_MAGIC)
         || fs::hard_link(path, &tmp).is_err();

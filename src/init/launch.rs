@@ -188,7 +188,10 @@ impl Drop for Report {
 /// Fork, set the child up and exec the job. Returns the child's pid once
 /// exec succeeded; an exec or privilege failure is returned as the exit code
 /// the shell would give (127 not found, 126 not executable, 125 drop failed).
-pub(crate) fn spawn(launch: &Launch) -> Result<i32, Fatal> {
+/// `meanwhile` runs in the parent while the child sets itself up and execs
+/// (work the job does not wait for, off the path to its first instruction),
+/// and is done before this returns.
+pub(crate) fn spawn(launch: &Launch, meanwhile: impl FnOnce()) -> Result<i32, Fatal> {
     let mut raw = Raw::new(launch)?;
     let report = Report::new()?;
     let tty = has_terminal();
@@ -226,6 +229,7 @@ pub(crate) fn spawn(launch: &Launch) -> Result<i32, Fatal> {
         // Also here, so the group exists before anything signals it.
         libc::setpgid(pid, pid);
     }
+    meanwhile();
     let mut byte = 0u8;
     let n = loop {
         // SAFETY: reading into a local byte.
@@ -400,7 +404,8 @@ mod tests {
     fn a_program_that_is_not_there_is_reported_by_the_child() {
         let mut l = launch(&["/nonexistent/labkit-launch-test"]);
         l.candidates = vec!["/nonexistent/labkit-launch-test".into()];
-        let f = spawn(&l).unwrap_err();
+        let mut meanwhile = 0;
+        let f = spawn(&l, || meanwhile += 1).unwrap_err();
         assert_eq!(
             (f.code, f.message.as_str()),
             (exit::NOT_FOUND, "/nonexistent/labkit-launch-test: command not found")
@@ -408,7 +413,9 @@ mod tests {
         // Control: a program that exists starts (and is reaped here).
         l.argv = vec!["/bin/true".into()];
         l.candidates = vec!["/bin/true".into()];
-        let pid = spawn(&l).expect("true starts");
+        let pid = spawn(&l, || meanwhile += 1).expect("true starts");
+        // The parent's work ran once per fork, done before spawn returned.
+        assert_eq!(meanwhile, 2);
         let mut status = 0;
         // SAFETY: our own child.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
@@ -417,7 +424,7 @@ mod tests {
     #[test]
     fn a_nul_byte_is_refused_before_the_fork() {
         let l = launch(&["a\0b"]);
-        let f = spawn(&l).unwrap_err();
+        let f = spawn(&l, || ()).unwrap_err();
         assert_eq!(f.code, exit::CONFIG);
         assert!(f.message.contains("NUL"), "{}", f.message);
     }

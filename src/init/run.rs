@@ -74,10 +74,14 @@ fn start(env: &Env, req: Request) -> Result<i32, Fatal> {
     let job_env = children.job_env(Some(me));
     let mut launch = children.launch(&req.command, job_env, env.start_dir(), req.legacy, &launch::is_executable)?;
     let idle = idle::for_job(cfg.idle.clone(), &mut launch.env);
+    // PID 1's record for `labinit shell` is written before anything that
+    // may read it starts: before the services if any, else while the job execs.
+    let mut record = cfg.setup.is_some().then_some(&outcome);
     // 5.
-    let services = start_services(&cfg, &children, outer.is_some());
+    let services = start_services(&cfg, &children, outer.is_some(), &mut record);
     // 6.
-    let pid = match launch::spawn(&launch) {
+    let keep = || record.into_iter().for_each(|o| setup::keep_record(&cfg.root, o));
+    let pid = match launch::spawn(&launch, keep) {
         Ok(pid) => pid,
         Err(f) => {
             log::error(&f.message);
@@ -112,8 +116,11 @@ fn start_wait(env: &Env, root: Option<PathBuf>) -> Result<i32, Fatal> {
         log::info(format!("running under labinit (pid {outer}): no second setup or services; waiting"));
     }
     let outcome = boot(&cfg, env)?;
+    if cfg.setup.is_some() {
+        setup::keep_record(&cfg.root, &outcome);
+    }
     let children = Children::new(env.vars(), outcome.identity.as_ref(), &outcome.exports, launch::caller());
-    let services = start_services(&cfg, &children, outer.is_some());
+    let services = start_services(&cfg, &children, outer.is_some(), &mut None);
     let connect = summary::connect_hint(env.vars(), &cfg.root);
     log::info(match children.identity() {
         Some(i) => format!("set up; waiting. Connect with: {connect} (you become {}, uid {})", i.name, i.uid),
@@ -206,29 +213,15 @@ fn boot(cfg: &Config, env: &Env) -> Result<SetupOutcome, Fatal> {
     Ok(outcome)
 }
 
-/// Phase 5: the services of `LABKIT_SERVICES_DIR` (none when nested: the
-/// outer labinit runs them). First the sshd `SetEnv` file that gives ssh
-/// sessions the job's environment ([`state::write_sshd_setenv`]).
-fn start_services(cfg: &Config, children: &Children, nested: bool) -> Services {
+/// Phase 5: the services of `LABKIT_SERVICES_DIR` ([`Services::launch`]);
+/// none when nested (the outer labinit runs them). PID 1's `record`, when
+/// still to be written, is written first (taken).
+fn start_services(cfg: &Config, children: &Children, nested: bool, record: &mut Option<&SetupOutcome>) -> Services {
     if nested {
         return Services::none();
     }
-    let root = Root::new(&cfg.root);
-    let dir = root.path(&cfg.services_dir);
-    let setenv = if !dir.is_dir() {
-        None
-    } else {
-        state::write_sshd_setenv(&root, &children.session_env(Some(std::process::id())))
-            .inspect_err(|e| {
-                if children.identity().is_some() {
-                    log::warn(format!("{e}; ssh sessions will lack the job's environment"));
-                }
-            })
-            .ok()
-    };
-    let mut services = Services::discover(&dir, children.service_env(&cfg.labinit, setenv.as_deref()));
-    services.start_all();
-    services
+    let keep = || record.take().into_iter().for_each(|o| setup::keep_record(&cfg.root, o));
+    Services::launch(&Root::new(&cfg.root), &cfg.services_dir, &cfg.labinit, children, keep)
 }
 
 fn policy(s: &Supervision) -> Policy {

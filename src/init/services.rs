@@ -27,9 +27,11 @@ use nix::libc;
 
 use crate::init::duration::show;
 use crate::init::exit::Exit;
-use crate::init::log;
+use crate::init::files::Root;
+use crate::init::job::Children;
 use crate::init::procfs::ProcStat;
 use crate::init::steps::{self, Runnable, StepKind};
+use crate::init::{log, state};
 
 /// Failures within this window count towards giving up.
 const WINDOW: Duration = Duration::from_secs(60);
@@ -81,6 +83,41 @@ pub(crate) struct Services {
 }
 
 impl Services {
+    /// Start the services of `dir` (container path under `root`), with the
+    /// environment `children` gives them and `labinit` as the path they call
+    /// it by. No directory (most images): nothing is discovered or built,
+    /// nothing delays the job. Else `before` runs first (PID 1's record,
+    /// which the ssh service's `labinit shell` reads), then the sshd `SetEnv`
+    /// file that gives ssh sessions the job's environment is written
+    /// ([`state::write_sshd_setenv`]).
+    pub(crate) fn launch(
+        root: &Root,
+        dir: &str,
+        labinit: &Path,
+        children: &Children,
+        before: impl FnOnce(),
+    ) -> Services {
+        let dir = root.path(dir);
+        if std::fs::metadata(&dir).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            return Services::none();
+        }
+        before();
+        let setenv = if !dir.is_dir() {
+            None
+        } else {
+            state::write_sshd_setenv(root, &children.session_env(Some(std::process::id())))
+                .inspect_err(|e| {
+                    if children.identity().is_some() {
+                        log::warn(format!("{e}; ssh sessions will lack the job's environment"));
+                    }
+                })
+                .ok()
+        };
+        let mut services = Services::discover(&dir, children.service_env(labinit, setenv.as_deref()));
+        services.start_all();
+        services
+    }
+
     /// No services (nested runs, tests).
     pub(crate) fn none() -> Services {
         Services { list: Vec::new(), env: Vec::new(), sessions: Vec::new(), stopping: false }

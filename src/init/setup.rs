@@ -39,13 +39,18 @@ pub struct SetupOutcome {
 /// Provision the account and run the setup steps.
 ///
 /// `root` prefixes every file path (`/` in production, a temp dir in tests);
-/// `env` is the container's environment.
+/// `env` is the container's environment. Keeps PID 1's record
+/// ([`keep_record`]) for `labinit shell`.
 pub fn setup(root: &Path, env: &[(String, String)]) -> Result<SetupOutcome, Fatal> {
-    setup_with(root, env, SetupConfig::from_env(env)?)
+    let outcome = setup_with(root, env, SetupConfig::from_env(env)?)?;
+    keep_record(root, &outcome);
+    Ok(outcome)
 }
 
 /// [`setup`] with its configuration read and validated already, with the
-/// rest of labinit's ([`crate::init::config::Config::load`]).
+/// rest of labinit's ([`crate::init::config::Config::load`]). Does not keep
+/// the record: `labinit run` writes it while the job execs, `labinit wait`
+/// at once ([`keep_record`]).
 pub fn setup_with(root: &Path, env: &[(String, String)], cfg: SetupConfig) -> Result<SetupOutcome, Fatal> {
     log::set_quiet(cfg.quiet);
     let root = Root::new(root);
@@ -54,16 +59,16 @@ pub fn setup_with(root: &Path, env: &[(String, String)], cfg: SetupConfig) -> Re
     if let Some(sig) = stops.last() {
         return Err(Fatal::with_code(exit::SIGNAL_BASE + sig, format!("setup stopped by signal {sig}")));
     }
-    let exports = run_steps(&root, &cfg, env, before.as_ref(), stops)?;
+    let steps = run_steps(&root, &cfg, env, before.as_ref(), stops)?;
     // The steps may have changed the account (usermod -aG, -d, -s): the job
-    // gets the account as they left it.
-    let identity = match (&cfg.who, before) {
-        (Who::User(req), Some(before)) => Some(after_steps(&root, req, before)),
-        (_, before) => before,
+    // gets the account as they left it. Without a steps directory nothing
+    // ran, and the account is the one just read and written.
+    let identity = match (&cfg.who, before, steps.is_some()) {
+        (Who::User(req), Some(before), true) => Some(after_steps(&root, req, before)),
+        (_, before, _) => before,
     };
-    let outcome = SetupOutcome { identity, exports };
-    keep_record(&root, &outcome);
-    Ok(outcome)
+    let exports = steps.unwrap_or_default();
+    Ok(SetupOutcome { identity, exports })
 }
 
 /// The identity again, from the account files as the steps left them; says
@@ -93,12 +98,12 @@ fn after_steps(root: &Root, req: &AccountRequest, before: Identity) -> Identity 
     now
 }
 
-/// Keep the identity and exports for `labinit shell` ([`state`]). Best
-/// effort: without it, a shell needs the `CLUSTER_*` variables and lacks the
-/// exports.
-fn keep_record(root: &Root, outcome: &SetupOutcome) {
+/// Keep the identity and exports for `labinit shell` ([`state`]) under
+/// `root`. Best effort: without it, a shell needs the `CLUSTER_*` variables
+/// and lacks the exports.
+pub fn keep_record(root: &Path, outcome: &SetupOutcome) {
     let record = JobState { identity: outcome.identity.clone(), exports: outcome.exports.clone() };
-    if let Err(e) = state::write(root, &record) {
+    if let Err(e) = state::write(&Root::new(root), &record) {
         if nix::unistd::geteuid().is_root() || !outcome.exports.is_empty() {
             log::warn(format!(
                 "cannot keep the job's record ({e}); `labinit shell` will need the CLUSTER_* variables and will not see the steps' exports"
@@ -292,16 +297,18 @@ fn restricted_start(euid: u32, req: &AccountRequest) {
     log::warn(format!("setup steps run as uid {euid}, not root"));
 }
 
+/// Run the setup steps; their exports, or `None` when there is no steps
+/// directory (nothing ran).
 fn run_steps(
     root: &Root,
     cfg: &SetupConfig,
     env: &[(String, String)],
     identity: Option<&Identity>,
     stops: &SetupStops,
-) -> Result<Vec<(String, String)>, Fatal> {
+) -> Result<Option<Vec<(String, String)>>, Fatal> {
     let dir = root.path(&cfg.steps_dir);
     if !dir.exists() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let env_file = env_file_path(root);
     let env_fd = create_env_file(&env_file)?;
@@ -320,21 +327,27 @@ fn run_steps(
     };
     let result = steps::run_all(&opts, stops);
     let _ = std::fs::remove_file(&env_file);
-    result
+    result.map(Some)
 }
 
 /// Create the `LABKIT_ENV` file afresh (one left by a killed start is
 /// replaced) and keep it open: the exports are read through this
 /// descriptor, never by path.
 fn create_env_file(path: &Path) -> Result<std::fs::File, Fatal> {
-    let cleared =
-        path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| match std::fs::remove_file(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        });
     let mut options = std::fs::OpenOptions::new();
     options.read(true).write(true).create_new(true).mode(0o600);
-    options.open(path).map_err(|e| {
+    // Created first (the usual case: nothing there), then, when something
+    // is in the way or the directory is missing, cleared and created again.
+    let mut cleared = Ok(());
+    let opened = options.open(path).or_else(|e| {
+        cleared = match e.kind() {
+            io::ErrorKind::AlreadyExists => std::fs::remove_file(path),
+            io::ErrorKind::NotFound => path.parent().map_or(Ok(()), std::fs::create_dir_all),
+            _ => return Err(e),
+        };
+        options.open(path)
+    });
+    opened.map_err(|e| {
         // A failure before makes the create fail: it says why.
         let before = cleared.err().map(|c| format!(" (clearing its place failed: {c})")).unwrap_or_default();
         Fatal::config(format!("cannot create the LABKIT_ENV file {}: {e}{before}", path.display()))

@@ -194,13 +194,22 @@ pub(crate) fn write_file(root: &Root, name: &str, data: &[u8], mode: u32) -> io:
     let final_name = cstr(name);
     // SAFETY: valid descriptor and C strings throughout.
     unsafe {
-        libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0);
-        let fd = libc::openat(
-            dir.as_raw_fd(),
-            tmp.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            mode as libc::c_uint,
-        );
+        let create = || {
+            libc::openat(
+                dir.as_raw_fd(),
+                tmp.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                mode as libc::c_uint,
+            )
+        };
+        let mut fd = create();
+        // A leftover of a killed start (or anything else at our temp name):
+        // removed, never followed. Tried after the create, which usually
+        // finds no leftover, so that the common case looks the name up once.
+        if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
+            libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0);
+            fd = create();
+        }
         if fd < 0 {
             return Err(last_error(&format!("cannot create {DIR}/{name}")));
         }
@@ -369,6 +378,27 @@ mod tests {
             home: "/home/alice".into(),
             shell: "/bin/bash".into(),
         }
+    }
+
+    #[test]
+    fn a_leftover_temp_link_is_replaced_never_followed() {
+        let dir = std::env::temp_dir().join(format!("labkit-state-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("run/labkit")).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "keep me\n").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("run/labkit/.job.tmp")).unwrap();
+        let root = Root::new(&dir);
+        let state = JobState { identity: Some(alice()), exports: vec![] };
+        write(&root, &state).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
+        assert_eq!(read(&root), Ok(Some(state.clone())));
+        assert!(std::fs::symlink_metadata(dir.join("run/labkit/.job.tmp")).is_err());
+        // Control: a second write replaces the first record.
+        let none = JobState::default();
+        write(&root, &none).unwrap();
+        assert_eq!(read(&root), Ok(Some(none)));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -12,6 +12,8 @@
 set -euo pipefail
 labinit=$(realpath "${1:?labinit}"); debroot=${2:?debian root}; runs=${3:-100}
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/bench/rounds.sh
+. "$here/rounds.sh"
 gosu=$(command -v gosu || true)
 [ -n "$gosu" ] || { echo "bench-drop: needs gosu (apt-get install gosu)" >&2; exit 1; }
 work=$(mktemp -d /tmp/labkit-bench-drop.XXXXXX)
@@ -45,12 +47,12 @@ check setpriv /usr/bin/setpriv --reuid=123456 --regid=11166 --clear-groups
 cp -a "$R/etc" "$work/etc.before"
 
 ns="unshare --pid --fork --mount-proc=$R/proc chroot $R"
-hyperfine -N --style none --runs "$runs" --warmup 5 --export-json "$work/drop.json" \
-    -n bare "$ns /bin/true" \
-    -n labinit "$ns /opt/lab/labinit run -- /bin/true" \
-    -n gosu "$ns /opt/gosu alice /bin/true" \
-    -n setpriv "$ns /usr/bin/setpriv --reuid=123456 --regid=11166 --clear-groups /bin/true" >/dev/null 2>&1
+files=$(interleave "$work/drop" 6 "$runs" "" \
+    bare "$ns /bin/true" \
+    labinit "$ns /opt/lab/labinit run -- /bin/true" \
+    gosu "$ns /opt/gosu alice /bin/true" \
+    setpriv "$ns /usr/bin/setpriv --reuid=123456 --regid=11166 --clear-groups /bin/true")
 # The timed labinit runs only dropped: the account files are untouched.
 diff -r --no-dereference "$work/etc.before" "$R/etc" >/dev/null \
     || { echo "bench-drop: labinit run changed /etc of an already provisioned root" >&2; exit 1; }
-python3 "$here/summarize.py" "$work/drop.json" "Privilege drop alone (account in place), own PID + mount namespace, $runs runs" bare labinit gosu setpriv
+python3 "$here/summarize.py" "$files" "Privilege drop alone (account in place), own PID + mount namespace, $runs runs in 6 interleaved rounds" bare labinit gosu setpriv

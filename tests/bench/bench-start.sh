@@ -11,6 +11,8 @@
 set -euo pipefail
 labinit=${1:?labinit}; debroot=${2:?debian root}; runs=${3:-60}
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/bench/rounds.sh
+. "$here/rounds.sh"
 work=$(mktemp -d /tmp/labkit-bench-start.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; umount "$work/root/etc" 2>/dev/null || true; rm -rf "$work"; }
@@ -47,18 +49,20 @@ export LABKIT_QUIET=1
 ns="unshare --pid --fork chroot $R"
 
 # 1. Full start: user + two steps + job, labinit vs legacy.
-CLUSTER_USER=alice CLUSTER_USER_ID=123456 CLUSTER_GROUP_NAME=CVLAB-unit CLUSTER_GROUP_ID=11166 \
-hyperfine -N --style none --runs "$runs" --warmup 3 --prepare "$work/restore" --export-json "$work/start.json" \
-    -n bare "$ns /bin/true" \
-    -n labinit "$ns /opt/lab/labinit run -- /bin/true" \
-    -n legacy "$ns /bin/bash /opt/lab-legacy/setup_and_run_command.sh true" >/dev/null 2>&1
-python3 "$here/summarize.py" "$work/start.json" "Container start: user + 2 setup steps + job, own PID namespace, $runs runs" bare labinit legacy
+files=$(CLUSTER_USER=alice CLUSTER_USER_ID=123456 CLUSTER_GROUP_NAME=CVLAB-unit CLUSTER_GROUP_ID=11166 \
+    interleave "$work/start" 6 "$runs" "$work/restore" \
+    bare "$ns /bin/true" \
+    labinit "$ns /opt/lab/labinit run -- /bin/true" \
+    legacy "$ns /bin/bash /opt/lab-legacy/setup_and_run_command.sh true")
+python3 "$here/summarize.py" "$files" "Container start: user + 2 setup steps + job, own PID namespace, $runs runs in 6 interleaved rounds" bare labinit legacy
 
 # 2. Bare init overhead (no user, no steps): labinit vs the minimal inits.
-args=(-n bare "$ns /bin/true" -n labinit "env LABKIT_STEPS_DIR=/none $ns /opt/lab/labinit run -- /bin/true")
-for i in "${inits[@]}"; do args+=(-n "$i" "$ns /opt/$i -- /bin/true"); done
-hyperfine -N --style none --runs "$runs" --warmup 3 --export-json "$work/bare.json" "${args[@]}" >/dev/null 2>&1
-python3 "$here/summarize.py" "$work/bare.json" "Bare init overhead (no user), own PID namespace, $runs runs" bare labinit "${inits[@]}"
+# LABKIT_STEPS_DIR is set for every command (only labinit reads it), so no
+# command pays for an extra `env` exec.
+args=(bare "$ns /bin/true" labinit "$ns /opt/lab/labinit run -- /bin/true")
+for i in "${inits[@]}"; do args+=("$i" "$ns /opt/$i -- /bin/true"); done
+files=$(LABKIT_STEPS_DIR=/none interleave "$work/bare" 6 "$runs" "" "${args[@]}")
+python3 "$here/summarize.py" "$files" "Bare init overhead (no user), own PID namespace, $runs runs in 6 interleaved rounds" bare labinit "${inits[@]}"
 
 # 3. Resident memory of the supervisor while its job sleeps.
 rss_of() { # command... -> VmRSS in KiB of the namespace's PID 1

@@ -8,6 +8,8 @@
 set -euo pipefail
 labinit=${1:?labinit binary}; debroot=${2:?debian root}; runs=${3:-60}
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/bench/rounds.sh
+. "$here/rounds.sh"
 work=$(mktemp -d /tmp/labkit-bench-provision.XXXXXX)
 trap 'umount "$work/root/etc" 2>/dev/null || true; rm -rf "$work"' EXIT
 R=$work/root
@@ -26,12 +28,11 @@ RESTORE
 chmod +x "$work/restore"
 export CLUSTER_USER=alice CLUSTER_USER_ID=123456 CLUSTER_GROUP_NAME=CVLAB-unit CLUSTER_GROUP_ID=11166
 export LABKIT_QUIET=1 LABKIT_STEPS_DIR=/nonexistent
-hyperfine -N --style none --runs "$runs" --warmup 3 --prepare "$work/restore" \
-    --export-json "$work/provision.json" \
-    -n bare "chroot $R /bin/true" \
-    -n labinit "chroot $R /opt/lab/labinit setup" \
-    -n legacy "chroot $R /bin/bash /opt/legacy/10_cluster_user.sh" >/dev/null 2>&1
+files=$(interleave "$work/provision" 6 "$runs" "$work/restore" \
+    bare "chroot $R /bin/true" \
+    labinit "chroot $R /opt/lab/labinit setup" \
+    legacy "chroot $R /bin/bash /opt/legacy/10_cluster_user.sh")
 # Sanity: the last labinit/legacy runs really created the user.
 "$work/restore"; chroot "$R" /opt/lab/labinit setup
 chroot "$R" id alice | grep -q 'uid=123456(alice) gid=11166(CVLAB-unit)' || { echo "bench: labinit did not create alice" >&2; exit 1; }
-python3 "$here/summarize.py" "$work/provision.json" "Provisioning (user + group + home + sudo), $runs runs" bare labinit legacy
+python3 "$here/summarize.py" "$files" "Provisioning (user + group + home + sudo), $runs runs in 6 interleaved rounds" bare labinit legacy

@@ -1,14 +1,22 @@
-"""Print medians from a hyperfine JSON export, each minus a baseline, and ratios.
+"""Print medians from hyperfine JSON exports, each minus a baseline, and ratios.
 
-Usage: summarize.py FILE TITLE BASELINE OURS OTHER...
+Usage: summarize.py FILES TITLE BASELINE OURS OTHER...
+
+FILES is one export or several joined with commas (the rounds of one
+interleaved benchmark, see rounds.sh): the times of a command are pooled
+across them before the median is taken, so a drift of the machine during the
+run weighs on every command alike.
 """
 import json
 import statistics
 import sys
 
-path, title, base, ours, *others = sys.argv[1:]
-results = {r["command"]: r for r in json.load(open(path))["results"]}
-med = {name: statistics.median(r["times"]) * 1000 for name, r in results.items()}
+paths, title, base, ours, *others = sys.argv[1:]
+times = {}
+for path in paths.split(","):
+    for r in json.load(open(path))["results"]:
+        times.setdefault(r["command"], []).extend(r["times"])
+med = {name: statistics.median(t) * 1000 for name, t in times.items()}
 print(f"## {title}")
 print(f"| command | median (ms) | over {base} (ms) | ratio vs {ours} |")
 print("| --- | --- | --- | --- |")

@@ -108,3 +108,48 @@ fn a_table_as_read_is_kept_under_the_lock_only_while_its_file_holds_the_same_byt
     assert_eq!(reload(&root, db).unwrap().gshadow.map(|t| t.kind()), Some(Kind::Gshadow));
     let _ = fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_leftover_temp_file_or_link_is_replaced_never_followed() {
+    let dir = scratch("leftover");
+    let root = Root::new(&dir);
+    let victim = dir.join("victim");
+    fs::write(&victim, "keep me\n").unwrap();
+    // What a start killed mid-write leaves, and what a hostile image could
+    // plant: a link at one temp name, a half-written file at another.
+    let passwd_tmp = temp_path(&dir.join("etc/passwd"));
+    std::os::unix::fs::symlink(&victim, &passwd_tmp).unwrap();
+    fs::write(temp_path(&dir.join("etc/group")), "half a line").unwrap();
+    // Control: creating the temp file alone refuses the name.
+    let refused = create_exact(&passwd_tmp, &[b"x"], 0o600, 0, 0).unwrap_err();
+    assert_eq!(refused.kind(), io::ErrorKind::AlreadyExists);
+    let (_, files) = add_alice(&root.with_durability(Durability::RenameOnly));
+    assert!(String::from_utf8_lossy(&files[0]).contains("\nalice:x:1000:"), "passwd");
+    assert!(String::from_utf8_lossy(&files[1]).contains("\nalice:x:1000:"), "group");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me\n", "written through the link");
+    assert!(fs::symlink_metadata(&passwd_tmp).is_err(), "temp name left behind");
+    assert!(fs::symlink_metadata(temp_path(&dir.join("etc/group"))).is_err(), "temp name left behind");
+    let _ = fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_large_file_is_compared_past_its_first_chunk() {
+    // The comparison under the lock reads in 64 KiB chunks: a change after
+    // the first one must still be seen, and equal bytes still kept.
+    let dir = scratch("chunks");
+    let root = Root::new(&dir);
+    let lines: String = (0..8000).map(|i| format!("u{i}:x:{}:{}::/home/u{i}:/bin/sh\n", 2000 + i, 2000 + i)).collect();
+    assert!(lines.len() > 3 * (64 << 10), "{}", lines.len());
+    fs::write(dir.join("etc/passwd"), &lines).unwrap();
+    let db = load(&root).unwrap();
+    let kept = reload(&root, db.clone()).unwrap();
+    assert!(std::ptr::eq(kept.passwd.as_read().unwrap().as_ptr(), db.passwd.as_read().unwrap().as_ptr()));
+    // One byte changed deep in the third chunk, same length: read again.
+    let at = lines.find("u7000:x:").unwrap() + 1;
+    let mut changed = lines.clone().into_bytes();
+    changed[at] = b'v';
+    fs::write(dir.join("etc/passwd"), &changed).unwrap();
+    let again = reload(&root, db).unwrap();
+    assert_eq!(again.passwd.render(), changed);
+    let _ = fs::remove_dir_all(dir);
+}
