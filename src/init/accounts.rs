@@ -39,6 +39,7 @@
 mod base;
 mod edit;
 mod glibc;
+pub(crate) use glibc::same_bytes;
 mod index;
 #[cfg(test)]
 mod tests;
@@ -281,7 +282,7 @@ impl Table {
                 return x.is_empty() && y.is_empty();
             }
             let m = x.len().min(y.len());
-            if x[..m] != y[..m] {
+            if !glibc::same_bytes(&x[..m], &y[..m]) {
                 return false;
             }
             (x, y) = (&x[m..], &y[m..]);

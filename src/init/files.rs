@@ -165,7 +165,7 @@ fn holds(path: &Path, data: &[u8], buf: &mut [u8]) -> io::Result<bool> {
         if n == 0 {
             return Ok(at == data.len());
         }
-        if at + n > data.len() || buf[..n] != data[at..at + n] {
+        if at + n > data.len() || !crate::init::accounts::same_bytes(&buf[..n], &data[at..at + n]) {
             return Ok(false);
         }
         at += n;

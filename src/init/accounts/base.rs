@@ -82,6 +82,9 @@ impl Base {
     }
 
     pub(super) fn names(&self) -> &Lines {
+        if self.kind.has_ids() {
+            self.build();
+        }
         self.names.get_or_init(|| {
             let mut names = Lines::new(self.len(), false);
             self.each_candidate(|k, eff| {
@@ -92,17 +95,33 @@ impl Base {
     }
 
     pub(super) fn ids(&self) -> &Lines {
-        self.ids.get_or_init(|| {
-            let mut ids = Lines::new(if self.kind.has_ids() { self.len() } else { 0 }, true);
-            if self.kind.has_ids() {
-                self.each_candidate(|k, eff| {
-                    let mut fields = eff.splitn(4, |b| *b == b':').skip(2);
-                    if let Some(id) = fields.next().and_then(glibc_number) {
-                        ids.insert(hash_id(id), k, id);
-                    }
-                })
+        if self.kind.has_ids() {
+            self.build();
+        }
+        self.ids.get_or_init(|| Lines::new(0, true))
+    }
+
+    /// Both indexes of a file with ids (passwd, group) in one pass: planning
+    /// looks entries up by name and by id alike. Nothing when built already.
+    fn build(&self) {
+        if self.names.get().is_some() && self.ids.get().is_some() {
+            return;
+        }
+        let mut names = Lines::new(self.len(), false);
+        let mut ids = Lines::new(self.len(), true);
+        self.each_candidate(|k, eff| {
+            let name_end = glibc::find_byte(eff, b':').unwrap_or(eff.len());
+            names.insert(hash_bytes(&eff[..name_end]), k, 0);
+            // The id is the third field: after the name and the password.
+            let rest = eff.get(name_end + 1..).unwrap_or_default();
+            let Some(p) = glibc::find_byte(rest, b':') else { return };
+            let field = &rest[p + 1..];
+            let field = &field[..glibc::find_byte(field, b':').unwrap_or(field.len())];
+            if let Some(id) = glibc_number(field) {
+                ids.insert(hash_id(id), k, id);
             }
-            ids
-        })
+        });
+        let _ = self.names.set(names);
+        let _ = self.ids.set(ids);
     }
 }

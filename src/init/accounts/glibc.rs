@@ -73,6 +73,26 @@ pub(super) fn find_byte(hay: &[u8], b: u8) -> Option<usize> {
     hay[at..].iter().position(|x| *x == b).map(|p| at + p)
 }
 
+/// Whether `a` and `b` hold the same bytes, 64 bytes at a time. (Slice
+/// equality calls the C library's `memcmp`, which musl runs a byte at a
+/// time; comparing the account files again under the lock is megabytes.)
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (wa, ra) = a.as_chunks::<8>();
+    let (wb, rb) = b.as_chunks::<8>();
+    for (x, y) in wa.chunks(8).zip(wb.chunks(8)) {
+        // Differences or-ed, not compared one by one: no early exit inside
+        // a block, so the compiler keeps it a plain loop (not a memcmp call).
+        let diff = x.iter().zip(y).fold(0u64, |d, (p, q)| d | (u64::from_ne_bytes(*p) ^ u64::from_ne_bytes(*q)));
+        if diff != 0 {
+            return false;
+        }
+    }
+    ra.iter().zip(rb).all(|(x, y)| x == y)
+}
+
 /// Where every line of `data` starts (lines are split on `\n`; the final
 /// newline, if any, ends the last line) and the offset of every NUL byte:
 /// one pass over the file, eight bytes at a time.
@@ -313,6 +333,23 @@ pub(super) fn members(field: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_bytes_agrees_with_slice_equality() {
+        let a: Vec<u8> = (0..1000u32).map(|i| (i * 31 % 251) as u8).collect();
+        for len in [0, 1, 7, 63, 64, 65, 128, 999, 1000] {
+            assert!(same_bytes(&a[..len], &a[..len]), "{len}");
+            // Negative controls: one byte changed anywhere, or a length differs.
+            for at in (0..len).step_by(7).chain(len.checked_sub(1)) {
+                let mut b = a[..len].to_vec();
+                b[at] ^= 0x20;
+                assert!(!same_bytes(&a[..len], &b), "{len} at {at}");
+            }
+            if len > 0 {
+                assert!(!same_bytes(&a[..len], &a[..len - 1]), "{len} shorter");
+            }
+        }
+    }
 
     #[test]
     fn find_byte_and_contains_agree_with_a_plain_search() {
