@@ -118,3 +118,28 @@ fn services_never_block_the_job() {
         assert!(run.stderr().contains("the job is over; sent SIGTERM to the services"), "{}", run.stderr());
     }
 }
+
+/// PID 1's record (`/run/labkit/job`, read by `labinit shell`, which the
+/// ssh service runs) is written before the services start; without
+/// services, while the job execs, and in place by the time it runs. Control:
+/// a stale record planted before the start (a restarted container's) is
+/// never what a service or the job's later shell sees.
+#[test]
+fn services_and_later_shells_see_this_starts_record() {
+    let stale = ("root/run/labkit/job", "version 1\nexport STALE=1\n");
+    let svc = "#!/bin/sh\ncat {D}/root/run/labkit/job > {D}/seen 2>&1\ntouch {D}/seen.done\n";
+    let job = "while [ ! -e {D}/seen.done ]; do sleep 0.05; done; exit 0";
+    for mode in MODES {
+        let mut run = Run::start(mode, &["run", "-c", job], "", &opts(&[("root/svc/look.sh", svc), stale], &[]));
+        assert_eq!(run.wait(), 0, "{mode:?}: stderr:\n{}", run.stderr());
+        let seen = run.read("seen");
+        assert!(seen.starts_with("# labinit") && seen.contains("version 1"), "{mode:?}: {seen}");
+        assert!(!seen.contains("STALE"), "{mode:?}: the service read the stale record:\n{seen}");
+        // No services: the record is written while the job execs.
+        let o = Opts { files: vec![(stale.0.to_owned(), stale.1.to_owned())], ..Opts::default() };
+        let mut run = Run::start(mode, &["run", "-c", "exit 0"], "", &o);
+        assert_eq!(run.wait(), 0, "{mode:?}: stderr:\n{}", run.stderr());
+        let record = run.read("root/run/labkit/job");
+        assert!(record.contains("version 1") && !record.contains("STALE"), "{mode:?}: {record}");
+    }
+}

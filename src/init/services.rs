@@ -349,6 +349,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn launch_runs_before_first_and_nothing_without_a_directory() {
+        let dir = std::env::temp_dir().join(format!("labkit-services-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("svc")).unwrap();
+        let root = Root::new(&dir);
+        let setenv = root.path(format!("{}/{}", state::DIR, state::SSHD_SETENV));
+        let container = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
+        let children = Children::new(&container, None, &[], crate::init::job::Caller { uid: 0, gid: 0 });
+        let labinit = Path::new("/opt/lab/labinit");
+        // A directory (empty): `before` runs first, before the sshd file.
+        let mut order = Vec::new();
+        let s = Services::launch(&root, "/svc", labinit, &children, || order.push(setenv.exists()));
+        assert_eq!(order, [false], "before ran after the sshd SetEnv file was written, or not once");
+        assert!(setenv.exists() && s.list.is_empty());
+        // Control: no directory, nothing runs and nothing is written.
+        std::fs::remove_dir_all(&dir).unwrap();
+        let mut ran = false;
+        let s = Services::launch(&root, "/svc", labinit, &children, || ran = true);
+        assert!(!ran && s.list.is_empty() && !setenv.exists());
+    }
+
+    #[test]
     fn backoff_doubles_and_gives_up_after_five_a_minute() {
         let t0 = Instant::now();
         let mut f = Vec::new();
