@@ -56,6 +56,22 @@ files=$(CLUSTER_USER=alice CLUSTER_USER_ID=123456 CLUSTER_GROUP_NAME=CVLAB-unit 
     legacy "$ns /bin/bash /opt/lab-legacy/setup_and_run_command.sh true")
 python3 "$here/summarize.py" "$files" "Container start: user + 2 setup steps + job, own PID namespace, $runs runs in 6 interleaved rounds" bare labinit legacy
 
+# 1b. Where a full start goes: labinit with nothing to do, with the steps
+# only, with the user only, with both; and the two steps run by a shell
+# alone (their own cost: two forks and three dynamic /bin/sh execs, one more
+# than the steps need). Every command runs through one `env` (the variables
+# differ), the bare one too, so the exec of `env` cancels out.
+u="CLUSTER_USER=alice CLUSTER_USER_ID=123456 CLUSTER_GROUP_NAME=CVLAB-unit CLUSTER_GROUP_ID=11166"
+steps="/opt/lab/setup_steps/20_first.sh; /opt/lab/setup_steps/30_second.sh; exec /bin/true"
+files=$(interleave "$work/parts" 6 "$runs" "$work/restore" \
+    bare "env LABKIT_STEPS_DIR=/none $ns /bin/true" \
+    nothing "env LABKIT_STEPS_DIR=/none $ns /opt/lab/labinit run -- /bin/true" \
+    steps "env LABKIT_STEPS_DIR=/opt/lab/setup_steps $ns /opt/lab/labinit run -- /bin/true" \
+    user "env $u LABKIT_STEPS_DIR=/none $ns /opt/lab/labinit run -- /bin/true" \
+    user+steps "env $u LABKIT_STEPS_DIR=/opt/lab/setup_steps $ns /opt/lab/labinit run -- /bin/true" \
+    "sh-2-steps" "env LABKIT_STEPS_DIR=/none $ns /bin/sh -c '$steps'")
+python3 "$here/summarize.py" "$files" "Where a full start goes (labinit's parts; the two steps run by sh alone), $runs runs in 6 interleaved rounds" bare user+steps nothing steps user sh-2-steps
+
 # 2. Bare init overhead (no user, no steps): labinit vs the minimal inits.
 # LABKIT_STEPS_DIR is set for every command (only labinit reads it), so no
 # command pays for an extra `env` exec.
