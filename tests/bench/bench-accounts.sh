@@ -86,13 +86,13 @@ RESTORE
     kib=$(( ($(cat "$work"/etc.pristine/{passwd,shadow,group,gshadow} | wc -c) + 1023) / 1024 ))
     read -r bare _ _ <<<"$(measure /bin/true)"
     read -r ms cpu rss <<<"$(measure /opt/lab/labinit setup)"
+    # Sanity: the user exists after the last run.
+    chroot "$R" id alice | grep -q 'uid=123456(alice)' || { echo "bench-accounts: labinit did not create alice ($n accounts)" >&2; exit 1; }
     # The floor: moving the bytes alone. One perl reads the four files and
     # writes each twice (the new file and its backup) on the same overlay,
     # minus perl's own start.
     read -r perl0 _ _ <<<"$(measure /usr/bin/perl -e 1)"
     read -r perl8 _ _ <<<"$(measure /usr/bin/perl -e "$copy8")"
-    # Sanity: the user exists after the last run.
-    chroot "$R" id alice | grep -q 'uid=123456(alice)' || { echo "bench-accounts: labinit did not create alice ($n accounts)" >&2; exit 1; }
     awk -v n="$n" -v k="$kib" -v b="$bare" -v m="$ms" -v c="$cpu" -v r="$rss" -v p0="$perl0" -v p8="$perl8" \
         'BEGIN { printf "| %d | %d | %.2f | %.2f | %.1f | %d | %.2f | %.2f |\n", n, k, m, m - b, c, r, r / k, p8 - p0 }'
 done
