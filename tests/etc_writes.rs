@@ -215,3 +215,89 @@ fn a_full_disk_gives_a_clear_error_and_no_partial_file() {
         "no temp file, no truncated backup left (only glibc's lock file, as after any account tool)"
     );
 }
+
+/// Review r14 (temp files now created first with O_EXCL, cleared only on
+/// EEXIST): whatever a killed start or anyone else left at a temp name
+/// labinit owns — a FIFO, a socket, a link to a file elsewhere, a dangling
+/// link, a hard link to a file elsewhere, a plain file — at each account
+/// file's temp and backup temp, the journal's temp and PID 1's record temp:
+/// the start never blocks on it, never writes through it, succeeds and
+/// leaves nothing at that name. Control: the same start with nothing
+/// planted writes the same account files.
+#[test]
+fn anything_at_a_temp_name_is_replaced_never_opened_or_followed() {
+    use std::os::unix::net::UnixListener;
+    use std::time::{Duration, Instant};
+    let control = common::fixture_root("debian-12");
+    let mut quiet = common::alice_env();
+    quiet.push(("LABKIT_QUIET".into(), "1".into()));
+    setup(control.path(), &quiet).unwrap();
+    let expected: Vec<Vec<u8>> = ["passwd", "group", "shadow", "gshadow"]
+        .iter()
+        .map(|f| fs::read(control.join("etc").join(f)).unwrap())
+        .collect();
+    let mut names: Vec<String> = Vec::new();
+    for f in ["passwd", "group", "shadow", "gshadow"] {
+        names.push(format!("etc/.{f}.labkit-tmp"));
+        names.push(format!("etc/.{f}-.labkit-tmp"));
+    }
+    names.push("etc/..labkit-journal.labkit-tmp".into());
+    names.push("run/labkit/.job.tmp".into());
+    for name in &names {
+        for kind in ["fifo", "socket", "symlink", "dangling", "hardlink", "file"] {
+            let root = common::fixture_root("debian-12");
+            let victim = root.join("victim");
+            fs::write(&victim, "keep me\n").unwrap();
+            let at = root.join(name);
+            fs::create_dir_all(at.parent().unwrap()).unwrap();
+            match kind {
+                "fifo" => assert!(std::process::Command::new("mkfifo").arg(&at).status().unwrap().success()),
+                "socket" => drop(UnixListener::bind(&at).unwrap()),
+                "symlink" => std::os::unix::fs::symlink(&victim, &at).unwrap(),
+                "dangling" => std::os::unix::fs::symlink(root.join("nowhere"), &at).unwrap(),
+                "hardlink" => fs::hard_link(&victim, &at).unwrap(),
+                _ => fs::write(&at, "half written").unwrap(),
+            }
+            let mut child = std::process::Command::new(common::labinit())
+                .arg("setup")
+                .arg("--root")
+                .arg(root.path())
+                .env_clear()
+                .envs(common::alice_env())
+                .env("LABKIT_QUIET", "1")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let t0 = Instant::now();
+            let status = loop {
+                if let Some(s) = child.try_wait().unwrap() {
+                    break s;
+                }
+                if t0.elapsed() > Duration::from_secs(20) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("{name} as a {kind}: labinit setup hangs");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(status.success(), "{name} as a {kind}: {status}\n{err}");
+            assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me\n", "{name} as a {kind}: written through");
+            assert!(fs::symlink_metadata(&at).is_err(), "{name} as a {kind}: still there");
+            for (f, want) in ["passwd", "group", "shadow", "gshadow"].iter().zip(&expected) {
+                assert_eq!(&fs::read(root.join("etc").join(f)).unwrap(), want, "{name} as a {kind}: /etc/{f}");
+            }
+            assert!(
+                temp_files(&root.join("etc")).is_empty(),
+                "{name} as a {kind}: {:?}",
+                temp_files(&root.join("etc"))
+            );
+            assert!(
+                fs::read_to_string(root.join("run/labkit/job")).unwrap().contains("user alice\n"),
+                "{name} as a {kind}"
+            );
+        }
+    }
+}
