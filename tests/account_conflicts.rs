@@ -393,23 +393,24 @@ fn system_accounts_are_never_taken_over_and_nothing_is_written() {
     assert!(fs::read_to_string(root.join("etc/sudoers.d/labkit")).unwrap().contains("#1000 ALL="));
 }
 
-/// Review r14 (pre-existing, also at f595477): a privileged group *name* the
-/// image lacks (wheel, docker, admin on Debian) is created as the user's
-/// primary group on the first start, and every later start of the same
-/// container (restart, `labinit shell` after `labinit setup`) then refuses
-/// it with "the gid of the privileged group": a start that succeeded must
-/// succeed again and change nothing. (Either refuse the name at once, or
-/// accept the group labinit made itself.)
+/// Review r14 (pre-existing, also at f595477): a privileged group *name*
+/// the image lacks (wheel, docker, admin on Debian) was created as the
+/// user's primary group on the first start, and every later start of the
+/// same container then refused it: a start must not succeed once and fail
+/// the next time. Such a name is now refused at once (sudo rules such as
+/// `%admin` go by name), before anything is written. Control: a harmless
+/// name the image lacks is created, and the second start accepts it and
+/// changes nothing.
 #[test]
-#[ignore = "pre-existing bug found in review r14: the second start refuses what the first created"]
-fn a_start_that_succeeded_succeeds_again_with_a_privileged_group_name() {
+fn a_privileged_group_name_the_image_lacks_is_refused_at_once() {
     let db = load("debian-12");
     for group in ["wheel", "docker", "admin"] {
-        let r = req("alice", 123456, group, 11166);
-        let Ok(first) = provision::plan(&db, &r) else { continue };
-        match provision::plan(&first.db, &r) {
-            Ok(again) => assert_eq!(again.db, first.db, "{group}: the second start changed the files"),
-            Err(e) => panic!("{group}: the first start created it, the second refuses: {}", e.0),
-        }
+        assert!(db.group.find_name(group).is_none(), "{group}: the fixture has it; pick a name it lacks");
+        let e = provision::plan(&db, &req("alice", 123456, group, 11166)).map(|_| ()).unwrap_err();
+        assert!(e.0.contains(&format!("CLUSTER_GROUP_NAME={group} is the name of a privileged group")), "{}", e.0);
     }
+    let r = req("alice", 123456, "CVLAB-unit", 11166);
+    let first = provision::plan(&db, &r).expect("a harmless new group is created");
+    let again = provision::plan(&first.db, &r).expect("and accepted on the next start");
+    assert_eq!(again.db, first.db, "the second start changed the files");
 }

@@ -124,18 +124,49 @@ fn refuse_symlink(path: &Path, container_path: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// The bytes of the regular file at `path`; `None` when there is none.
+/// Opened without following a link and without blocking: a FIFO at an
+/// account file, the journal or a temp name must not hang a start that
+/// holds the account lock. Anything but a regular file (a link, FIFO,
+/// socket, directory, device) is an `InvalidData` error saying what it is.
+pub(crate) fn read_regular(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    use std::os::unix::fs::FileTypeExt;
+    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
+    let mut f = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "it is a symbolic link, not a regular file"))
+        }
+        Err(e) => return Err(e),
+    };
+    let kind = f.metadata()?.file_type();
+    if !kind.is_file() {
+        let what = match () {
+            _ if kind.is_fifo() => "a FIFO",
+            _ if kind.is_socket() => "a socket",
+            _ if kind.is_dir() => "a directory",
+            _ => "a device",
+        };
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("it is {what}, not a regular file")));
+    }
+    let mut data = Vec::new();
+    io::Read::read_to_end(&mut f, &mut data)?;
+    Ok(Some(data))
+}
+
 /// Read one account file; `Ok(None)` when it does not exist. The table keeps
 /// the bytes read (no copy).
 fn read_optional(root: &Root, kind: Kind) -> io::Result<Option<Table>> {
     let path = root.path(kind.path());
     refuse_symlink(&path, kind.path())?;
-    match fs::read(&path) {
-        Ok(data) if data.len() > u32::MAX as usize => Err(io::Error::new(
+    match read_regular(&path) {
+        Ok(Some(data)) if data.len() > u32::MAX as usize => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{} is larger than 4 GiB; that is no account file (check the image)", kind.path()),
         )),
-        Ok(data) => Ok(Some(Table::from_vec(kind, data))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Ok(Some(data)) => Ok(Some(Table::from_vec(kind, data))),
+        Ok(None) => Ok(None),
         Err(e) => Err(io::Error::new(e.kind(), format!("cannot read {}: {e}", kind.path()))),
     }
 }
@@ -155,8 +186,10 @@ pub(crate) fn load(root: &Root) -> io::Result<Database> {
 /// `buf` against it (no second copy of a large file in memory; one small
 /// buffer for every file, as each new page costs a fault).
 fn holds(path: &Path, data: &[u8], buf: &mut [u8]) -> io::Result<bool> {
-    let mut f = File::open(path)?;
-    if f.metadata()?.len() != data.len() as u64 {
+    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
+    let mut f = OpenOptions::new().read(true).custom_flags(flags).open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() || meta.len() != data.len() as u64 {
         return Ok(false);
     }
     let mut at = 0;

@@ -255,6 +255,16 @@ fn plan_group(db: &mut Database, req: &Request, notes: &mut Vec<Note>) -> Result
             )));
             req.group.clone()
         }
+        (None, None) if PRIVILEGED_GROUPS.contains(&req.group.as_str()) => {
+            // Not in the image, yet the name still grants: sudoers rules
+            // such as Ubuntu's `%admin` or a `%wheel` go by name, and the
+            // next start would find it a privileged group it must refuse.
+            return Err(Refusal(format!(
+                "CLUSTER_GROUP_NAME={} is the name of a privileged group ({}); labinit never makes one a user's primary group, even where the image lacks it (sudo rules such as %admin and %wheel go by name): set CLUSTER_GROUP_NAME to your cluster group's name",
+                req.group,
+                PRIVILEGED_GROUPS[1..].join(", ")
+            )));
+        }
         (None, None) => {
             db.group.push(&[&req.group, "x", &req.gid.to_string(), ""]);
             notes.push(Note::Info(format!("created group '{}' (gid {})", req.group, req.gid)));

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{
-    create_temp, fsync_dir, load, lock, reload, replace_all_with, rewrite_in_place, sync, temp_path, Durability, Root,
-    Update, Written,
+    create_temp, fsync_dir, load, lock, read_regular, reload, replace_all_with, rewrite_in_place, sync, temp_path,
+    Durability, Root, Update, Written,
 };
 use crate::init::accounts::{Database, Kind, Table};
 
@@ -101,14 +101,6 @@ fn has_fingerprint(data: Option<&[u8]>, recorded: &str) -> bool {
     }
 }
 
-fn read_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(d) => Ok(Some(d)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// Write `data` to `path` through a temp file and a rename, durably as
 /// `durability` asks.
 fn write_durably(path: &Path, data: &[u8], durability: Durability) -> io::Result<()> {
@@ -167,10 +159,15 @@ pub(crate) fn commit(root: &Root, before: &Database, tables: &[&Table]) -> io::R
 /// Returns notes for the log.
 pub(crate) fn recover(root: &Root) -> io::Result<Vec<String>> {
     let journal_path = root.path(JOURNAL);
-    let text = match fs::read(&journal_path) {
-        Ok(t) => String::from_utf8_lossy(&t).into_owned(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io::Error::new(e.kind(), format!("cannot read the journal {JOURNAL}: {e}"))),
+    let text = match read_regular(&journal_path) {
+        Ok(Some(t)) => String::from_utf8_lossy(&t).into_owned(),
+        Ok(None) => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot read the journal {JOURNAL}: {e}; it is labinit's alone: remove it and start again"),
+            ))
+        }
     };
     let mut notes = Vec::new();
     let mut completed = Vec::new();
@@ -184,8 +181,18 @@ pub(crate) fn recover(root: &Root) -> io::Result<Vec<String>> {
         };
         let target = root.path(kind.path());
         let tmp = temp_path(&target);
-        let Some(staged) = read_if_exists(&tmp)? else { continue };
-        let current = read_if_exists(&target)?;
+        let staged = match read_regular(&tmp) {
+            Ok(Some(s)) => s,
+            Ok(None) => continue,
+            // Not a file labinit wrote: not staged; its place is cleared.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                let _ = fs::remove_file(&tmp);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let current =
+            read_regular(&target).map_err(|e| io::Error::new(e.kind(), format!("cannot read {path}: {e}")))?;
         if !has_fingerprint(Some(&staged), new) {
             let _ = fs::remove_file(&tmp);
             continue;

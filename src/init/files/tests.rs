@@ -153,3 +153,48 @@ fn a_large_file_is_compared_past_its_first_chunk() {
     assert_eq!(again.passwd.render(), changed);
     let _ = fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_fifo_or_link_where_a_file_is_read_is_an_error_not_a_hang() {
+    // A FIFO opened for reading blocks until a writer comes: at the journal,
+    // a temp name or an account file it would hang a start holding the lock.
+    for place in ["etc/.labkit-journal", "etc/shadow"] {
+        for kind in ["fifo", "link", "dir"] {
+            let dir = scratch(&format!("odd-{kind}-{}", place.replace('/', "_")));
+            let root = Root::new(&dir);
+            let at = dir.join(place);
+            let _ = fs::remove_file(&at);
+            match kind {
+                "fifo" => nix::unistd::mkfifo(&at, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap(),
+                "link" => std::os::unix::fs::symlink(dir.join("etc/passwd"), &at).unwrap(),
+                _ => fs::create_dir(&at).unwrap(),
+            }
+            let before = fs::read(dir.join("etc/passwd")).unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let r2 = Root::new(&dir);
+            std::thread::spawn(move || {
+                let res = transact(&r2, Duration::from_secs(1), |db: &Database| -> Result<(Database, ()), ()> {
+                    let mut new = db.clone();
+                    new.passwd.push(&["alice", "x", "1000", "1000", "", "/home/alice", "/bin/sh"]);
+                    Ok((new, ()))
+                });
+                let _ = tx.send(res.map(|_| ()).map_err(|e| match e {
+                    TxError::Io(e) => e.to_string(),
+                    TxError::Plan(()) => "plan".to_owned(),
+                }));
+            });
+            let got = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("{place} as a {kind}: hung"));
+            let err = got.expect_err(&format!("{place} as a {kind} was used"));
+            let name = place.trim_start_matches("etc");
+            assert!(err.contains(name), "{place} as a {kind}: {err}");
+            assert_eq!(fs::read(dir.join("etc/passwd")).unwrap(), before, "{place} as a {kind}: passwd changed");
+            let _ = root;
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+    // Control: a regular journal-free /etc is written.
+    let dir = scratch("odd-control");
+    let (_, files) = add_alice(&Root::new(&dir).with_durability(Durability::RenameOnly));
+    assert!(String::from_utf8_lossy(&files[0]).contains("\nalice:x:1000:"));
+    let _ = fs::remove_dir_all(dir);
+}
