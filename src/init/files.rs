@@ -140,7 +140,8 @@ pub(crate) fn read_regular(path: &Path) -> io::Result<Option<Vec<u8>>> {
         }
         Err(e) => return Err(e),
     };
-    let kind = f.metadata()?.file_type();
+    let meta = f.metadata()?;
+    let kind = meta.file_type();
     if !kind.is_file() {
         let what = match () {
             _ if kind.is_fifo() => "a FIFO",
@@ -150,7 +151,9 @@ pub(crate) fn read_regular(path: &Path) -> io::Result<Option<Vec<u8>>> {
         };
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("it is {what}, not a regular file")));
     }
-    let mut data = Vec::new();
+    // Sized from the file (one allocation, no regrowth: megabytes at
+    // 100 000 accounts), one byte over to see the end without a second one.
+    let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).saturating_add(1));
     io::Read::read_to_end(&mut f, &mut data)?;
     Ok(Some(data))
 }
