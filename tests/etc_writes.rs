@@ -151,16 +151,15 @@ fn a_bind_mounted_passwd_is_rewritten_in_place() {
     assert!(!stdout(&out).contains("labkit-tmp"), "no temp file left: {}", stdout(&out));
 }
 
+/// `labinit setup` with the root's /etc bind-mounted read-only over itself.
+const READ_ONLY_ETC_SETUP: &str = r#"mount --bind "$ROOT/etc" "$ROOT/etc" && mount -o remount,ro,bind "$ROOT/etc"
+           "$LABINIT" setup --root "$ROOT""#;
+
 #[test]
 fn a_read_only_etc_degrades_with_one_clear_warning_and_no_partial_file() {
     let root = common::fixture_root("debian-12");
     let before = common::snapshot(&root.join("etc"));
-    let out = in_ns(
-        &root,
-        r#"mount --bind "$ROOT/etc" "$ROOT/etc" && mount -o remount,ro,bind "$ROOT/etc"
-           "$LABINIT" setup --root "$ROOT""#,
-        &[],
-    );
+    let out = in_ns(&root, READ_ONLY_ETC_SETUP, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -177,12 +176,7 @@ fn a_read_only_etc_that_already_has_the_account_is_silent() {
     let root = common::fixture_root("debian-12");
     let first = in_ns(&root, r#""$LABINIT" setup --root "$ROOT""#, &[]);
     assert!(first.status.success(), "{}", stderr(&first));
-    let out = in_ns(
-        &root,
-        r#"mount --bind "$ROOT/etc" "$ROOT/etc" && mount -o remount,ro,bind "$ROOT/etc"
-           "$LABINIT" setup --root "$ROOT""#,
-        &[],
-    );
+    let out = in_ns(&root, READ_ONLY_ETC_SETUP, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
 }

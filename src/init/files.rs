@@ -124,6 +124,13 @@ fn refuse_symlink(path: &Path, container_path: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Open `path` for reading the way root reads a file under `/etc`: never
+/// through a link (ELOOP), never blocking on a FIFO (the caller checks the
+/// file type).
+fn open_to_read(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK).open(path)
+}
+
 /// The bytes of the regular file at `path`; `None` when there is none.
 /// Opened without following a link and without blocking: a FIFO at an
 /// account file, the journal or a temp name must not hang a start that
@@ -131,8 +138,7 @@ fn refuse_symlink(path: &Path, container_path: &str) -> io::Result<()> {
 /// socket, directory, device) is an `InvalidData` error saying what it is.
 pub(crate) fn read_regular(path: &Path) -> io::Result<Option<Vec<u8>>> {
     use std::os::unix::fs::FileTypeExt;
-    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
-    let mut f = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+    let mut f = match open_to_read(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
@@ -189,8 +195,7 @@ pub(crate) fn load(root: &Root) -> io::Result<Database> {
 /// `buf` against it (no second copy of a large file in memory; one small
 /// buffer for every file, as each new page costs a fault).
 fn holds(path: &Path, data: &[u8], buf: &mut [u8]) -> io::Result<bool> {
-    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
-    let mut f = OpenOptions::new().read(true).custom_flags(flags).open(path)?;
+    let mut f = open_to_read(path)?;
     let meta = f.metadata()?;
     if !meta.is_file() || meta.len() != data.len() as u64 {
         return Ok(false);

@@ -98,11 +98,12 @@ impl Services {
         before: impl FnOnce(),
     ) -> Services {
         let dir = root.path(dir);
-        if std::fs::metadata(&dir).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
-            return Services::none();
-        }
+        let is_dir = match std::fs::metadata(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Services::none(),
+            found => found.is_ok_and(|m| m.is_dir()),
+        };
         before();
-        let setenv = if !dir.is_dir() {
+        let setenv = if !is_dir {
             None
         } else {
             state::write_sshd_setenv(root, &children.session_env(Some(std::process::id())))
