@@ -101,6 +101,37 @@ fn cpu_use_keeps_it_busy() {
     }
 }
 
+/// A program whose main thread waits while a worker thread computes keeps it
+/// busy: CPU use is the whole process's, every thread counted (reading the
+/// main thread's alone stopped such a job as idle). Control: the worker
+/// sleeps in its loop, and the container stops idle. The name rule is off.
+#[test]
+fn a_busy_worker_thread_keeps_it_busy_while_the_main_thread_waits() {
+    for control in [false, true] {
+        let work = if control { "time.sleep(0.05)" } else { "pass" };
+        let job = format!(
+            "run -- python3 -c 'import os, threading, time\ndef work():\n    while not os.path.exists(\"{{D}}/stop\"): {work}\nt = threading.Thread(target=work)\nt.start()\nt.join()\ntime.sleep(600)'"
+        );
+        let mut run = start("", &job, &[("LABKIT_IDLE_TIMEOUT", "1s"), ("LABKIT_IDLE_BUSY", "")]);
+        if !control {
+            assert!(run.logged("idle watchdog: busy: python3 (pid"), "{}", run.stderr());
+            // Still busy well past the timeout.
+            std::thread::sleep(std::time::Duration::from_millis(2000));
+            assert!(run.running(), "{}", run.stderr());
+            std::fs::write(run.path("stop"), "").unwrap();
+        }
+        assert_eq!(run.wait(), 0, "{}", run.stderr());
+        let err = run.stderr();
+        if control {
+            assert!(err.contains("nothing was busy since the start"), "control: {err}");
+        } else {
+            assert!(err.contains("% CPU"), "{err}");
+            assert!(err.contains("idle (last busy: python3 (pid"), "{err}");
+        }
+        assert!(err.contains("exiting with code 0 (idle)"), "{err}");
+    }
+}
+
 /// A process whose name contains `python` keeps it busy even when it uses no
 /// CPU (the sleeper's rule). Control: LABKIT_IDLE_BUSY empty.
 #[test]

@@ -3,9 +3,7 @@
 //! machine ([`Watchdog::observe`]). The rules are in the module doc of
 //! [`crate::init::idle`].
 
-use std::collections::HashMap;
 use std::collections::HashSet;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,16 +33,12 @@ pub(crate) struct Watchdog {
     /// One scan's processes, kept when Jupyter servers answer: the rule
     /// needs the whole tree before judging (the buffer is reused).
     seen: Vec<Seen>,
-    /// (pid, starttime) -> CPU ticks of all threads, for the processes
-    /// below a Jupyter server (see [`Watchdog::busy_reason_with_jupyter`]).
-    tree_ticks: HashMap<(i32, u64), u64>,
 }
 
 /// A process of one scan, for judging after the Jupyter tree is known.
 struct Seen {
     pid: i32,
     ppid: i32,
-    starttime: u64,
     /// CPU use over the interval, fraction of one core.
     used: f64,
     /// Whether the name matches `busy_names`.
@@ -75,7 +69,6 @@ impl Watchdog {
             jupyter,
             notes: Vec::new(),
             seen: Vec::new(),
-            tree_ticks: HashMap::new(),
         }
     }
 
@@ -118,7 +111,7 @@ impl Watchdog {
         let secs = elapsed.as_secs_f64().max(1e-3);
         let (cfg, clk_tck) = (&self.cfg, self.clk_tck);
         self.reader.for_each(proc_root, clk_tck, |sample| {
-            let p = sample.stat;
+            let p = &sample;
             if reason.is_some()
                 || p.is_zombie()
                 || excluded_pids.contains(&p.pid)
@@ -130,17 +123,17 @@ impl Watchdog {
             if let Some(before) = sample.previous {
                 let used = (sample.cpu_seconds - before).max(0.0) / secs;
                 if used >= cfg.cpu {
-                    reason = Some(Busy::Cpu { pid: p.pid, name: p.name.clone(), percent: used * 100.0 });
+                    reason = Some(Busy::Cpu { pid: p.pid, name: p.name.to_owned(), percent: used * 100.0 });
                     return;
                 }
             }
             if cfg.busy_names.iter().any(|n| !n.is_empty() && p.name.contains(n.as_str())) {
-                reason = Some(Busy::Name { pid: p.pid, name: p.name.clone() });
+                reason = Some(Busy::Name { pid: p.pid, name: p.name.to_owned() });
                 return;
             }
             if !devices.is_empty() {
                 if let Some(device) = open_device(proc_root, p.pid, &devices) {
-                    reason = Some(Busy::Gpu { pid: p.pid, name: p.name.clone(), device });
+                    reason = Some(Busy::Gpu { pid: p.pid, name: p.name.to_owned(), device });
                 }
             }
         });
@@ -164,38 +157,18 @@ impl Watchdog {
         let secs = elapsed.as_secs_f64().max(1e-3);
         let (cfg, clk_tck) = (&self.cfg, self.clk_tck);
         self.reader.for_each(proc_root, clk_tck, |sample| {
-            let p = sample.stat;
+            let p = &sample;
             if p.is_zombie() || excluded_pids.contains(&p.pid) || excluded_sessions.contains(&p.session) {
                 return;
             }
             // The reader keeps the CPU time of the previous check.
             let used = sample.previous.map_or(0.0, |before| (sample.cpu_seconds - before).max(0.0) / secs);
             let named = cfg.busy_names.iter().any(|n| !n.is_empty() && p.name.contains(n.as_str()));
-            let name = if used >= cfg.cpu || named || !devices.is_empty() { p.name.clone() } else { String::new() };
-            seen.push(Seen { pid: p.pid, ppid: p.ppid, starttime: p.starttime, used, named, name });
+            let name = if used >= cfg.cpu || named || !devices.is_empty() { p.name.to_owned() } else { String::new() };
+            seen.push(Seen { pid: p.pid, ppid: p.ppid, used, named, name });
         });
         let pairs: Vec<(i32, i32)> = seen.iter().map(|s| (s.pid, s.ppid)).collect();
         let depth = jupyter::tree_depths(&pairs, servers);
-        // The scan's CPU time is the main thread's (`schedstat`); a kernel
-        // whose cell left a thread training is busy in another thread. So
-        // below a server, where the name rule is gone, CPU use is taken
-        // from `stat`, which sums every thread (a few processes: cheap).
-        let mut tree_ticks = HashMap::new();
-        for s in seen.iter_mut().filter(|s| depth.get(&s.pid).is_some_and(|d| *d >= 1)) {
-            let text = fs::read_to_string(proc_root.join(s.pid.to_string()).join("stat")).unwrap_or_default();
-            let Some(st) = procfs::parse_stat(&text).filter(|st| st.starttime == s.starttime) else { continue };
-            if let Some(before) = self.tree_ticks.get(&(s.pid, s.starttime)) {
-                let all = st.ticks.saturating_sub(*before) as f64 / self.clk_tck / secs;
-                if all > s.used {
-                    s.used = all;
-                    if s.name.is_empty() {
-                        s.name = st.name.clone();
-                    }
-                }
-            }
-            tree_ticks.insert((s.pid, s.starttime), st.ticks);
-        }
-        self.tree_ticks = tree_ticks;
         let mut reason = None;
         for s in &seen {
             let d = depth.get(&s.pid).copied();
