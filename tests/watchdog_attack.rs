@@ -491,3 +491,34 @@ fn control_an_orphan_beside_a_jupyter_server_on_a_fresh_pid_keeps_it_busy() {
     assert_ne!(x, server);
     assert!(up, "stopped although python3 runs:\n{err}");
 }
+
+/// A process the watchdog has followed for a while without it using CPU
+/// (`sh` blocked on a FIFO) execs into a python name: the exec itself runs,
+/// its CPU time moves, `stat` is read again and the name rule sees the new
+/// name (checks every 0.05 s, so several checks saw it still). Control: the
+/// same exec into a name no rule knows (`sleep`) lets the container stop.
+#[test]
+fn a_followed_process_that_execs_into_a_python_name_is_seen_by_its_new_name() {
+    for control in [false, true] {
+        let target = if control { "/bin/sleep 600" } else { "{D}/python3 -c \"sleep 600\"" };
+        let job = format!("sh -c 'read x < {{D}}/go; exec {target}'");
+        let mut run = start(
+            "mkfifo {D}/go",
+            &job,
+            &[("LABKIT_IDLE_TIMEOUT", "3s"), ("LABKIT_IDLE_INTERVAL", "0.05s"), ("LABKIT_IDLE_BUSY", "python")],
+            &[],
+        );
+        // Idle (the blocked sh uses no CPU) for a while: followed, stat cached.
+        assert!(run.logged("idle watchdog: idle (nothing was busy since the start)"), "{}", run.stderr());
+        std::thread::sleep(Duration::from_millis(500));
+        std::fs::write(run.path("go"), "go\n").unwrap();
+        if control {
+            assert_eq!(run.wait(), 0, "{}", run.stderr());
+            assert!(!run.stderr().contains("idle watchdog: busy"), "{}", run.stderr());
+        } else {
+            assert!(run.logged("idle watchdog: busy: python3 (pid"), "{}", run.stderr());
+            assert!(up_after(&mut run, Duration::from_secs(4)), "stopped although python3 runs:\n{}", run.stderr());
+            stop(&mut run);
+        }
+    }
+}
