@@ -522,3 +522,24 @@ fn a_followed_process_that_execs_into_a_python_name_is_seen_by_its_new_name() {
         }
     }
 }
+
+/// Following 300 processes (the default descriptor limit) holds no
+/// descriptor per process in labinit: the reader before 4446270 held two
+/// each (`schedstat`, `comm`; checked by building 9759fea: 610). Control:
+/// the same count of the job's `sh`, which holds 7 extra descriptors,
+/// sees them.
+#[test]
+fn following_300_processes_holds_no_descriptor_per_process() {
+    let job = "sh -c 'i=0; while [ $i -lt 300 ]; do sleep 600 & i=$((i+1)); done; exec 3</dev/null 4</dev/null 5</dev/null 6</dev/null 7</dev/null 8</dev/null 9</dev/null; : > {D}/spawned; wait'";
+    let mut run = start("true", job, &[("LABKIT_IDLE_TIMEOUT", "600s"), ("LABKIT_IDLE_BUSY", "")], &[]);
+    wait_file(&run, "spawned");
+    std::thread::sleep(Duration::from_secs(1)); // five checks over the 300
+    let fds = |pid: i32| std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let init = run.init();
+    let labinit = fds(init);
+    let sh = run.ns_procs().into_iter().find(|p| p.1 == init && p.3 == "sh").expect("the job's sh").0;
+    let job_fds = fds(sh);
+    assert!(labinit < 16, "labinit holds {labinit} descriptors over 300 processes");
+    assert!(job_fds >= 10, "control: the job's sh holds 3 + 7 descriptors, counted {job_fds}");
+    stop(&mut run);
+}
