@@ -33,7 +33,7 @@ const BASE: [(&str, &str); 5] = [
 
 /// labinit (PID 1) running `job` (after `run --`), after `prelude`, with the
 /// idle settings `extra` (later entries win); `files` are written into `{D}`
-/// first (name, text).
+/// first (name, text with `{D}` expanded; executable).
 fn start(prelude: &str, job: &str, extra: &[(&str, &str)], files: &[(&str, &str)]) -> Run {
     let mut env: Vec<(&str, &str)> = BASE.to_vec();
     env.extend_from_slice(extra);
@@ -41,8 +41,12 @@ fn start(prelude: &str, job: &str, extra: &[(&str, &str)], files: &[(&str, &str)
         "cp /bin/sleep {{D}}/trainer && cp /bin/sh {{D}}/python3 && {prelude}\nexec {{L}} --root {{D}}/root run -- {job}"
     );
     Run::script(&[], &script, &env, |d| {
+        use std::os::unix::fs::PermissionsExt;
         for (name, text) in files {
-            std::fs::write(d.join(name), text).unwrap();
+            let path = d.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, text.replace("{D}", &d.path().display().to_string())).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
     })
 }
@@ -638,4 +642,40 @@ fn control_a_session_founded_on_a_fresh_pid_counts() {
     assert_ne!(s, t, "{pids}");
     assert!(up, "stopped although trainer runs:\n{err}");
     assert!(err.contains("service once: done (exit code 0)"), "{err}");
+}
+
+/// A process the watchdog follows in a service's session (left out), idle
+/// for a while, founds a session of its own (`setsid`) and execs into
+/// `trainer`: its CPU time moved, so `stat` is read again and the new
+/// session counts (a session founded anew is the job's, as with ssh
+/// logins). Before 4446270 the reader kept the session of its first `stat`
+/// and `trainer` never counted (checked by building 9759fea).
+/// Control: the same exec without `setsid` stays in the service's
+/// session and never counts: the container stops as idle.
+#[test]
+fn a_process_that_leaves_a_services_session_by_setsid_counts() {
+    for control in [false, true] {
+        let exec = if control { "exec" } else { "exec setsid" };
+        let svc =
+            format!("#!/bin/sh\nsh -c 'read x < {{D}}/go; {exec} {{D}}/trainer 600' &\necho > {{D}}/svc.ready\nwait\n");
+        let mut run = start(
+            "mkdir -p {D}/root/svc && mkfifo {D}/go",
+            "sleep 600",
+            &[("LABKIT_SERVICES_DIR", "/svc"), ("LABKIT_IDLE_TIMEOUT", "4s"), ("LABKIT_IDLE_BUSY", "trainer")],
+            &[("root/svc/hold.sh", &svc)],
+        );
+        wait_file(&run, "svc.ready");
+        std::thread::sleep(Duration::from_secs(1)); // followed, stat cached
+        std::fs::write(run.path("go"), "go\n").unwrap();
+        if control {
+            assert_eq!(run.wait(), 0, "{}", run.stderr());
+            let err = run.stderr();
+            assert!(!err.contains("idle watchdog: busy"), "control: a service's process counted:\n{err}");
+            assert!(err.contains("exiting with code 0 (idle)"), "{err}");
+        } else {
+            assert!(run.logged("idle watchdog: busy: trainer (pid"), "{}", run.stderr());
+            assert!(up_after(&mut run, Duration::from_secs(5)), "stopped although trainer runs:\n{}", run.stderr());
+            stop(&mut run);
+        }
+    }
 }
