@@ -679,3 +679,36 @@ fn a_process_that_leaves_a_services_session_by_setsid_counts() {
         }
     }
 }
+
+/// Threads that each live 0.1 s and compute, one after another, while the
+/// main thread waits in `join`: the process's clock keeps the CPU time of
+/// threads that ended (unlike processes that ended, see
+/// `cpu_bound_steps_shorter_than_the_interval_keep_it_busy`), so it counts.
+/// Before 4446270 (the main thread's `schedstat`) it did not (checked by
+/// building 9759fea).
+/// Control: the threads sleep their 0.1 s, and the container stops idle.
+#[test]
+fn short_lived_threads_that_compute_keep_it_busy() {
+    for control in [false, true] {
+        let work =
+            if control { "time.sleep(0.1)" } else { "end = time.time() + 0.1\n    while time.time() < end: pass" };
+        let code = format!(
+            "import threading, time\ndef work():\n    {work}\nwhile True:\n    t = threading.Thread(target=work); t.start(); t.join()\n"
+        );
+        let job = format!("{} {{D}}/threads.py", python());
+        let mut run = start(
+            "true",
+            &job,
+            &[("LABKIT_IDLE_TIMEOUT", "2s"), ("LABKIT_IDLE_INTERVAL", "0.5s"), ("LABKIT_IDLE_BUSY", "")],
+            &[("threads.py", &code)],
+        );
+        if control {
+            assert_eq!(run.wait(), 0, "{}", run.stderr());
+            assert!(run.stderr().contains("nothing was busy since the start): stopping"), "{}", run.stderr());
+        } else {
+            assert!(run.logged("idle watchdog: busy: python3 (pid"), "{}", run.stderr());
+            assert!(up_after(&mut run, Duration::from_secs(4)), "stopped although threads compute:\n{}", run.stderr());
+            stop(&mut run);
+        }
+    }
+}
