@@ -325,11 +325,8 @@ mod tests {
     }
 
     /// A `/proc` whose `self` is another process (another PID namespace)
-
     /// is never asked by clock or `loadavg`: every scan reads `stat`, CPU
-
     /// time in clock ticks. Control: this namespace's `/proc` is.
-
     #[test]
     fn a_proc_of_another_namespace_is_read_from_stat() {
         let dir = std::env::temp_dir().join(format!("labkit-procfs-{}", std::process::id()));
@@ -376,9 +373,7 @@ mod tests {
     }
 
     /// The clock id is the one the C library hands out for a pid.
-
     /// Control: another pid's differs.
-
     #[test]
     fn the_process_clock_is_the_c_librarys() {
         let me = std::process::id() as i32;
@@ -392,11 +387,8 @@ mod tests {
     }
 
     /// CPU time sums every thread: a program whose main thread waits while
-
     /// a worker computes is using CPU (`/proc/PID/schedstat`, the main
-
     /// thread's alone, showed it idle). Control: the worker sleeps.
-
     #[test]
     fn cpu_time_counts_every_thread_not_the_main_one_alone() {
         let used = |work: &str| {
@@ -430,11 +422,8 @@ mod tests {
     }
 
     /// Following processes keeps no descriptor open: each would hold a
-
     /// 4 KiB kernel buffer charged to the container. Control: the count
-
     /// sees a descriptor this test opens.
-
     #[test]
     fn following_processes_keeps_no_descriptor_open() {
         let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
