@@ -127,7 +127,6 @@ fn reuse_run(how: &str, second: &str) -> (Run, String) {
 /// reader before 4446270 skipped the listing the same way (same failure).
 /// Control: the same start on a fresh pid keeps the container up.
 #[test]
-#[ignore = "bug: a process on a reused pid with loadavg's last pid unchanged is never listed (false idle)"]
 fn a_process_on_the_pid_just_freed_is_seen() {
     let (mut run, pids) = reuse_run("reuse", "trainer");
     let (a, b) = pids.trim().split_once(' ').unwrap();
@@ -214,7 +213,6 @@ fn set_tid_run(how: &str) -> (Run, String) {
 /// seen; the container stops as idle while it runs.
 /// Control: the same `trainer` started by a plain fork keeps it up.
 #[test]
-#[ignore = "bug: a process created by clone3 with set_tid (CRIU restore) is never listed (false idle)"]
 fn a_process_created_on_a_chosen_pid_by_clone3_is_seen() {
     let (mut run, pid) = set_tid_run("set_tid");
     assert_eq!(pid, "500");
@@ -273,7 +271,6 @@ fn leader_exit_stays_up(how: &str, busy_names: &str) -> (bool, String) {
 }
 
 #[test]
-#[ignore = "bug: a process whose main thread exited (stat shows Z) while its threads compute is skipped as a zombie (false idle)"]
 fn a_process_whose_main_thread_exited_while_workers_compute_keeps_it_busy() {
     for busy_names in ["", "python"] {
         let (up, err) = leader_exit_stays_up("exit", busy_names);
@@ -324,7 +321,6 @@ fn a_zombie_named_python_that_is_never_reaped_lets_it_stop() {
 /// children show in its `stat` `cutime`/`cstime`.
 /// Control: one long CPU-bound process keeps the container up.
 #[test]
-#[ignore = "bug (before 4446270 too): CPU used by processes shorter than the check interval is never counted (false idle)"]
 fn cpu_bound_steps_shorter_than_the_interval_keep_it_busy() {
     let (up, err) = steps_stay_up(false);
     assert!(up, "stopped although one core is busy with short steps:\n{err}");
@@ -480,7 +476,6 @@ fn orphan_run(reuse: bool) -> (bool, String, String) {
 }
 
 #[test]
-#[ignore = "bug: a sleeping orphan keeps its dead parent's pid as ppid; a Jupyter server on that pid adopts it and the name rule is lost (false idle)"]
 fn an_orphan_is_not_adopted_by_a_jupyter_server_on_its_old_parents_pid() {
     let (up, pids, err) = orphan_run(true);
     let (x, server) = pids.trim().split_once(' ').unwrap();
@@ -557,7 +552,6 @@ fn following_300_processes_holds_no_descriptor_per_process() {
 /// that. The same before 4446270 (`for_each` returns nothing on error).
 /// Control: the real /proc, and `trainer` keeps the container up.
 #[test]
-#[ignore = "bug: an unreadable or empty /proc is judged idle and the busy container is stopped without a word"]
 fn a_proc_that_shows_nothing_does_not_stop_a_busy_container() {
     let (up, err) = blind_run("mount -t tmpfs none /proc");
     assert!(up, "stopped as idle although the watchdog saw no process at all:\n{err}");

@@ -9,10 +9,26 @@ use crate::init::jupyter;
 /// Why the container counts as busy.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Busy {
-    Cpu { pid: i32, name: String, percent: f64 },
-    Gpu { pid: i32, name: String, device: String },
-    Name { pid: i32, name: String },
+    Cpu {
+        pid: i32,
+        name: String,
+        percent: f64,
+    },
+    Gpu {
+        pid: i32,
+        name: String,
+        device: String,
+    },
+    Name {
+        pid: i32,
+        name: String,
+    },
     Jupyter(jupyter::Reason),
+    /// The check saw no process (`/proc` missing, empty or unreadable): it
+    /// cannot judge, so the container is kept rather than stopped blind.
+    Unseen {
+        proc_root: String,
+    },
 }
 
 impl std::fmt::Display for Busy {
@@ -22,6 +38,11 @@ impl std::fmt::Display for Busy {
             Busy::Gpu { pid, name, device } => write!(f, "{name} (pid {pid}) holds {device} open"),
             Busy::Name { pid, name } => write!(f, "{name} (pid {pid}) is running"),
             Busy::Jupyter(r) => write!(f, "{r}"),
+            Busy::Unseen { proc_root } => write!(
+                f,
+                "no process can be read from {proc_root} (not mounted, empty, or out of file descriptors?); \
+                 the container is kept until the watchdog can see its processes"
+            ),
         }
     }
 }
@@ -90,6 +111,12 @@ mod tests {
                 duration::show(Duration::from_secs(300)),
                 duration::show(Duration::from_secs(1500))
             )
+        );
+        let blind = Busy::Unseen { proc_root: "/proc".into() };
+        assert_eq!(
+            message(&Event::Busy(blind), &cfg).unwrap(),
+            "idle watchdog: busy: no process can be read from /proc (not mounted, empty, or out of file \
+             descriptors?); the container is kept until the watchdog can see its processes"
         );
         let exp = message(&Event::Expired { idle_for: Duration::from_secs(1800), last_busy: None }, &cfg).unwrap();
         assert!(exp.contains("stopping the container") && exp.contains("nothing was busy"), "{exp}");

@@ -3,7 +3,7 @@
 //! machine ([`Watchdog::observe`]). The rules are in the module doc of
 //! [`crate::init::idle`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,6 +39,8 @@ pub(crate) struct Watchdog {
 struct Seen {
     pid: i32,
     ppid: i32,
+    /// Start time, clock ticks since boot.
+    starttime: u64,
     /// CPU use over the interval, fraction of one core.
     used: f64,
     /// Whether the name matches `busy_names`.
@@ -109,8 +111,9 @@ impl Watchdog {
         }
         let mut reason = None;
         let secs = elapsed.as_secs_f64().max(1e-3);
+        let full = self.could_expire(elapsed);
         let (cfg, clk_tck) = (&self.cfg, self.clk_tck);
-        self.reader.for_each(proc_root, clk_tck, |sample| {
+        let seen = self.reader.for_each(proc_root, clk_tck, full, |sample| {
             let p = &sample;
             if reason.is_some()
                 || p.is_zombie()
@@ -120,8 +123,8 @@ impl Watchdog {
                 return; // keep recording ticks for the next interval
             }
             // The reader keeps the CPU time of the previous check.
-            if let Some(before) = sample.previous {
-                let used = (sample.cpu_seconds - before).max(0.0) / secs;
+            if let Some(used) = sample.used_since() {
+                let used = used / secs;
                 if used >= cfg.cpu {
                     reason = Some(Busy::Cpu { pid: p.pid, name: p.name.to_owned(), percent: used * 100.0 });
                     return;
@@ -137,7 +140,14 @@ impl Watchdog {
                 }
             }
         });
-        reason
+        reason.or_else(|| blind(proc_root, seen))
+    }
+
+    /// Whether an idle verdict of this check could stop the container: such
+    /// a check lists `/proc` whole (a pid handed out again does not show in
+    /// the last pid the reader otherwise goes by).
+    fn could_expire(&self, elapsed: Duration) -> bool {
+        self.cfg.timeout > Duration::ZERO && self.idle_for + elapsed >= self.cfg.timeout
     }
 
     /// [`Watchdog::busy_reason`] when Jupyter servers answer: the scan is
@@ -155,19 +165,32 @@ impl Watchdog {
         let mut seen = std::mem::take(&mut self.seen);
         seen.clear();
         let secs = elapsed.as_secs_f64().max(1e-3);
+        let full = self.could_expire(elapsed);
         let (cfg, clk_tck) = (&self.cfg, self.clk_tck);
-        self.reader.for_each(proc_root, clk_tck, |sample| {
+        let scan = self.reader.for_each(proc_root, clk_tck, full, |sample| {
             let p = &sample;
             if p.is_zombie() || excluded_pids.contains(&p.pid) || excluded_sessions.contains(&p.session) {
                 return;
             }
             // The reader keeps the CPU time of the previous check.
-            let used = sample.previous.map_or(0.0, |before| (sample.cpu_seconds - before).max(0.0) / secs);
+            let used = sample.used_since().unwrap_or(0.0) / secs;
             let named = cfg.busy_names.iter().any(|n| !n.is_empty() && p.name.contains(n.as_str()));
             let name = if used >= cfg.cpu || named || !devices.is_empty() { p.name.to_owned() } else { String::new() };
-            seen.push(Seen { pid: p.pid, ppid: p.ppid, used, named, name });
+            seen.push(Seen { pid: p.pid, ppid: p.ppid, starttime: p.starttime, used, named, name });
         });
-        let pairs: Vec<(i32, i32)> = seen.iter().map(|s| (s.pid, s.ppid)).collect();
+        if let Some(b) = blind(proc_root, scan) {
+            self.seen = seen;
+            return Some(b);
+        }
+        // A parent link counts only to a parent that started before the
+        // child: a process keeps its dead parent's pid as its parent id
+        // until it runs again, and a server may have that pid by now.
+        let started: HashMap<i32, u64> = seen.iter().map(|s| (s.pid, s.starttime)).collect();
+        let pairs: Vec<(i32, i32)> = seen
+            .iter()
+            .filter(|s| started.get(&s.ppid).is_some_and(|t| *t <= s.starttime))
+            .map(|s| (s.pid, s.ppid))
+            .collect();
         let depth = jupyter::tree_depths(&pairs, servers);
         let mut reason = None;
         for s in &seen {
@@ -260,6 +283,12 @@ impl Watchdog {
             }
         }
     }
+}
+
+/// [`Busy::Unseen`] when a scan could not read `proc_root` or saw no
+/// process at all (labinit itself is always one in its own namespace).
+fn blind(proc_root: &Path, scan: Option<procfs::Seen>) -> Option<Busy> {
+    scan.is_none_or(|s| s.processes == 0).then(|| Busy::Unseen { proc_root: proc_root.display().to_string() })
 }
 
 #[cfg(test)]

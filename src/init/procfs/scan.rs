@@ -6,38 +6,43 @@ use std::path::Path;
 
 use nix::libc;
 
-use super::stat::{pid_entry, pread_into, read_stat, ProcStat};
+use super::stat::{is_zombie, pid_entry, pread_into, read_stat, ProcStat};
 
 /// A `/proc` scanner for repeated scans (the idle watchdog).
 ///
 /// CPU time comes from each process's CPU-time clock (`clock_gettime` on the
 /// clock `clock_getcpuclockid(3)` names): one system call, no descriptor,
-/// and the sum over *every* thread — `/proc/PID/schedstat` shows the main
-/// thread alone, so a program whose main thread waits while its worker
-/// threads compute read as idle. Linux lets any process read another's
-/// clock in its PID namespace (`posix-cpu-timers.c`, `lookup_task`: no
-/// permission check for reading).
+/// and the sum over *every* thread, ended ones included —
+/// `/proc/PID/schedstat` shows the main thread alone, so a program whose
+/// main thread waits while its worker threads compute read as idle. Linux
+/// lets any process read another's clock in its PID namespace
+/// (`posix-cpu-timers.c`, `lookup_task`: no permission check for reading).
 ///
 /// Nothing is kept open per process. An open `/proc/PID/*` file holds a
 /// 4 KiB kernel buffer (`seq_file`) from its first read to its close,
 /// charged to the container's memory cgroup: two kept descriptors per
 /// process cost 8 MiB of kernel memory over 1000 processes (measured,
-/// `kmalloc-cg-4k`), where this reader keeps 56 bytes each.
+/// `kmalloc-cg-4k`), where this reader keeps 64 bytes each.
 ///
 /// `stat` is read once per new process, and again only when its CPU time
 /// moved since the last scan: what `stat` shows that can change (name on
-/// exec, session on `setsid`, state on exit) only changes while one of its
-/// threads runs, and a process that ran has a CPU time that moved. The
-/// parent id can change without the process running (its parent died):
-/// callers use it only next to the parent's own entry, which is then gone.
+/// exec, session on `setsid`, state on exit, the CPU time of children it
+/// reaped) only changes while one of its threads runs, and a process that
+/// ran has a CPU time that moved. The parent id can change without the
+/// process running (its parent died): callers that follow parent links
+/// check that the parent started before the child.
 ///
 /// When no process was created since the last scan (the namespace's last
 /// pid, `loadavg`'s last field, is unchanged), the followed processes are
-/// all there is and no pid was reused: the listing of `/proc`, the larger
-/// part of a scan's cost, is skipped. Otherwise each listed pid whose
-/// `/proc` entry has the inode number of the last scan is the same process
-/// (a new process gets a new inode); any other is read afresh and matched by
-/// (pid, start time).
+/// all there is and the listing of `/proc`, the larger part of a scan's
+/// cost, is skipped — except on every [`RELIST`]th scan and when the caller
+/// asks for a full scan: a pid handed out again through
+/// `/proc/sys/kernel/ns_last_pid` or `clone3`'s `set_tid` (a checkpoint
+/// restore) does not move the last pid. A followed pid whose `stat` shows
+/// another start time is a new process and is read as one. In a listing,
+/// a pid whose `/proc` entry has the inode number of the last listing is
+/// the same process (a new process gets a new inode); any other is read
+/// afresh and matched by (pid, start time).
 ///
 /// A `/proc` of another PID namespace (its `self` is not this process)
 /// cannot be asked by clock: every scan lists it and reads `stat` (CPU time
@@ -52,7 +57,13 @@ pub(crate) struct StatReader {
     root: Option<Root>,
     /// The namespace's last pid at the previous scan.
     last_pid: Option<i32>,
+    /// Scans so far under `root`.
+    scans: u32,
 }
+
+/// List `/proc` on every this many scans even when no pid was handed out
+/// (10 s checks: every 80 s; the watchdog's timeout is minutes).
+pub(crate) const RELIST: u32 = 8;
 
 struct Root {
     path: std::path::PathBuf,
@@ -64,7 +75,7 @@ struct Root {
 /// The longest name `/proc` shows (`TASK_COMM_LEN` less its NUL).
 const NAME_MAX: usize = 15;
 
-/// One followed process: 56 bytes, no heap.
+/// One followed process: 64 bytes, no heap.
 struct Kept {
     pid: i32,
     ppid: i32,
@@ -75,11 +86,23 @@ struct Kept {
     starttime: u64,
     /// CPU time (ns) at the last scan.
     cpu_ns: u64,
+    /// cutime + cstime (ticks) at the last read of `stat`.
+    children_ticks: u64,
     name: [u8; NAME_MAX],
     name_len: u8,
-    state: u8,
+    zombie: bool,
     /// Seen in the current scan.
     seen: bool,
+}
+
+/// What a scan knows of a process's CPU use since the previous scan.
+#[derive(Clone, Copy)]
+struct Since {
+    /// Its own CPU time (ns) at the previous scan; `None` on the reader's
+    /// first scan, when nothing is known of the time before.
+    cpu_ns: Option<u64>,
+    /// CPU time (ticks) of the children it reaped since.
+    reaped_ticks: u64,
 }
 
 impl Kept {
@@ -91,21 +114,24 @@ impl Kept {
             ino,
             starttime: stat.starttime,
             cpu_ns,
+            children_ticks: 0,
             name: [0; NAME_MAX],
             name_len: 0,
-            state: 0,
+            zombie: false,
             seen: true,
         };
         k.update(stat);
         k
     }
 
-    /// Take what may have changed from a fresh `stat`.
-    fn update(&mut self, stat: &ProcStat) {
-        (self.ppid, self.session, self.state) = (stat.ppid, stat.session, stat.state);
+    /// Take what may have changed from a fresh `stat`; returns the CPU
+    /// time (ticks) of the children reaped since the last read.
+    fn update(&mut self, stat: &ProcStat) -> u64 {
+        (self.ppid, self.session, self.zombie) = (stat.ppid, stat.session, is_zombie(stat.state, stat.threads));
         let name = short_name(&stat.name);
         self.name[..name.len()].copy_from_slice(name.as_bytes());
         self.name_len = name.len() as u8;
+        stat.children_ticks.saturating_sub(std::mem::replace(&mut self.children_ticks, stat.children_ticks))
     }
 
     fn name(&self) -> &str {
@@ -113,31 +139,44 @@ impl Kept {
         std::str::from_utf8(&self.name[..usize::from(self.name_len)]).unwrap_or("")
     }
 
-    fn sample(&self, previous: Option<u64>) -> Sample<'_> {
+    fn sample(&self, since: Since, clk_tck: f64) -> Sample<'_> {
         Sample {
             pid: self.pid,
             ppid: self.ppid,
             session: self.session,
-            state: self.state,
+            starttime: self.starttime,
+            zombie: self.zombie,
             name: self.name(),
             cpu_seconds: self.cpu_ns as f64 / 1e9,
-            previous: previous.map(|ns| ns as f64 / 1e9),
+            previous: since.cpu_ns.map(|ns| ns as f64 / 1e9),
+            reaped_seconds: since.reaped_ticks as f64 / clk_tck,
         }
     }
+}
 
-    /// Read the process again by its CPU clock (and `stat` when it ran);
-    /// `None` once it is gone. Returns the CPU time of the previous scan.
-    fn resample(&mut self, dirfd: i32, buf: &mut [u8]) -> Option<u64> {
-        let now = process_cpu_ns(self.pid)?;
+/// How [`Kept::resample`] found a followed pid.
+enum Found {
+    /// The same process; what it used since the last scan.
+    Same(Since),
+    /// Another process has the pid now (its `stat` and CPU time).
+    Other(ProcStat, u64),
+    Gone,
+}
+
+impl Kept {
+    /// Read the process again by its CPU clock (and `stat` when it ran).
+    fn resample(&mut self, dirfd: i32, buf: &mut [u8]) -> Found {
+        let Some(now) = process_cpu_ns(self.pid) else { return Found::Gone };
+        let mut reaped_ticks = 0;
         if now != self.cpu_ns {
-            let stat = read_stat(dirfd, self.pid, buf)?;
+            let Some(stat) = read_stat(dirfd, self.pid, buf) else { return Found::Gone };
             if stat.starttime != self.starttime {
-                return None; // another process has the pid: the next listing finds it
+                return Found::Other(stat, now);
             }
-            self.update(&stat);
+            reaped_ticks = self.update(&stat);
         }
         self.seen = true;
-        Some(std::mem::replace(&mut self.cpu_ns, now))
+        Found::Same(Since { cpu_ns: Some(std::mem::replace(&mut self.cpu_ns, now)), reaped_ticks })
     }
 }
 
@@ -152,22 +191,45 @@ fn short_name(name: &str) -> &str {
 }
 
 /// One process seen by [`StatReader`]: its `stat` fields as of the last read
-/// (see the type's doc for when that is), its CPU time now and at the
-/// previous scan (`None` when the process is new to this scan), in seconds.
+/// (see the type's doc for when that is) and its CPU use, in seconds.
 pub(crate) struct Sample<'a> {
     pub pid: i32,
     pub ppid: i32,
     pub session: i32,
-    state: u8,
+    /// Start time, clock ticks since boot.
+    pub starttime: u64,
+    zombie: bool,
     pub name: &'a str,
+    /// Its own CPU time so far (every thread).
     pub cpu_seconds: f64,
+    /// Its own CPU time at the previous scan; 0 for a process started (or
+    /// first seen) since then; `None` on the reader's first scan.
     pub previous: Option<f64>,
+    /// CPU time of the children it waited for since the previous scan (a
+    /// loop of steps shorter than the interval shows here).
+    pub reaped_seconds: f64,
 }
 
 impl Sample<'_> {
+    /// Dead and not reaped (see [`ProcStat::is_zombie`]).
     pub(crate) fn is_zombie(&self) -> bool {
-        self.state == b'Z'
+        self.zombie
     }
+
+    /// CPU seconds used since the previous scan, children it reaped
+    /// included; `None` on the reader's first scan.
+    pub(crate) fn used_since(&self) -> Option<f64> {
+        self.previous.map(|p| (self.cpu_seconds - p).max(0.0) + self.reaped_seconds)
+    }
+}
+
+/// What one scan saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Seen {
+    /// Processes passed to the callback.
+    pub processes: usize,
+    /// Whether `/proc` was listed (not only the followed processes asked).
+    pub listed: bool,
 }
 
 impl Default for StatReader {
@@ -195,7 +257,7 @@ pub(crate) fn process_cpu_ns(pid: i32) -> Option<u64> {
 
 impl StatReader {
     pub(crate) fn new() -> StatReader {
-        StatReader { kept: Vec::new(), added: Vec::new(), root: None, last_pid: None }
+        StatReader { kept: Vec::new(), added: Vec::new(), root: None, last_pid: None, scans: 0 }
     }
 
     /// Open `proc_root` (again when it changed; what was followed under
@@ -205,6 +267,7 @@ impl StatReader {
             self.kept.clear();
             self.last_pid = None;
             self.root = None;
+            self.scans = 0;
             let dir: std::os::fd::OwnedFd = std::fs::File::open(proc_root).ok()?.into();
             // `loadavg` shows the reader's namespace, and clocks are looked
             // up in it: only a `/proc` whose `self` is this process.
@@ -220,26 +283,53 @@ impl StatReader {
         self.root.as_ref()
     }
 
-    /// Call `f` with every process under `proc_root` and its CPU time.
-    pub(crate) fn for_each(&mut self, proc_root: &Path, clk_tck: f64, mut f: impl FnMut(Sample)) {
-        let Some(root) = self.open_root(proc_root) else { return };
+    /// Call `f` with every process under `proc_root` and its CPU use. With
+    /// `full`, `/proc` is listed whatever the last pid says. `None` when
+    /// `proc_root` cannot be opened or listed.
+    pub(crate) fn for_each(
+        &mut self,
+        proc_root: &Path,
+        clk_tck: f64,
+        full: bool,
+        mut f: impl FnMut(Sample),
+    ) -> Option<Seen> {
+        let root = self.open_root(proc_root)?;
         let dirfd = root.dir.as_raw_fd();
         let by_clock = root.loadavg.is_some();
         // Read before the scan: a fork during the scan changes it for the next.
         let last_pid = root.loadavg.as_ref().and_then(last_pid);
-        let nothing_new = last_pid.is_some() && last_pid == self.last_pid && !self.kept.is_empty();
+        let first = self.scans == 0;
+        self.scans = self.scans.wrapping_add(1);
+        let nothing_new = !full
+            && self.scans % RELIST != 0
+            && last_pid.is_some()
+            && last_pid == self.last_pid
+            && !self.kept.is_empty();
         self.last_pid = last_pid;
+        // A process new to this scan used all its CPU since the previous
+        // one (or since it was started, which is sooner or the safe side).
+        let new = Since { cpu_ns: (!first).then_some(0), reaped_ticks: 0 };
         let mut buf = [0u8; 1024];
+        let mut n = 0;
         if nothing_new {
-            for k in &mut self.kept {
-                if let Some(previous) = k.resample(dirfd, &mut buf) {
-                    f(k.sample(Some(previous)));
+            for i in 0..self.kept.len() {
+                match self.kept[i].resample(dirfd, &mut buf) {
+                    Found::Same(since) => f(self.kept[i].sample(since, clk_tck)),
+                    Found::Other(stat, cpu_ns) => {
+                        // The pid was handed out again: a new process.
+                        let ino = self.kept[i].ino;
+                        self.kept[i] = Kept::new(&stat, ino, cpu_ns);
+                        let since = Since { reaped_ticks: new.cpu_ns.map_or(0, |_| stat.children_ticks), ..new };
+                        f(self.kept[i].sample(since, clk_tck));
+                    }
+                    Found::Gone => continue,
                 }
+                n += 1;
             }
             self.kept.retain_mut(|k| std::mem::replace(&mut k.seen, false));
-            return;
+            return Some(Seen { processes: n, listed: false });
         }
-        let Ok(rd) = std::fs::read_dir(proc_root) else { return };
+        let rd = std::fs::read_dir(proc_root).ok()?;
         for e in rd.flatten() {
             use std::os::unix::fs::DirEntryExt;
             let Some((_, pid)) = pid_entry(e.file_name().as_bytes()) else { continue };
@@ -247,10 +337,15 @@ impl StatReader {
             let known = self.kept.binary_search_by_key(&pid, |k| k.pid).ok();
             if let Some(i) = known.filter(|i| by_clock && self.kept[*i].ino == ino) {
                 // The same process as at the last listing.
-                if let Some(previous) = self.kept[i].resample(dirfd, &mut buf) {
-                    f(self.kept[i].sample(Some(previous)));
+                match self.kept[i].resample(dirfd, &mut buf) {
+                    Found::Same(since) => {
+                        f(self.kept[i].sample(since, clk_tck));
+                        n += 1;
+                        continue;
+                    }
+                    Found::Gone => continue,
+                    Found::Other(..) => {} // read afresh below
                 }
-                continue;
             }
             let Some(stat) = read_stat(dirfd, pid, &mut buf) else { continue };
             let cpu_ns = if by_clock {
@@ -260,14 +355,23 @@ impl StatReader {
                 (stat.ticks as f64 / clk_tck * 1e9) as u64
             };
             let entry = Kept::new(&stat, ino, cpu_ns);
+            n += 1;
             match known {
-                Some(i) => {
-                    let previous = (self.kept[i].starttime == stat.starttime).then_some(self.kept[i].cpu_ns);
+                Some(i) if self.kept[i].starttime == stat.starttime => {
+                    // Followed already (its /proc entry was made anew).
+                    let reaped_ticks = stat.children_ticks.saturating_sub(self.kept[i].children_ticks);
+                    let since = Since { cpu_ns: Some(self.kept[i].cpu_ns), reaped_ticks };
                     self.kept[i] = entry;
-                    f(self.kept[i].sample(previous));
+                    f(self.kept[i].sample(since, clk_tck));
+                }
+                Some(i) => {
+                    self.kept[i] = entry;
+                    let since = Since { reaped_ticks: new.cpu_ns.map_or(0, |_| stat.children_ticks), ..new };
+                    f(self.kept[i].sample(since, clk_tck));
                 }
                 None => {
-                    f(entry.sample(None));
+                    let since = Since { reaped_ticks: new.cpu_ns.map_or(0, |_| stat.children_ticks), ..new };
+                    f(entry.sample(since, clk_tck));
                     self.added.push(entry);
                 }
             }
@@ -282,6 +386,7 @@ impl StatReader {
             self.kept.sort_unstable_by_key(|k| k.pid);
             self.added.shrink_to(16);
         }
+        Some(Seen { processes: n, listed: true })
     }
 }
 
@@ -305,12 +410,12 @@ mod tests {
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id() as i32;
         let mut seen = 0;
-        r.for_each(Path::new("/proc"), 100.0, |p| seen += usize::from(p.pid == pid));
+        r.for_each(Path::new("/proc"), 100.0, false, |p| seen += usize::from(p.pid == pid));
         assert_eq!(seen, 1);
         assert!(r.kept.iter().any(|k| k.pid == pid));
         // Second scan reads by the process's clock.
         let mut name = String::new();
-        r.for_each(Path::new("/proc"), 100.0, |p| {
+        r.for_each(Path::new("/proc"), 100.0, false, |p| {
             if p.pid == pid {
                 name = p.name.to_owned();
             }
@@ -319,7 +424,7 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         let mut after = 0;
-        r.for_each(Path::new("/proc"), 100.0, |p| after += usize::from(p.pid == pid));
+        r.for_each(Path::new("/proc"), 100.0, false, |p| after += usize::from(p.pid == pid));
         assert_eq!(after, 0, "a reaped process is gone");
         assert!(!r.kept.iter().any(|k| k.pid == pid));
     }
@@ -341,7 +446,7 @@ mod tests {
         let mut r = StatReader::new();
         let scan = |r: &mut StatReader| {
             let mut seen = Vec::new();
-            r.for_each(&dir, 100.0, |s| seen.push((s.pid, s.name.to_owned(), s.cpu_seconds, s.previous)));
+            r.for_each(&dir, 100.0, false, |s| seen.push((s.pid, s.name.to_owned(), s.cpu_seconds, s.previous)));
             seen
         };
         stat(250);
@@ -354,7 +459,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         // Control: the real /proc of this namespace is read by clock.
         let mut own = StatReader::new();
-        own.for_each(Path::new("/proc"), 100.0, |_| {});
+        own.for_each(Path::new("/proc"), 100.0, false, |_| {});
         assert!(own.root.as_ref().unwrap().loadavg.is_some());
     }
 
@@ -400,7 +505,7 @@ mod tests {
             let mut r = StatReader::new();
             let cpu = |r: &mut StatReader| {
                 let mut d = None;
-                r.for_each(Path::new("/proc"), 100.0, |s| {
+                r.for_each(Path::new("/proc"), 100.0, false, |s| {
                     if s.pid == pid {
                         d = s.previous.map(|p| s.cpu_seconds - p);
                     }
@@ -421,6 +526,53 @@ mod tests {
         assert!(idle < 0.1, "control: a sleeping worker used {idle} s");
     }
 
+    /// A loop of steps shorter than the interval shows as the CPU time of
+    /// the children its shell reaped; a process started since the previous
+    /// scan counts with all its CPU time (on the first scan nothing is
+    /// known). Control: the same loop of sleeping steps.
+    #[test]
+    fn reaped_children_and_new_processes_count_their_cpu() {
+        let used = |step: &str| {
+            let script = format!("while :; do {step}; done");
+            let mut child = std::process::Command::new("sh").args(["-c", &script]).spawn().unwrap();
+            let pid = child.id() as i32;
+            let mut r = StatReader::new();
+            let scan = |r: &mut StatReader| {
+                let mut used = None;
+                r.for_each(Path::new("/proc"), 100.0, false, |s| {
+                    if s.pid == pid {
+                        used = Some(s.used_since());
+                    }
+                });
+                used.expect("the loop is listed")
+            };
+            assert_eq!(scan(&mut r), None, "first scan: nothing known before");
+            std::thread::sleep(std::time::Duration::from_millis(800));
+            let used = scan(&mut r).expect("followed");
+            child.kill().unwrap();
+            child.wait().unwrap();
+            used
+        };
+        let busy = used("timeout 0.1 sh -c 'while :; do :; done'");
+        assert!(busy > 0.3, "0.8 s of 0.1 s CPU-bound steps counted {busy} s");
+        let idle = used("sleep 0.1");
+        assert!(idle < 0.1, "control: sleeping steps counted {idle} s");
+        // A process new to a later scan: previous 0, its whole CPU time.
+        let mut r = StatReader::new();
+        r.for_each(Path::new("/proc"), 100.0, false, |_| {});
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        let mut previous = None;
+        r.for_each(Path::new("/proc"), 100.0, false, |s| {
+            if s.pid == pid {
+                previous = Some(s.previous);
+            }
+        });
+        assert_eq!(previous, Some(Some(0.0)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     /// Following processes keeps no descriptor open: each would hold a
     /// 4 KiB kernel buffer charged to the container. Control: the count
     /// sees a descriptor this test opens.
@@ -430,11 +582,11 @@ mod tests {
         let mut children: Vec<_> =
             (0..20).map(|_| std::process::Command::new("sleep").arg("30").spawn().unwrap()).collect();
         let mut r = StatReader::new();
-        r.for_each(Path::new("/proc"), 100.0, |_| {});
+        r.for_each(Path::new("/proc"), 100.0, false, |_| {});
         let before = fds();
         let mut n = 0;
         for _ in 0..3 {
-            r.for_each(Path::new("/proc"), 100.0, |_| n += 1);
+            r.for_each(Path::new("/proc"), 100.0, false, |_| n += 1);
         }
         assert!(n >= 60, "the children were followed");
         assert_eq!(fds(), before, "no descriptor per process");
@@ -452,7 +604,7 @@ mod tests {
         let mut r = StatReader::new();
         let look = |r: &mut StatReader, pid: i32| {
             let (mut n, mut previous) = (0, None);
-            r.for_each(Path::new("/proc"), 100.0, |s| {
+            r.for_each(Path::new("/proc"), 100.0, false, |s| {
                 if s.pid == pid {
                     n += 1;
                     previous = s.previous;
@@ -489,7 +641,7 @@ mod tests {
         let pid = child.id() as i32;
         let name_of = |r: &mut StatReader| {
             let mut n = String::new();
-            r.for_each(Path::new("/proc"), 100.0, |p| {
+            r.for_each(Path::new("/proc"), 100.0, false, |p| {
                 if p.pid == pid {
                     n = p.name.to_owned();
                 }

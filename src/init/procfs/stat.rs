@@ -19,15 +19,29 @@ pub(crate) struct ProcStat {
     pub session: i32,
     /// utime + stime, in clock ticks.
     pub ticks: u64,
+    /// cutime + cstime: the CPU time of the children it waited for (and of
+    /// theirs), in clock ticks.
+    pub children_ticks: u64,
+    /// Threads still running (`num_threads`): a process whose main thread
+    /// exited shows `Z` while its other threads run.
+    pub threads: u32,
     /// Start time in ticks since boot: with the pid, identifies a process
     /// across pid reuse.
     pub starttime: u64,
 }
 
 impl ProcStat {
+    /// Dead and not yet reaped: `Z` with no thread left but the main one.
+    /// (`ps` shows `Zl` for a process whose main thread exited while
+    /// others run: alive, it computes and takes signals.)
     pub(crate) fn is_zombie(&self) -> bool {
-        self.state == b'Z'
+        is_zombie(self.state, self.threads)
     }
+}
+
+/// [`ProcStat::is_zombie`] from `stat`'s state and thread count. Pure.
+pub(crate) fn is_zombie(state: u8, threads: u32) -> bool {
+    state == b'Z' && threads <= 1
 }
 
 /// Parse `/proc/PID/stat`. The name sits in parentheses and may itself
@@ -42,7 +56,7 @@ pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
     let pid = text[..open].trim().parse().ok()?;
     let name = text[open + 1..close].to_owned();
     // Field 3 (state) is the first after the name; utime is 14, stime 15,
-    // starttime 22.
+    // cutime 16, cstime 17, num_threads 20, starttime 22 (proc(5)).
     let mut f = text[close + 1..].split_ascii_whitespace();
     let state = *f.next()?.as_bytes().first()?;
     let ppid = f.next()?.parse().ok()?;
@@ -51,8 +65,24 @@ pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
     let mut f = f.skip(7); // fields 7..=13
     let utime: u64 = f.next()?.parse().ok()?;
     let stime: u64 = f.next()?.parse().ok()?;
-    let starttime = f.nth(6)?.parse().ok()?; // fields 16..=21 skipped
-    Some(ProcStat { pid, name, state, ppid, pgrp, session, ticks: utime + stime, starttime })
+    // A dead child's times count even when the kernel shows them negative
+    // (they never are: `long` in proc(5)).
+    let cutime = f.next()?.parse::<i64>().ok()?.max(0) as u64;
+    let cstime = f.next()?.parse::<i64>().ok()?.max(0) as u64;
+    let threads = f.nth(2)?.parse().ok()?; // fields 18, 19 skipped
+    let starttime = f.nth(1)?.parse().ok()?; // field 21 skipped
+    Some(ProcStat {
+        pid,
+        name,
+        state,
+        ppid,
+        pgrp,
+        session,
+        ticks: utime + stime,
+        children_ticks: cutime + cstime,
+        threads,
+        starttime,
+    })
 }
 
 /// A `/proc` directory entry that names a process: its digits and pid.
@@ -144,9 +174,25 @@ mod tests {
             (p.pid, p.name.as_str(), p.state, p.ppid, p.pgrp, p.session, p.ticks, p.starttime),
             (4242, "my (weird) prog", b'S', 1, 4242, 4243, 300, 12345)
         );
+        assert_eq!((p.children_ticks, p.threads), (0, 1));
+        // Fields 16, 17 (children), 20 (threads) against their neighbours.
+        let q = parse_stat("7 (make) S 1 7 7 0 -1 0 0 0 0 0 10 20 300 400 20 0 3 0 999 0 0").unwrap();
+        assert_eq!((q.ticks, q.children_ticks, q.threads, q.starttime), (30, 700, 3, 999));
         assert!(parse_stat("garbage").is_none());
         assert!(parse_stat("1 (init) Z 0 1 1").is_none(), "truncated lines are refused");
         assert!(parse_stat(") 1 (x").is_none());
+    }
+
+    /// A process whose main thread exited while others run shows `Z` and is
+    /// alive; a real zombie has one thread left. Control: any other state.
+    #[test]
+    fn zombies_are_dead_processes_not_exited_main_threads() {
+        let stat = |state: char, threads: u32| {
+            parse_stat(&format!("7 (w) {state} 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 {threads} 0 5 0 0")).unwrap()
+        };
+        assert!(stat('Z', 1).is_zombie());
+        assert!(!stat('Z', 4).is_zombie(), "main thread exited, three running");
+        assert!(!stat('S', 1).is_zombie() && !stat('R', 4).is_zombie());
     }
 
     #[test]

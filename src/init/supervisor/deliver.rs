@@ -36,7 +36,7 @@ pub(super) fn job_of(procs: &[ProcStat], me: i32, pid1: bool, excluded: &[i32]) 
         d.sort_unstable();
         d
     };
-    let zombie: HashSet<i32> = procs.iter().filter(|p| p.state == b'Z').map(|p| p.pid).collect();
+    let zombie: HashSet<i32> = procs.iter().filter(|p| p.is_zombie()).map(|p| p.pid).collect();
     candidates.into_iter().filter(|p| *p != me && !out_of_job.contains(p) && !zombie.contains(p)).collect()
 }
 

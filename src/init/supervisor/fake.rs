@@ -110,6 +110,8 @@ impl Fake {
             pgrp: pid,
             session,
             ticks: 0,
+            children_ticks: 0,
+            threads: 1,
             starttime: 0,
         };
         self.procs.insert(pid, Proc { stat, reaction });

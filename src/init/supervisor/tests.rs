@@ -547,7 +547,18 @@ fn random_scripts_keep_the_shutdown_rules() {
 }
 
 fn p(pid: i32, ppid: i32) -> ProcStat {
-    ProcStat { pid, name: "x".into(), state: b'S', ppid, pgrp: pid, session: pid, ticks: 0, starttime: 0 }
+    ProcStat {
+        pid,
+        name: "x".into(),
+        state: b'S',
+        ppid,
+        pgrp: pid,
+        session: pid,
+        ticks: 0,
+        children_ticks: 0,
+        threads: 1,
+        starttime: 0,
+    }
 }
 
 #[test]
