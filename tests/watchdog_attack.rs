@@ -621,7 +621,6 @@ fn session_run(reuse: bool) -> (bool, String, String) {
 }
 
 #[test]
-#[ignore = "bug: the session id of a service that is done stays excluded; a job session founded on that pid is never counted (false idle)"]
 fn a_session_founded_on_a_done_services_pid_counts() {
     let (up, pids, err) = session_run(true);
     let (s, t) = pids.trim().split_once(' ').unwrap();

@@ -13,7 +13,9 @@
 //! Each service leads its own session (`setsid`), so its processes are found
 //! by session id even after they are orphaned; sessions are never left, only
 //! founded anew, so a user's ssh login (sshd starts a new session per
-//! connection) is part of the job, not of the service.
+//! connection) is part of the job, not of the service. Once a service
+//! process is reaped and no process is left in its session, the session's id
+//! is forgotten: the kernel may hand that number out again.
 
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
@@ -76,9 +78,16 @@ struct Service {
 pub(crate) struct Services {
     list: Vec<Service>,
     env: Vec<(OsString, OsString)>,
-    /// Session of every service process ever started (its pid): orphans of
-    /// an earlier run of a service still belong to the service.
+    /// Session of every service process started (its pid): orphans of an
+    /// earlier run of a service still belong to the service, until the
+    /// session is empty ([`Services::forget_empty_sessions`]).
     sessions: Vec<i32>,
+    /// Sessions whose service process was reaped: dropped once no process
+    /// is left in them. The kernel does not hand a session's id out as a pid
+    /// while a process is in it, so once empty the number is free, and a
+    /// job process that gets it and founds a session (`setsid`, as tmux does)
+    /// must not be taken for the service.
+    ended: Vec<i32>,
     stopping: bool,
 }
 
@@ -121,7 +130,7 @@ impl Services {
 
     /// No services (nested runs, tests).
     pub(crate) fn none() -> Services {
-        Services { list: Vec::new(), env: Vec::new(), sessions: Vec::new(), stopping: false }
+        Services { list: Vec::new(), env: Vec::new(), sessions: Vec::new(), ended: Vec::new(), stopping: false }
     }
 
     /// Services already running in these sessions, for the supervisor's
@@ -220,6 +229,7 @@ impl Services {
     /// Whether `pid` is a service's main process; if so, record its end.
     pub(crate) fn reaped(&mut self, pid: i32, exit: Exit, now: Instant) -> bool {
         let Some(i) = self.list.iter().position(|s| s.state == State::Running(pid)) else { return false };
+        self.ended.push(pid);
         if self.stopping {
             self.list[i].state = State::Stopped;
             return true;
@@ -263,6 +273,21 @@ impl Services {
     /// Sessions that belong to services (never the job's).
     pub(crate) fn sessions(&self) -> &[i32] {
         &self.sessions
+    }
+
+    /// Whether a service process was reaped whose session may still hold
+    /// processes ([`Services::forget_empty_sessions`] has work).
+    pub(crate) fn has_ended_sessions(&self) -> bool {
+        !self.ended.is_empty()
+    }
+
+    /// Forget the sessions of reaped service processes that `procs` (the
+    /// process table just read) shows empty. Pure but for `self`.
+    pub(crate) fn forget_empty_sessions(&mut self, procs: &[ProcStat]) {
+        let empty: Vec<i32> =
+            self.ended.iter().copied().filter(|s| !procs.iter().any(|p| p.session == *s && !p.is_zombie())).collect();
+        self.sessions.retain(|s| !empty.contains(s));
+        self.ended.retain(|s| !empty.contains(s));
     }
 
     /// Processes of services among `procs` (live ones).
@@ -369,6 +394,34 @@ mod tests {
         let mut ran = false;
         let s = Services::launch(&root, "/svc", labinit, &children, || ran = true);
         assert!(!ran && s.list.is_empty() && !setenv.exists());
+    }
+
+    /// The session of a reaped service process is forgotten once empty
+    /// (its number is then a free pid); while a process is left in it, it
+    /// still belongs to the service. Control: a running service's session
+    /// is kept with nobody else in it.
+    #[test]
+    fn an_ended_services_session_is_forgotten_once_empty() {
+        let proc_in = |pid: i32, session: i32, state: u8| ProcStat {
+            pid,
+            name: "x".into(),
+            state,
+            ppid: 1,
+            pgrp: pid,
+            session,
+            ticks: 0,
+            children_ticks: 0,
+            threads: 1,
+            starttime: 0,
+        };
+        let mut s = Services::in_sessions(vec![30, 40]);
+        s.ended = vec![30];
+        assert!(s.has_ended_sessions());
+        s.forget_empty_sessions(&[proc_in(31, 30, b'S'), proc_in(40, 40, b'S')]);
+        assert_eq!(s.sessions(), [30, 40], "an orphan of the service is still in session 30");
+        s.forget_empty_sessions(&[proc_in(31, 30, b'Z')]);
+        assert_eq!(s.sessions(), [40], "only a zombie left: the session is over; 40 runs");
+        assert!(!s.has_ended_sessions());
     }
 
     #[test]

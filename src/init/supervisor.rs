@@ -383,8 +383,14 @@ impl<O: Os> Supervisor<O> {
         loop {
             let (pid, e) = match self.os.reap() {
                 Reaped::Child(pid, e) => (pid, e),
-                Reaped::Running => return true,
-                Reaped::NoChildren => return false,
+                Reaped::Running => {
+                    self.forget_empty_sessions();
+                    return true;
+                }
+                Reaped::NoChildren => {
+                    self.forget_empty_sessions();
+                    return false;
+                }
             };
             if Some(pid) == self.main {
                 self.main_exit = Some(e);
@@ -393,6 +399,15 @@ impl<O: Os> Supervisor<O> {
                 let now = self.os.now();
                 self.services.reaped(pid, e, now);
             }
+        }
+    }
+
+    /// After reaping, forget the sessions of ended services that are empty
+    /// (one read of the process table, only while such a session is known).
+    fn forget_empty_sessions(&mut self) {
+        if self.services.has_ended_sessions() {
+            let procs = self.os.processes();
+            self.services.forget_empty_sessions(&procs);
         }
     }
 
