@@ -22,7 +22,7 @@ use super::stat::{is_zombie, pid_entry, pread_into, read_stat, ProcStat};
 /// 4 KiB kernel buffer (`seq_file`) from its first read to its close,
 /// charged to the container's memory cgroup: two kept descriptors per
 /// process cost 8 MiB of kernel memory over 1000 processes (measured,
-/// `kmalloc-cg-4k`), where this reader keeps 64 bytes each.
+/// `kmalloc-cg-4k`), where this reader keeps 72 bytes each.
 ///
 /// `stat` is read once per new process, and again only when its CPU time
 /// moved since the last scan: what `stat` shows that can change (name on
@@ -59,6 +59,9 @@ pub(crate) struct StatReader {
     last_pid: Option<i32>,
     /// Scans so far under `root`.
     scans: u32,
+    /// (parent, all CPU ticks) of followed processes whose pid another
+    /// process took during this scan.
+    replaced: Vec<(i32, u64)>,
 }
 
 /// List `/proc` on every this many scans even when no pid was handed out
@@ -75,7 +78,7 @@ struct Root {
 /// The longest name `/proc` shows (`TASK_COMM_LEN` less its NUL).
 const NAME_MAX: usize = 15;
 
-/// One followed process: 64 bytes, no heap.
+/// One followed process: 72 bytes, no heap.
 struct Kept {
     pid: i32,
     ppid: i32,
@@ -88,12 +91,20 @@ struct Kept {
     cpu_ns: u64,
     /// cutime + cstime (ticks) at the last read of `stat`.
     children_ticks: u64,
+    /// This scan's findings until they are passed on: its CPU time (ns)
+    /// at the previous scan (`NONE` on the reader's first scan), and the
+    /// CPU time (ticks) of the children it reaped since.
+    prev_ns: u64,
+    reaped_ticks: u32,
     name: [u8; NAME_MAX],
     name_len: u8,
     zombie: bool,
     /// Seen in the current scan.
     seen: bool,
 }
+
+/// No previous CPU time (the reader's first scan).
+const NONE: u64 = u64::MAX;
 
 /// What a scan knows of a process's CPU use since the previous scan.
 #[derive(Clone, Copy)]
@@ -115,6 +126,8 @@ impl Kept {
             starttime: stat.starttime,
             cpu_ns,
             children_ticks: 0,
+            prev_ns: NONE,
+            reaped_ticks: 0,
             name: [0; NAME_MAX],
             name_len: 0,
             zombie: false,
@@ -139,7 +152,15 @@ impl Kept {
         std::str::from_utf8(&self.name[..usize::from(self.name_len)]).unwrap_or("")
     }
 
-    fn sample(&self, since: Since, clk_tck: f64) -> Sample<'_> {
+    /// Keep what this scan found until [`Kept::sample`].
+    fn note(&mut self, since: Since) {
+        self.prev_ns = since.cpu_ns.unwrap_or(NONE);
+        self.reaped_ticks = u32::try_from(since.reaped_ticks).unwrap_or(u32::MAX);
+    }
+
+    /// This scan's sample; `credit`: ticks of the reaped CPU time already
+    /// counted (the last known CPU time of its children that ended).
+    fn sample(&self, credit: u64, clk_tck: f64) -> Sample<'_> {
         Sample {
             pid: self.pid,
             ppid: self.ppid,
@@ -148,9 +169,15 @@ impl Kept {
             zombie: self.zombie,
             name: self.name(),
             cpu_seconds: self.cpu_ns as f64 / 1e9,
-            previous: since.cpu_ns.map(|ns| ns as f64 / 1e9),
-            reaped_seconds: since.reaped_ticks as f64 / clk_tck,
+            previous: (self.prev_ns != NONE).then(|| self.prev_ns as f64 / 1e9),
+            reaped_seconds: u64::from(self.reaped_ticks).saturating_sub(credit) as f64 / clk_tck,
         }
+    }
+
+    /// All the CPU time (ticks) it is known to have used: what its parent's
+    /// children time grows by when it is reaped.
+    fn total_ticks(&self, clk_tck: f64) -> u64 {
+        (self.cpu_ns as f64 * clk_tck / 1e9) as u64 + self.children_ticks
     }
 }
 
@@ -257,7 +284,7 @@ pub(crate) fn process_cpu_ns(pid: i32) -> Option<u64> {
 
 impl StatReader {
     pub(crate) fn new() -> StatReader {
-        StatReader { kept: Vec::new(), added: Vec::new(), root: None, last_pid: None, scans: 0 }
+        StatReader { kept: Vec::new(), added: Vec::new(), root: None, last_pid: None, scans: 0, replaced: Vec::new() }
     }
 
     /// Open `proc_root` (again when it changed; what was followed under
@@ -286,6 +313,10 @@ impl StatReader {
     /// Call `f` with every process under `proc_root` and its CPU use. With
     /// `full`, `/proc` is listed whatever the last pid says. `None` when
     /// `proc_root` cannot be opened or listed.
+    ///
+    /// A parent's children time grows by the whole CPU time of a child it
+    /// reaps; what the child had used by the previous scan was counted then,
+    /// so it is taken off (the update, then the samples).
     pub(crate) fn for_each(
         &mut self,
         proc_root: &Path,
@@ -293,6 +324,46 @@ impl StatReader {
         full: bool,
         mut f: impl FnMut(Sample),
     ) -> Option<Seen> {
+        let listed = self.update(proc_root, clk_tck, full)?;
+        // The processes that ended since the previous scan: the children
+        // time of the nearest ancestor still there holds what they had used
+        // by then (a child's children time goes up with it when reaped).
+        let ended: Vec<(i32, i32, u64)> =
+            self.kept.iter().filter(|k| !k.seen).map(|k| (k.pid, k.ppid, k.total_ticks(clk_tck))).collect();
+        let mut credits: Vec<(i32, u64)> = Vec::with_capacity(ended.len() + self.replaced.len());
+        for (parent, ticks) in ended.iter().map(|e| (e.1, e.2)).chain(self.replaced.drain(..)) {
+            let mut at = parent;
+            for _ in 0..ended.len() {
+                match ended.iter().find(|e| e.0 == at) {
+                    Some(e) => at = e.1,
+                    None => break,
+                }
+            }
+            credits.push((at, ticks));
+        }
+        let credit_of = |pid: i32| credits.iter().filter(|c| c.0 == pid).map(|c| c.1).sum::<u64>();
+        let mut n = 0;
+        for k in self.kept.iter().chain(&self.added).filter(|k| k.seen) {
+            f(k.sample(if credits.is_empty() { 0 } else { credit_of(k.pid) }, clk_tck));
+            n += 1;
+        }
+        // Processes that were not seen have ended.
+        self.kept.retain_mut(|k| std::mem::replace(&mut k.seen, false));
+        if !self.added.is_empty() {
+            for k in &mut self.added {
+                k.seen = false;
+            }
+            self.kept.append(&mut self.added);
+            self.kept.sort_unstable_by_key(|k| k.pid);
+            self.added.shrink_to(16);
+        }
+        Some(Seen { processes: n, listed })
+    }
+
+    /// Bring the followed processes up to date (each seen one marked, with
+    /// what it used since the previous scan); new ones go to `added`.
+    /// Returns whether `/proc` was listed; `None` when it cannot be read.
+    fn update(&mut self, proc_root: &Path, clk_tck: f64, full: bool) -> Option<bool> {
         let root = self.open_root(proc_root)?;
         let dirfd = root.dir.as_raw_fd();
         let by_clock = root.loadavg.is_some();
@@ -308,26 +379,27 @@ impl StatReader {
         self.last_pid = last_pid;
         // A process new to this scan used all its CPU since the previous
         // one (or since it was started, which is sooner or the safe side).
-        let new = Since { cpu_ns: (!first).then_some(0), reaped_ticks: 0 };
+        let fresh = |stat: &ProcStat| Since {
+            cpu_ns: (!first).then_some(0),
+            reaped_ticks: if first { 0 } else { stat.children_ticks },
+        };
         let mut buf = [0u8; 1024];
-        let mut n = 0;
         if nothing_new {
             for i in 0..self.kept.len() {
                 match self.kept[i].resample(dirfd, &mut buf) {
-                    Found::Same(since) => f(self.kept[i].sample(since, clk_tck)),
+                    Found::Same(since) => self.kept[i].note(since),
                     Found::Other(stat, cpu_ns) => {
                         // The pid was handed out again: a new process.
-                        let ino = self.kept[i].ino;
+                        let old = &self.kept[i];
+                        self.replaced.push((old.ppid, old.total_ticks(clk_tck)));
+                        let ino = old.ino;
                         self.kept[i] = Kept::new(&stat, ino, cpu_ns);
-                        let since = Since { reaped_ticks: new.cpu_ns.map_or(0, |_| stat.children_ticks), ..new };
-                        f(self.kept[i].sample(since, clk_tck));
+                        self.kept[i].note(fresh(&stat));
                     }
-                    Found::Gone => continue,
+                    Found::Gone => {}
                 }
-                n += 1;
             }
-            self.kept.retain_mut(|k| std::mem::replace(&mut k.seen, false));
-            return Some(Seen { processes: n, listed: false });
+            return Some(false);
         }
         let rd = std::fs::read_dir(proc_root).ok()?;
         for e in rd.flatten() {
@@ -339,8 +411,7 @@ impl StatReader {
                 // The same process as at the last listing.
                 match self.kept[i].resample(dirfd, &mut buf) {
                     Found::Same(since) => {
-                        f(self.kept[i].sample(since, clk_tck));
-                        n += 1;
+                        self.kept[i].note(since);
                         continue;
                     }
                     Found::Gone => continue,
@@ -354,39 +425,28 @@ impl StatReader {
             } else {
                 (stat.ticks as f64 / clk_tck * 1e9) as u64
             };
-            let entry = Kept::new(&stat, ino, cpu_ns);
-            n += 1;
+            let mut entry = Kept::new(&stat, ino, cpu_ns);
             match known {
                 Some(i) if self.kept[i].starttime == stat.starttime => {
                     // Followed already (its /proc entry was made anew).
-                    let reaped_ticks = stat.children_ticks.saturating_sub(self.kept[i].children_ticks);
-                    let since = Since { cpu_ns: Some(self.kept[i].cpu_ns), reaped_ticks };
+                    let old = &self.kept[i];
+                    let reaped_ticks = stat.children_ticks.saturating_sub(old.children_ticks);
+                    entry.note(Since { cpu_ns: Some(old.cpu_ns), reaped_ticks });
                     self.kept[i] = entry;
-                    f(self.kept[i].sample(since, clk_tck));
                 }
                 Some(i) => {
+                    let old = &self.kept[i];
+                    self.replaced.push((old.ppid, old.total_ticks(clk_tck)));
+                    entry.note(fresh(&stat));
                     self.kept[i] = entry;
-                    let since = Since { reaped_ticks: new.cpu_ns.map_or(0, |_| stat.children_ticks), ..new };
-                    f(self.kept[i].sample(since, clk_tck));
                 }
                 None => {
-                    let since = Since { reaped_ticks: new.cpu_ns.map_or(0, |_| stat.children_ticks), ..new };
-                    f(entry.sample(since, clk_tck));
+                    entry.note(fresh(&stat));
                     self.added.push(entry);
                 }
             }
         }
-        // Processes that were not listed have ended.
-        self.kept.retain_mut(|k| std::mem::replace(&mut k.seen, false));
-        if !self.added.is_empty() {
-            for k in &mut self.added {
-                k.seen = false;
-            }
-            self.kept.append(&mut self.added);
-            self.kept.sort_unstable_by_key(|k| k.pid);
-            self.added.shrink_to(16);
-        }
-        Some(Seen { processes: n, listed: true })
+        Some(true)
     }
 }
 

@@ -262,3 +262,44 @@ fn a_process_that_execs_shows_its_new_name() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A child followed by earlier scans that ends and is reaped adds to its
+/// parent's reaped CPU only what it used since the previous scan (what it
+/// had used by then was counted with the child). Control: the child's own
+/// CPU at that scan is well above the margin, so counting its whole CPU time
+/// again would fail the bound.
+#[test]
+fn a_reaped_child_counts_only_its_cpu_since_the_previous_scan() {
+    let mut parent = std::process::Command::new("sh")
+        .args(["-c", "timeout 1 sh -c 'while :; do :; done'; sleep 30"])
+        .spawn()
+        .unwrap();
+    let pid = parent.id() as i32;
+    let mut r = StatReader::new();
+    // (CPU of the parent's descendants, the parent's reaped CPU): the child
+    // is `timeout`, which runs the loop; `timeout` reaps it, the parent
+    // reaps `timeout`.
+    let scan = |r: &mut StatReader| {
+        let (mut all, mut reaped) = (Vec::new(), 0.0);
+        r.for_each(Path::new("/proc"), 100.0, false, |s| {
+            all.push((s.pid, s.ppid, s.cpu_seconds));
+            if s.pid == pid {
+                reaped = s.reaped_seconds;
+            }
+        });
+        let children: Vec<i32> = all.iter().filter(|p| p.1 == pid).map(|p| p.0).collect();
+        let below: f64 = all.iter().filter(|p| p.1 == pid || children.contains(&p.1)).map(|p| p.2).sum();
+        (below, reaped)
+    };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    scan(&mut r);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (c2, _) = scan(&mut r);
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let (_, reaped) = scan(&mut r);
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    assert!(c2 > 0.2, "the loop computed {c2} s by the second scan");
+    assert!(reaped <= 1.0 - c2 + 0.05, "reaped {reaped} s, the loop had {c2} s counted already");
+    assert!(reaped > 0.0, "what it used after the second scan counts");
+}
