@@ -182,13 +182,14 @@ impl Watchdog {
             self.seen = seen;
             return Some(b);
         }
-        // A parent link counts only to a parent that started before the
-        // child: a process keeps its dead parent's pid as its parent id
-        // until it runs again, and a server may have that pid by now.
+        // A parent link to a process that started after the child is stale:
+        // a process keeps its dead parent's pid as its parent id until it
+        // runs again, and a server may have that pid by now. (A parent not
+        // in the scan, labinit for one, is kept: the server hangs there.)
         let started: HashMap<i32, u64> = seen.iter().map(|s| (s.pid, s.starttime)).collect();
         let pairs: Vec<(i32, i32)> = seen
             .iter()
-            .filter(|s| started.get(&s.ppid).is_some_and(|t| *t <= s.starttime))
+            .filter(|s| started.get(&s.ppid).is_none_or(|t| *t <= s.starttime))
             .map(|s| (s.pid, s.ppid))
             .collect();
         let depth = jupyter::tree_depths(&pairs, servers);

@@ -372,7 +372,7 @@ impl StatReader {
         let first = self.scans == 0;
         self.scans = self.scans.wrapping_add(1);
         let nothing_new = !full
-            && self.scans % RELIST != 0
+            && !self.scans.is_multiple_of(RELIST)
             && last_pid.is_some()
             && last_pid == self.last_pid
             && !self.kept.is_empty();
