@@ -167,13 +167,14 @@ fn python_named_process_keeps_it_busy() {
 
 /// A process holding a GPU device open keeps it busy. The device is a fake
 /// `/dev/nvidia0` (a character device node, 1:3 like /dev/null) in a private
-/// `/dev` of a mount namespace. Control: a device glob that matches nothing.
+/// `/dev` of a mount namespace. The holder waits on a FIFO, using no CPU (a
+/// polling loop's `sleep` children count: on a slow machine ten a second
+/// reach 5 % of a core). Control: a device glob that matches nothing.
 #[test]
 fn open_gpu_device_keeps_it_busy() {
-    let prelude =
-        "set -e; mount -t tmpfs -o mode=755 tmpfs /dev; mknod -m 666 /dev/null c 1 3; mknod -m 666 /dev/nvidia0 c 1 3";
-    let job =
-        "run -- sh -c 'sh -c \"exec 3</dev/nvidia0; while [ ! -e {D}/stop ]; do sleep 0.1; done\" & exec sleep 600'";
+    let prelude = "set -e; mount -t tmpfs -o mode=755 tmpfs /dev; mknod -m 666 /dev/null c 1 3; \
+                   mknod -m 666 /dev/nvidia0 c 1 3; mkfifo {D}/stop";
+    let job = "run -- sh -c 'sh -c \"exec 3</dev/nvidia0; read x < {D}/stop\" & exec sleep 600'";
     let host_had = std::path::Path::new("/dev/nvidia0").exists();
     for control in [false, true] {
         let glob = if control { "/dev/nvidiaX[0-9]*" } else { "/dev/nvidia[0-9]*" };

@@ -1,5 +1,6 @@
 //! [`StatReader`]: the idle watchdog's repeated scans of `/proc`.
 
+use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -159,8 +160,9 @@ impl Kept {
     }
 
     /// This scan's sample; `credit`: ticks of the reaped CPU time already
-    /// counted (the last known CPU time of its children that ended).
-    fn sample(&self, credit: u64, clk_tck: f64) -> Sample<'_> {
+    /// counted (the last known CPU time of its children that ended);
+    /// `dead_ns`: what its zombie children used since the previous scan.
+    fn sample(&self, credit: u64, dead_ns: u64, clk_tck: f64) -> Sample<'_> {
         Sample {
             pid: self.pid,
             ppid: self.ppid,
@@ -170,7 +172,7 @@ impl Kept {
             name: self.name(),
             cpu_seconds: self.cpu_ns as f64 / 1e9,
             previous: (self.prev_ns != NONE).then(|| self.prev_ns as f64 / 1e9),
-            reaped_seconds: u64::from(self.reaped_ticks).saturating_sub(credit) as f64 / clk_tck,
+            reaped_seconds: u64::from(self.reaped_ticks).saturating_sub(credit) as f64 / clk_tck + dead_ns as f64 / 1e9,
         }
     }
 
@@ -232,8 +234,9 @@ pub(crate) struct Sample<'a> {
     /// Its own CPU time at the previous scan; 0 for a process started (or
     /// first seen) since then; `None` on the reader's first scan.
     pub previous: Option<f64>,
-    /// CPU time of the children it waited for since the previous scan (a
-    /// loop of steps shorter than the interval shows here).
+    /// CPU time since the previous scan of the children it waited for, and
+    /// of those that died and wait for it (a loop or a batch of steps
+    /// shorter than the interval shows here).
     pub reaped_seconds: f64,
 }
 
@@ -328,23 +331,51 @@ impl StatReader {
         // The processes that ended since the previous scan: the children
         // time of the nearest ancestor still there holds what they had used
         // by then (a child's children time goes up with it when reaped).
-        let ended: Vec<(i32, i32, u64)> =
-            self.kept.iter().filter(|k| !k.seen).map(|k| (k.pid, k.ppid, k.total_ticks(clk_tck))).collect();
-        let mut credits: Vec<(i32, u64)> = Vec::with_capacity(ended.len() + self.replaced.len());
-        for (parent, ticks) in ended.iter().map(|e| (e.1, e.2)).chain(self.replaced.drain(..)) {
-            let mut at = parent;
-            for _ in 0..ended.len() {
-                match ended.iter().find(|e| e.0 == at) {
-                    Some(e) => at = e.1,
-                    None => break,
+        let ended: HashMap<i32, (i32, u64)> =
+            self.kept.iter().filter(|k| !k.seen).map(|k| (k.pid, (k.ppid, k.total_ticks(clk_tck)))).collect();
+        let mut credits: HashMap<i32, u64> = HashMap::new();
+        if !ended.is_empty() || !self.replaced.is_empty() {
+            // Each ended pid's nearest ancestor still there, found once
+            // (a chain of ended processes is walked once, not per member).
+            let mut ancestor: HashMap<i32, i32> = HashMap::new();
+            let mut path = Vec::new();
+            let mut resolve = |pid: i32| -> i32 {
+                let mut at = pid;
+                path.clear();
+                while let Some((parent, _)) = ended.get(&at) {
+                    if let Some(a) = ancestor.get(&at) {
+                        at = *a;
+                        break;
+                    }
+                    if path.len() > ended.len() {
+                        break; // parent ids that loop (stale): stop anywhere
+                    }
+                    path.push(at);
+                    at = *parent;
                 }
+                for p in &path {
+                    ancestor.insert(*p, at);
+                }
+                at
+            };
+            let gone: Vec<(i32, u64)> = ended.values().copied().chain(self.replaced.drain(..)).collect();
+            for (parent, ticks) in gone {
+                *credits.entry(resolve(parent)).or_default() += ticks;
             }
-            credits.push((at, ticks));
         }
-        let credit_of = |pid: i32| credits.iter().filter(|c| c.0 == pid).map(|c| c.1).sum::<u64>();
+        // A zombie's CPU time since the previous scan counts in its parent,
+        // which is yet to reap it (and then gets it credited back): a dead
+        // child is judged with the process that made it, so a batch of
+        // short workers reaped late adds up as when reaped at once.
+        let mut dead: HashMap<i32, u64> = HashMap::new();
+        for k in self.kept.iter().chain(&self.added).filter(|k| k.seen && k.zombie && k.prev_ns != NONE) {
+            let ns = k.cpu_ns.saturating_sub(k.prev_ns) + (f64::from(k.reaped_ticks) / clk_tck * 1e9) as u64;
+            *dead.entry(k.ppid).or_default() += ns;
+        }
         let mut n = 0;
         for k in self.kept.iter().chain(&self.added).filter(|k| k.seen) {
-            f(k.sample(if credits.is_empty() { 0 } else { credit_of(k.pid) }, clk_tck));
+            let credit = credits.get(&k.pid).copied().unwrap_or(0);
+            f(k.sample(credit, dead.get(&k.pid).copied().unwrap_or(0), clk_tck));
             n += 1;
         }
         // Processes that were not seen have ended.
