@@ -282,3 +282,73 @@ fn control_a_child_reaped_by_its_own_parent_does_not_count_again() {
     let err = adopt_run("parent");
     assert_eq!(busy_lines(&err), 1, "{err}");
 }
+
+/// A service that starts a daemon in its own session and exits 0 (the
+/// daemon here is `trainer`, busy by name): the daemon stays the service's
+/// while it runs (its session is not forgotten: a process is left in it),
+/// so it never counts. The job then ends the daemon (labinit reaps it and
+/// forgets the empty session), and starts `setsid trainer`, on the
+/// service's old pid when argv[1] is `reuse` (ns_last_pid), on a fresh one
+/// otherwise: it counts either way. With `escape` the daemon founds a
+/// session of its own (`setsid`): it is the job's and counts at once (the
+/// negative control of "never counts").
+const DAEMON_JOB: &str = r#"
+while [ ! -e "$2/daemon.pid" ]; do sleep 0.05; done
+s=$(cat "$2/svc.pid")
+sleep 1.5
+: > "$2/phase1"
+kill $(cat "$2/daemon.pid")
+sleep 0.5
+[ "$1" = reuse ] && echo $((s - 1)) > /proc/sys/kernel/ns_last_pid
+setsid "$2/trainer" 600 &
+echo "$s $!" > "$2/pids.tmp" && mv "$2/pids.tmp" "$2/pids"
+wait
+"#;
+
+/// (up, "S T" pids of the service and the job's trainer, the daemon's pid, stderr)
+fn daemon_run(how: &str) -> (bool, String, String, String) {
+    let setsid = if how == "escape" { "setsid " } else { "" };
+    let svc = format!(
+        "#!/bin/sh\necho $$ > {{D}}/svc.pid\n{setsid}{{D}}/trainer 600 &\necho $! > {{D}}/daemon.pid.tmp && mv {{D}}/daemon.pid.tmp {{D}}/daemon.pid\nexit 0\n"
+    );
+    let mut run = start(
+        "mkdir -p {D}/root/svc",
+        &format!("sh {{D}}/job.sh {how} {{D}}"),
+        &[("LABKIT_SERVICES_DIR", "/svc"), ("LABKIT_IDLE_TIMEOUT", "3s"), ("LABKIT_IDLE_BUSY", "trainer")],
+        &[("job.sh", DAEMON_JOB), ("root/svc/daemon.sh", &svc)],
+    );
+    wait_file(&run, "pids");
+    let pids = run.read("pids");
+    let daemon = run.read("daemon.pid").trim().to_owned();
+    let up = up_after(&mut run, Duration::from_secs(4));
+    if up {
+        stop(&mut run);
+    } else {
+        run.wait();
+    }
+    (up, pids, daemon, run.stderr())
+}
+
+#[test]
+fn a_services_daemon_stays_the_services_and_its_freed_session_counts_for_the_job() {
+    for how in ["reuse", "fresh"] {
+        let (up, pids, _, err) = daemon_run(how);
+        let (s, t) = pids.trim().split_once(' ').unwrap();
+        assert_eq!(s == t, how == "reuse", "{how}: {pids}");
+        let busy: Vec<&str> = err.lines().filter(|l| l.contains("idle watchdog: busy:")).collect();
+        assert!(err.contains("service daemon: done (exit code 0)"), "{how}: {err}");
+        assert!(up, "{how}: stopped although the job's trainer ({t}) runs:\n{err}");
+        assert!(
+            !busy.is_empty() && busy.iter().all(|l| l.contains(&format!("trainer (pid {t})"))),
+            "{how}: the service's daemon counted, or the job's trainer did not:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn control_a_daemon_that_founds_its_own_session_is_the_jobs() {
+    let (up, _, daemon, err) = daemon_run("escape");
+    let first_busy = err.lines().find(|l| l.contains("idle watchdog: busy:")).unwrap_or_default();
+    assert!(up, "{err}");
+    assert!(first_busy.contains(&format!("trainer (pid {daemon})")), "the escaped daemon did not count:\n{err}");
+}
