@@ -352,3 +352,66 @@ fn control_a_daemon_that_founds_its_own_session_is_the_jobs() {
     assert!(up, "{err}");
     assert!(first_busy.contains(&format!("trainer (pid {daemon})")), "the escaped daemon did not count:\n{err}");
 }
+
+/// An ended service's session emptied by another reaper than labinit: the
+/// service starts X (python3), which forks Y (`trainer`, in the service's
+/// session), founds a session of its own and waits for Y. The service exits
+/// 0 (Y keeps its session), the job ends Y, X reaps it: labinit reaps
+/// nothing, yet the session is forgotten (the supervisor's loop reads the
+/// table after each wakeup while such a session is known, every check at
+/// least), and a job `setsid trainer` on that pid (ns_last_pid) counts.
+/// Holds. Control (`exit`): X exits once Y is reaped and labinit reaps it.
+const REAPER_SVC: &str = r#"#!/bin/sh
+echo $$ > {D}/svc.pid
+python3 -c '
+import os, sys, time
+y = os.fork()
+if y == 0:
+    os.execv("{D}/trainer", ["trainer", "600"])
+os.setsid()
+with open("{D}/daemon.pid.tmp", "w") as f:
+    f.write(str(y))
+os.rename("{D}/daemon.pid.tmp", "{D}/daemon.pid")
+os.waitpid(y, 0)
+if os.path.exists("{D}/exit"):
+    sys.exit(0)
+time.sleep(600)
+' &
+exit 0
+"#;
+
+fn reaper_run(exit: bool) -> (bool, String, String) {
+    let prelude = if exit { "mkdir -p {D}/root/svc && touch {D}/exit" } else { "mkdir -p {D}/root/svc" };
+    let mut run = start(
+        prelude,
+        "sh {D}/job.sh reuse {D}",
+        &[("LABKIT_SERVICES_DIR", "/svc"), ("LABKIT_IDLE_TIMEOUT", "3s"), ("LABKIT_IDLE_BUSY", "trainer")],
+        &[("job.sh", DAEMON_JOB), ("root/svc/reaper.sh", REAPER_SVC)],
+    );
+    wait_file(&run, "pids");
+    let pids = run.read("pids");
+    let up = up_after(&mut run, Duration::from_secs(4));
+    if up {
+        stop(&mut run);
+    } else {
+        run.wait();
+    }
+    (up, pids, run.stderr())
+}
+
+#[test]
+fn a_services_session_emptied_by_another_reaper_is_forgotten() {
+    let (up, pids, err) = reaper_run(false);
+    let (s, t) = pids.trim().split_once(' ').unwrap();
+    assert_eq!(s, t, "the job's trainer took the service's pid: {pids}");
+    assert!(up, "stopped although the job's trainer ({t}) runs in a session of its own:\n{err}");
+}
+
+#[test]
+fn control_a_services_session_emptied_while_labinit_reaps_is_forgotten() {
+    let (up, pids, err) = reaper_run(true);
+    let (s, t) = pids.trim().split_once(' ').unwrap();
+    assert_eq!(s, t, "the job's trainer took the service's pid: {pids}");
+    assert!(up, "stopped although the job's trainer ({t}) runs:\n{err}");
+    assert!(err.contains(&format!("idle watchdog: busy: trainer (pid {t})")), "{err}");
+}
