@@ -415,3 +415,58 @@ fn control_a_services_session_emptied_while_labinit_reaps_is_forgotten() {
     assert!(up, "stopped although the job's trainer ({t}) runs:\n{err}");
     assert!(err.contains(&format!("idle watchdog: busy: trainer (pid {t})")), "{err}");
 }
+
+/// A long-running child reaped long after it ended: X computes for 2 s
+/// (counted as it runs: busy), exits, and is a zombie for 2 s (four checks)
+/// before its parent reaps it. The parent's `cutime` then grows by X's 2 s,
+/// all counted already: nothing is busy again. Holds (the zombie is still
+/// followed, so its whole time is credited to the parent). Control
+/// (`burn`): the parent computes 0.5 s right after reaping, and that second
+/// busy period is seen.
+const LATE_REAP_DRIVER: &str = r#"
+import os, signal, sys, time
+d = os.path.dirname(os.path.abspath(__file__))
+def burn(s):
+    end = time.process_time() + s
+    while time.process_time() < end:
+        pass
+x = os.fork()
+if x == 0:
+    burn(2.0)
+    os._exit(0)
+os.waitid(os.P_PID, x, os.WEXITED | os.WNOWAIT)
+time.sleep(2.0)
+os.waitpid(x, 0)
+if sys.argv[1] == "burn":
+    burn(0.5)
+open(d + "/reaped", "w").close()
+while True:
+    signal.pause()
+"#;
+
+fn late_reap_busy_lines(how: &str) -> String {
+    let job = format!("{} {{D}}/late.py {how}", python());
+    let mut run = start(
+        "true",
+        &job,
+        &[("LABKIT_IDLE_TIMEOUT", "8s"), ("LABKIT_IDLE_BUSY", "")],
+        &[("late.py", LATE_REAP_DRIVER)],
+    );
+    wait_file(&run, "reaped");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(run.running(), "{}", run.stderr());
+    stop(&mut run);
+    run.stderr()
+}
+
+#[test]
+fn a_long_child_reaped_long_after_it_ended_does_not_count_again() {
+    let err = late_reap_busy_lines("none");
+    assert_eq!(busy_lines(&err), 1, "X's 2 s counted again at its reaping:\n{err}");
+}
+
+#[test]
+fn control_the_parents_own_cpu_after_the_reaping_counts() {
+    let err = late_reap_busy_lines("burn");
+    assert_eq!(busy_lines(&err), 2, "{err}");
+}
