@@ -174,7 +174,6 @@ fn control_workers_reaped_as_they_end_keep_it_busy() {
 /// is counted nowhere: the batches (half a core) are stopped as idle.
 /// Reproduction: BATCH_DRIVER `late`. The right value: busy, as `prompt`.
 #[test]
-#[ignore = "bug: a child that is a zombie at a check has its CPU since the previous check skipped, then credited as counted at its reaping (false idle)"]
 fn workers_reaped_a_check_after_they_end_keep_it_busy() {
     let (up, err) = batch_run("late");
     assert!(up, "stopped although batches of workers use half a core:\n{err}");
@@ -184,7 +183,7 @@ fn workers_reaped_a_check_after_they_end_keep_it_busy() {
 /// labinit, whose own sample is left out (`excluded_pids`): the CPU of
 /// orphans that live between two checks is counted nowhere.
 #[test]
-#[ignore = "bug: orphans that live between two checks are reaped by labinit, whose reaped CPU is left out (false idle)"]
+#[ignore = "known limitation (README): orphans that live between two checks are reaped by labinit, whose reaped CPU is left out (false idle)"]
 fn orphaned_workers_keep_it_busy() {
     let (up, err) = batch_run("orphan");
     assert!(up, "stopped although batches of orphaned workers use half a core:\n{err}");
@@ -193,7 +192,7 @@ fn orphaned_workers_keep_it_busy() {
 /// With SIGCHLD ignored the kernel reaps the workers itself and their CPU
 /// is never added to the parent's `cutime`: counted nowhere.
 #[test]
-#[ignore = "bug: children of a process that ignores SIGCHLD are reaped by the kernel; their CPU shows nowhere (false idle)"]
+#[ignore = "known limitation (README): children of a process that ignores SIGCHLD are reaped by the kernel; their CPU shows nowhere (false idle)"]
 fn workers_of_a_parent_that_ignores_sigchld_keep_it_busy() {
     let (up, err) = batch_run("ignore");
     assert!(up, "stopped although batches of workers use half a core:\n{err}");
@@ -271,7 +270,7 @@ fn busy_lines(err: &str) -> usize {
 }
 
 #[test]
-#[ignore = "bug: a child adopted by a subreaper is credited to its dead parent's pid; its whole CPU time counts again in the subreaper when reaped (false busy)"]
+#[ignore = "known limitation (README), one check: a child adopted by a subreaper is credited to its dead parent's pid; its whole CPU time counts again in the subreaper when reaped (false busy)"]
 fn a_child_adopted_by_a_subreaper_does_not_count_again_when_reaped() {
     let err = adopt_run("adopted");
     assert_eq!(busy_lines(&err), 1, "X's 2 s counted again when its adoptive parent reaped it:\n{err}");
@@ -525,7 +524,7 @@ fn duty_run(how: &str) -> (String, String) {
 }
 
 #[test]
-#[ignore = "bug: a process first listed several checks after its start (clone3 set_tid) counts the CPU of all those checks in one (false busy)"]
+#[ignore = "known limitation (README), one check: a process first listed several checks after its start (clone3 set_tid) counts the CPU of all those checks in one (false busy)"]
 fn a_process_listed_late_counts_only_one_checks_cpu() {
     let (pid, err) = duty_run("set_tid");
     assert_eq!(pid, "500");

@@ -314,7 +314,6 @@ fn a_reaped_child_counts_only_its_cpu_since_the_previous_scan() {
 /// (a linear credit takes milliseconds). Control: the same 6000 with no
 /// parent links between them (each a child of pid 1).
 #[test]
-#[ignore = "bug: crediting a chain of n ended processes is O(n³): 6000 take minutes in PID 1"]
 fn a_long_chain_of_ended_processes_is_credited_in_time() {
     assert!(ended_chain_scan(6000, true) < std::time::Duration::from_secs(10));
 }
