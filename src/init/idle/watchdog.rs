@@ -288,8 +288,9 @@ impl Watchdog {
 
 /// [`Busy::Unseen`] when a scan could not read `proc_root` or saw no
 /// process at all (labinit itself is always one in its own namespace).
-fn blind(proc_root: &Path, scan: Option<procfs::Seen>) -> Option<Busy> {
-    scan.is_none_or(|s| s.processes == 0).then(|| Busy::Unseen { proc_root: proc_root.display().to_string() })
+/// `processes`: what the scan passed on, `None` when it failed.
+fn blind(proc_root: &Path, processes: Option<usize>) -> Option<Busy> {
+    processes.is_none_or(|n| n == 0).then(|| Busy::Unseen { proc_root: proc_root.display().to_string() })
 }
 
 #[cfg(test)]

@@ -10,5 +10,5 @@
 mod scan;
 mod stat;
 
-pub(crate) use scan::{Seen, StatReader};
+pub(crate) use scan::StatReader;
 pub(crate) use stat::{parse_stat, processes, try_processes, ProcStat};

@@ -67,7 +67,7 @@ pub(crate) struct StatReader {
 
 /// List `/proc` on every this many scans even when no pid was handed out
 /// (10 s checks: every 80 s; the watchdog's timeout is minutes).
-pub(crate) const RELIST: u32 = 8;
+const RELIST: u32 = 8;
 
 struct Root {
     path: std::path::PathBuf,
@@ -253,15 +253,6 @@ impl Sample<'_> {
     }
 }
 
-/// What one scan saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Seen {
-    /// Processes passed to the callback.
-    pub processes: usize,
-    /// Whether `/proc` was listed (not only the followed processes asked).
-    pub listed: bool,
-}
-
 impl Default for StatReader {
     fn default() -> Self {
         Self::new()
@@ -278,7 +269,7 @@ fn process_clock(pid: i32) -> libc::clockid_t {
 
 /// CPU time (ns) of every thread of `pid`, live and ended, so far; `None`
 /// once the process is gone (EINVAL) or the clock cannot be read.
-pub(crate) fn process_cpu_ns(pid: i32) -> Option<u64> {
+fn process_cpu_ns(pid: i32) -> Option<u64> {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: a valid timespec pointer; an unknown clock is an error return.
     let r = unsafe { libc::clock_gettime(process_clock(pid), &mut ts) };
@@ -314,8 +305,9 @@ impl StatReader {
     }
 
     /// Call `f` with every process under `proc_root` and its CPU use. With
-    /// `full`, `/proc` is listed whatever the last pid says. `None` when
-    /// `proc_root` cannot be opened or listed.
+    /// `full`, `/proc` is listed whatever the last pid says. Returns how
+    /// many processes were passed to `f`; `None` when `proc_root` cannot be
+    /// opened or listed.
     ///
     /// A parent's children time grows by the whole CPU time of a child it
     /// reaps; what the child had used by the previous scan was counted then,
@@ -326,8 +318,8 @@ impl StatReader {
         clk_tck: f64,
         full: bool,
         mut f: impl FnMut(Sample),
-    ) -> Option<Seen> {
-        let listed = self.update(proc_root, clk_tck, full)?;
+    ) -> Option<usize> {
+        self.update(proc_root, clk_tck, full)?;
         // The processes that ended since the previous scan: the children
         // time of the nearest ancestor still there holds what they had used
         // by then (a child's children time goes up with it when reaped).
@@ -388,13 +380,13 @@ impl StatReader {
             self.kept.sort_unstable_by_key(|k| k.pid);
             self.added.shrink_to(16);
         }
-        Some(Seen { processes: n, listed })
+        Some(n)
     }
 
     /// Bring the followed processes up to date (each seen one marked, with
     /// what it used since the previous scan); new ones go to `added`.
-    /// Returns whether `/proc` was listed; `None` when it cannot be read.
-    fn update(&mut self, proc_root: &Path, clk_tck: f64, full: bool) -> Option<bool> {
+    /// `None` when `/proc` cannot be read.
+    fn update(&mut self, proc_root: &Path, clk_tck: f64, full: bool) -> Option<()> {
         let root = self.open_root(proc_root)?;
         let dirfd = root.dir.as_raw_fd();
         let by_clock = root.loadavg.is_some();
@@ -430,7 +422,7 @@ impl StatReader {
                     Found::Gone => {}
                 }
             }
-            return Some(false);
+            return Some(());
         }
         let rd = std::fs::read_dir(proc_root).ok()?;
         for e in rd.flatten() {
@@ -477,7 +469,7 @@ impl StatReader {
                 }
             }
         }
-        Some(true)
+        Some(())
     }
 }
 
