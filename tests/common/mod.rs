@@ -134,6 +134,7 @@ pub fn today() -> u64 {
 
 pub mod debian;
 pub mod ns;
+pub mod watchdog;
 
 /// Copy an executable that a test will then run. A plain `fs::copy` keeps a
 /// writable fd open in this process for a moment; a fork by another test
